@@ -1,0 +1,88 @@
+"""Settings: one frozen object, and the only module that reads environment variables.
+
+Every process (gateway, processor, sink, simulator, demo) takes a ``Settings`` and passes
+the parts it needs down; nothing else looks at ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ENV_PREFIX = "JUSTWALK_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration shared by all processes. Env var = JUSTWALK_<FIELD NAME>."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_chunks: str = "imu.chunks"
+    topic_steps: str = "gait.steps"
+    topic_windows: str = "gait.windows"
+    topic_rejects: str = "imu.rejected"
+    topic_partitions: int = 8
+    # Consumer-group timings; the defaults of Kafka clients make joins slow on a small broker.
+    kafka_session_timeout_s: float = 10.0
+    kafka_heartbeat_interval_s: float = 1.0
+    kafka_rebalance_timeout_s: float = 5.0
+
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_db: str = "justwalk"
+    influx_username: str = ""
+    influx_password: str = ""
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    device_registry: Path = Path("deploy/local/devices.json")
+    # Chunks timestamped further ahead of the gateway's clock than this are rejected.
+    max_clock_skew_s: float = 300.0
+    # Store-and-forward uploads may carry data up to this old.
+    max_upload_age_s: float = 30 * 86400.0
+    max_upload_bytes: int = 64 * 1024 * 1024
+
+    processor_group: str = "justwalk-processor"
+    processor_data_dir: Path = Path("run/processor")
+    cadence_window_s: float = 5.0
+
+    sink_group: str = "justwalk-sink"
+    sink_batch_points: int = 5000
+    sink_flush_interval_s: float = 0.5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from JUSTWALK_* variables, then apply keyword overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.type, raw, f.name)
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> Settings:
+        """Return a copy with some fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """Environment variables that reproduce these settings in a child process."""
+        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _parse(type_name: object, raw: str, name: str) -> object:
+    type_str = str(type_name)
+    try:
+        if type_str == "int":
+            return int(raw)
+        if type_str == "float":
+            return float(raw)
+        if type_str == "Path":
+            return Path(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {type_str}") from None
+    return raw

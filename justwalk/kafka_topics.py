@@ -1,0 +1,48 @@
+"""Create the project's Kafka topics with the configured partition counts (idempotent)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from justwalk.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def topic_names(settings: Settings) -> list[str]:
+    """Every topic the pipeline uses."""
+    return [
+        settings.topic_chunks,
+        settings.topic_steps,
+        settings.topic_windows,
+        settings.topic_rejects,
+    ]
+
+
+async def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> None:
+    """Create missing topics; the chunk topic and outputs share one partition count."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [t for t in topic_names(settings) if t not in existing]
+            if missing:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=1)
+                     for t in missing]
+                )
+                log.info("created topics %s", missing)
+            return
+        except KafkaError as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("Kafka not ready (%r); retrying", exc)
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()

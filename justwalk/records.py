@@ -1,0 +1,96 @@
+"""Output records of the stream processors: the contract of the gait.* Kafka topics.
+
+Records are small JSON objects (one per step, one per window). Each carries the identity
+tags (clinic, patient, device, session) and an event time taken from the device clock,
+so writing the same record twice produces the same InfluxDB point (idempotent replay).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Self
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who and what a record belongs to. Ids are pseudonymous."""
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One detected step (an initial contact of a foot), at device time ``t_us``."""
+
+    KIND: ClassVar[str] = "step"
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+    t_us: int
+    step_index: int
+    step_time_s: float | None
+    """Time since the previous step of the same walking stretch; None for the first one."""
+
+    def to_json(self) -> bytes:
+        """Serialise for Kafka."""
+        return _dump(self.KIND, asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Inverse of ``to_json`` after json parsing."""
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True, slots=True)
+class GaitWindowRecord:
+    """Gait metrics over one event-time window [window_start_us, + window_s)."""
+
+    KIND: ClassVar[str] = "gait_window"
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+    window_start_us: int
+    window_s: float
+    n_steps: int
+    walking: bool
+    cadence_spm: float | None
+    """Steps per minute while walking in this window; None when the patient was not walking."""
+    mean_step_time_s: float | None
+
+    def to_json(self) -> bytes:
+        """Serialise for Kafka."""
+        return _dump(self.KIND, asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Inverse of ``to_json`` after json parsing."""
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+Record = StepRecord | GaitWindowRecord
+_KINDS: dict[str, type[StepRecord] | type[GaitWindowRecord]] = {
+    StepRecord.KIND: StepRecord,
+    GaitWindowRecord.KIND: GaitWindowRecord,
+}
+
+
+def _dump(kind: str, body: dict[str, Any]) -> bytes:
+    return json.dumps({"kind": kind, **body}, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode_record(data: bytes) -> Record:
+    """Parse a record from a gait.* topic. Raises ValueError on anything unexpected."""
+    try:
+        d = json.loads(data)
+        cls = _KINDS[d["kind"]]
+        return cls.from_dict(d)
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a gait record: {exc!r}") from exc

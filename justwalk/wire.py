@@ -1,0 +1,272 @@
+"""Wire format of IMU data: one binary message carries one chunk of consecutive samples.
+
+This module is the single definition of the format; the gateway, the simulator, the
+stream processors and the tests all import it.
+
+Layout (little-endian, version 1)::
+
+    offset size  field
+    0      2     magic            b"JW"
+    2      1     version          1
+    3      1     placement        Placement code (1 = lower back, ...)
+    4      2     flags            reserved, 0
+    6      2     n_samples        1 .. MAX_SAMPLES
+    8      4     sample_rate_hz   float32
+    12     4     sequence         uint32, strictly increasing within (device, session)
+    16     8     t0_us            int64, device-clock time of the first sample, microseconds
+                                  since the Unix epoch (UTC)
+    24     1     len(patient_id)  then len(device_id), len(session_id), len(clinic_id)
+    28     ...   the four ids, UTF-8, in that order
+    ...    24*n  samples: n rows of float32 (acc_x, acc_y, acc_z, gyr_x, gyr_y, gyr_z)
+
+Units are SI: acceleration in m/s^2 (specific force, so a sensor at rest reads +9.81 m/s^2
+on the axis pointing up) and angular rate in rad/s.
+
+Axis convention (sensor frame for the lower back, the one Mobilise-D uses): x points up
+(inferior to superior), y points to the patient's right (medio-lateral), z points forward
+(posterior to anterior). The frame is right-handed; angular rates are positive by the
+right-hand rule about each axis. Other placements keep the same x/y/z meaning relative to
+the body segment when it is upright.
+
+``clinic_id`` is stamped by the gateway from its device registry; whatever a device sends
+there is overwritten. Patients appear only as pseudonymous ids.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+MAGIC = b"JW"
+VERSION = 1
+N_CHANNELS = 6
+CHANNELS = ("acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z")
+MAX_SAMPLES = 1024
+MAX_ID_BYTES = 64
+_HEADER = struct.Struct("<2sBBHHfIqBBBB")
+HEADER_BYTES = _HEADER.size
+MAX_MESSAGE_BYTES = HEADER_BYTES + 4 * MAX_ID_BYTES + MAX_SAMPLES * N_CHANNELS * 4
+_SAMPLE_DTYPE = np.dtype("<f4")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class Placement(enum.IntEnum):
+    """Where the sensor is worn."""
+
+    LOWER_BACK = 1
+    LEFT_FOOT = 2
+    RIGHT_FOOT = 3
+    LEFT_WRIST = 4
+    RIGHT_WRIST = 5
+    WAIST = 6
+
+
+class ChunkError(ValueError):
+    """A chunk that cannot be accepted; ``code`` is machine-readable, the message says why."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ImuChunk:
+    """Consecutive samples from one device.
+
+    ``samples`` has shape (n_samples, 6): acc x/y/z in m/s^2, then gyr x/y/z in rad/s.
+    """
+
+    patient_id: str
+    device_id: str
+    session_id: str
+    sequence: int
+    t0_us: int
+    sample_rate_hz: float
+    placement: Placement
+    samples: npt.NDArray[np.float32]
+    clinic_id: str = ""
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples in the chunk."""
+        return int(self.samples.shape[0])
+
+    @property
+    def duration_us(self) -> int:
+        """Time covered by the chunk: n samples at the sample rate."""
+        return round(self.n_samples * 1e6 / self.sample_rate_hz)
+
+    @property
+    def end_us(self) -> int:
+        """Device time just after the last sample (the next chunk's t0 when none is lost)."""
+        return self.t0_us + self.duration_us
+
+    @property
+    def acc_mps2(self) -> npt.NDArray[np.float32]:
+        """Acceleration, shape (n, 3), m/s^2."""
+        return self.samples[:, 0:3]
+
+    @property
+    def gyr_radps(self) -> npt.NDArray[np.float32]:
+        """Angular rate, shape (n, 3), rad/s."""
+        return self.samples[:, 3:6]
+
+    def with_clinic(self, clinic_id: str) -> ImuChunk:
+        """Return a copy stamped with ``clinic_id`` (done by the gateway)."""
+        return ImuChunk(
+            patient_id=self.patient_id,
+            device_id=self.device_id,
+            session_id=self.session_id,
+            sequence=self.sequence,
+            t0_us=self.t0_us,
+            sample_rate_hz=self.sample_rate_hz,
+            placement=self.placement,
+            samples=self.samples,
+            clinic_id=clinic_id,
+        )
+
+
+def _check_id(name: str, value: str, *, allow_empty: bool = False) -> bytes:
+    if allow_empty and value == "":
+        return b""
+    if not ID_PATTERN.match(value):
+        raise ChunkError(
+            "bad_id",
+            f"{name} {value!r} must be 1-64 characters of letters, digits, '_', '.', ':' or '-'",
+        )
+    return value.encode("ascii")
+
+
+def encode_chunk(chunk: ImuChunk) -> bytes:
+    """Serialise a chunk. Raises ChunkError if it cannot be represented."""
+    samples = np.ascontiguousarray(chunk.samples, dtype=_SAMPLE_DTYPE)
+    if samples.ndim != 2 or samples.shape[1] != N_CHANNELS:
+        raise ChunkError("bad_shape", f"samples must have shape (n, 6), got {samples.shape}")
+    n = samples.shape[0]
+    if not 1 <= n <= MAX_SAMPLES:
+        raise ChunkError("bad_sample_count", f"{n} samples; allowed 1..{MAX_SAMPLES}")
+    ids = [
+        _check_id("patient_id", chunk.patient_id),
+        _check_id("device_id", chunk.device_id),
+        _check_id("session_id", chunk.session_id),
+        _check_id("clinic_id", chunk.clinic_id, allow_empty=True),
+    ]
+    header = _HEADER.pack(
+        MAGIC,
+        VERSION,
+        int(chunk.placement),
+        0,
+        n,
+        chunk.sample_rate_hz,
+        chunk.sequence,
+        chunk.t0_us,
+        *(len(i) for i in ids),
+    )
+    return b"".join([header, *ids, samples.tobytes()])
+
+
+def decode_chunk(data: bytes) -> ImuChunk:
+    """Parse one message. Raises ChunkError naming the first problem found.
+
+    Only the structure is checked here (magic, version, lengths, ids, finite numbers);
+    physical plausibility and ordering are the gateway's job (``ingest.validation``).
+    """
+    if len(data) < HEADER_BYTES:
+        raise ChunkError(
+            "truncated", f"message has {len(data)} bytes, the header alone needs {HEADER_BYTES}"
+        )
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ChunkError(
+            "too_large", f"message has {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}"
+        )
+    (magic, version, placement, _flags, n, fs, seq, t0_us, lp, ld, ls, lc) = _HEADER.unpack_from(
+        data
+    )
+    if magic != MAGIC:
+        raise ChunkError("bad_magic", f"message starts with {magic!r}, expected {MAGIC!r}")
+    if version != VERSION:
+        raise ChunkError("unsupported_version", f"wire version {version}; supported: {VERSION}")
+    try:
+        placement_enum = Placement(placement)
+    except ValueError:
+        raise ChunkError("bad_placement", f"unknown placement code {placement}") from None
+    if not 1 <= n <= MAX_SAMPLES:
+        raise ChunkError("bad_sample_count", f"header says {n} samples; allowed 1..{MAX_SAMPLES}")
+    id_end = HEADER_BYTES + lp + ld + ls + lc
+    expected = id_end + n * N_CHANNELS * 4
+    if len(data) != expected:
+        kind = "truncated" if len(data) < expected else "sample_count_mismatch"
+        raise ChunkError(
+            kind,
+            f"header says {n} samples ({expected} bytes in all) but the message has "
+            f"{len(data)} bytes",
+        )
+    try:
+        raw_ids = []
+        offset = HEADER_BYTES
+        for length in (lp, ld, ls, lc):
+            raw_ids.append(data[offset : offset + length].decode("ascii"))
+            offset += length
+    except UnicodeDecodeError:
+        raise ChunkError("bad_id", "ids must be ASCII") from None
+    patient_id, device_id, session_id, clinic_id = raw_ids
+    for name, value in (("patient_id", patient_id), ("device_id", device_id),
+                        ("session_id", session_id)):
+        _check_id(name, value)
+    _check_id("clinic_id", clinic_id, allow_empty=True)
+    if not np.isfinite(fs) or fs <= 0:
+        raise ChunkError("bad_sample_rate", f"sample rate {fs} Hz is not a positive number")
+    samples = np.frombuffer(data, dtype=_SAMPLE_DTYPE, count=n * N_CHANNELS, offset=id_end)
+    samples = samples.reshape(n, N_CHANNELS)
+    if not np.isfinite(samples).all():
+        bad = np.argwhere(~np.isfinite(samples))[0]
+        raise ChunkError(
+            "non_finite",
+            f"sample {bad[0]} channel {CHANNELS[bad[1]]} is {samples[bad[0], bad[1]]}",
+        )
+    return ImuChunk(
+        patient_id=patient_id,
+        device_id=device_id,
+        session_id=session_id,
+        sequence=int(seq),
+        t0_us=int(t0_us),
+        sample_rate_hz=float(fs),
+        placement=placement_enum,
+        samples=samples,
+        clinic_id=clinic_id,
+    )
+
+
+def frame_upload(messages: list[bytes]) -> bytes:
+    """Concatenate encoded chunks for one HTTP upload: each is preceded by its uint32 length."""
+    return b"".join(struct.pack("<I", len(m)) + m for m in messages)
+
+
+def split_upload(body: bytes) -> list[bytes]:
+    """Split an upload body made by ``frame_upload``. Raises ChunkError on a broken frame."""
+    out: list[bytes] = []
+    offset = 0
+    while offset < len(body):
+        if offset + 4 > len(body):
+            raise ChunkError("truncated", f"upload ends inside a length prefix at byte {offset}")
+        (length,) = struct.unpack_from("<I", body, offset)
+        offset += 4
+        if length > MAX_MESSAGE_BYTES:
+            raise ChunkError(
+                "too_large",
+                f"upload frame {len(out)} claims {length} bytes; the limit is {MAX_MESSAGE_BYTES}",
+            )
+        if offset + length > len(body):
+            raise ChunkError(
+                "truncated",
+                f"upload frame {len(out)} claims {length} bytes, only {len(body) - offset} remain",
+            )
+        out.append(body[offset : offset + length])
+        offset += length
+    return out
