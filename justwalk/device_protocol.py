@@ -28,6 +28,9 @@ body over the size limit.
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 STREAM_PATH = "/v1/stream"
@@ -53,3 +56,37 @@ def ack_message(sequence: int, *, duplicate: bool = False) -> str:
 def error_message(sequence: int | None, code: str, reason: str) -> str:
     """The gateway's answer to a rejected chunk."""
     return json.dumps({"type": "error", "sequence": sequence, "code": code, "reason": reason})
+
+
+# --- Device credentials: what a device (or the simulator) holds --------------------------
+#
+# JSON file: {"devices": [{"device_id": "...", "patient_id": "...", "clinic_id": "...",
+#                          "token": "..."}]}
+# The gateway's registry (ingest.registry) stores only a SHA-256 of each token; this file
+# holds the plain tokens and is written with mode 0600.
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCredential:
+    """The identity and secret token of one device."""
+
+    device_id: str
+    patient_id: str
+    clinic_id: str
+    token: str
+
+
+def load_credentials(path: Path) -> list[DeviceCredential]:
+    """Read a credentials file."""
+    data = json.loads(Path(path).read_text())
+    return [DeviceCredential(**d) for d in data["devices"]]
+
+
+def save_credentials(path: Path, credentials: list[DeviceCredential]) -> None:
+    """Write a credentials file readable only by its owner."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"devices": [asdict(c) for c in credentials]}, indent=2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(body)
