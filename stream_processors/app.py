@@ -1,0 +1,136 @@
+"""The Faust stream processor: IMU chunks in, steps and cadence windows out.
+
+    imu.chunks (key = patient id)  ->  [gait agent]  ->  gait.steps, gait.windows
+                                         |
+                                         +-- table "gait-state": one GaitStreamState per
+                                             (patient, device, session), changelogged to
+                                             Kafka so a restarted worker resumes from it
+
+The app is built by ``create_app(settings)``; nothing is created at import time. Event
+time comes from the chunks (device clock); no window here ever closes on the wall clock.
+Chunks of one patient are on one partition (keyed by patient id), hence processed in
+order by one worker; several workers share the partitions of a consumer group.
+
+Delivery is at least once: Faust commits a chunk's offset after the agent has handled it,
+and the outputs are idempotent (event-time timestamps), so a redelivered chunk is either
+skipped (its sequence number is not new for the session's state) or recomputed to the
+same records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import faust
+
+from justwalk.config import Settings
+from justwalk.wire import ChunkError, decode_chunk
+from stream_processors.session import SessionProcessor, state_key
+
+log = logging.getLogger(__name__)
+
+TABLE_NAME = "gait-state"
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    """Faust broker URLs from a Kafka bootstrap list ("host:port,host:port")."""
+    return [f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()]
+
+
+def _reject(code: str, reason: str, **where: Any) -> bytes:
+    body = {
+        "received_at_us": time.time_ns() // 1000,
+        "source": "processor",
+        "code": code,
+        "reason": reason,
+        **where,
+    }
+    return json.dumps(body).encode()
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the Faust app for these settings."""
+    app = faust.App(
+        settings.processor_group,
+        broker=broker_urls(settings.kafka_bootstrap),
+        store="memory://",
+        datadir=str(settings.processor_data_dir),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval_s,
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+        stream_wait_empty=False,
+    )
+    chunks = app.topic(settings.topic_chunks, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+    steps_topic = app.topic(settings.topic_steps, key_serializer="raw", value_serializer="raw")
+    windows_topic = app.topic(settings.topic_windows, key_serializer="raw",
+                              value_serializer="raw")
+    rejects_topic = app.topic(settings.topic_rejects, key_serializer="raw",
+                              value_serializer="raw")
+    table = app.Table(TABLE_NAME, key_type=str, value_type=str, default=None,
+                      partitions=settings.topic_partitions)
+    processor = SessionProcessor(window_s=settings.cadence_window_s)
+
+    async def gait_agent(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+            try:
+                chunk = decode_chunk(event.value)
+            except ChunkError as exc:
+                log.warning("rejected chunk at %s: %s", where, exc)
+                await rejects_topic.send(key=event.key, value=_reject(exc.code, exc.reason,
+                                                                      **where))
+                continue
+            key = state_key(chunk)
+            try:
+                saved = table.get(key)
+                state = processor.new_state() if saved is None else processor.load_state(
+                    saved.encode())
+                result = processor.process(state, chunk)
+                if result.duplicate:
+                    continue
+                patient_key = chunk.patient_id.encode()
+                for step in result.steps:
+                    await steps_topic.send(key=patient_key, value=step.to_json())
+                for window in result.windows:
+                    await windows_topic.send(key=patient_key, value=window.to_json())
+                table[key] = processor.dump_state(state).decode()
+            except Exception as exc:
+                # A chunk that breaks the maths must not stop the other patients; the
+                # session's stored state is left as it was before this chunk.
+                log.exception("processing failed for patient %s session %s seq %d",
+                              chunk.patient_id, chunk.session_id, chunk.sequence)
+                await rejects_topic.send(
+                    key=event.key,
+                    value=_reject("processing_error", repr(exc), patient_id=chunk.patient_id,
+                                  session_id=chunk.session_id, sequence=chunk.sequence,
+                                  **where),
+                )
+
+    app.agent(chunks, name="gait")(gait_agent)
+    return app
+
+
+def run_processor(settings: Settings, *, loglevel: str = "info") -> int:
+    """Run one processor worker until SIGTERM/SIGINT (``justwalk processor``)."""
+    import asyncio
+
+    from faust.worker import Worker
+
+    from justwalk.kafka_topics import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    settings.processor_data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0
