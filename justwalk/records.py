@@ -8,18 +8,8 @@ so writing the same record twice produces the same InfluxDB point (idempotent re
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Self
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who and what a record belongs to. Ids are pseudonymous."""
-
-    clinic_id: str
-    patient_id: str
-    device_id: str
-    session_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +34,7 @@ class StepRecord:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:
         """Inverse of ``to_json`` after json parsing."""
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +62,7 @@ class GaitWindowRecord:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:
         """Inverse of ``to_json`` after json parsing."""
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
 
 
 Record = StepRecord | GaitWindowRecord

@@ -1,0 +1,107 @@
+"""The IMU chunk wire format: round trip and every structural fault named."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from justwalk.wire import (
+    HEADER_BYTES,
+    MAX_SAMPLES,
+    ChunkError,
+    ImuChunk,
+    Placement,
+    decode_chunk,
+    encode_chunk,
+    frame_upload,
+    split_upload,
+)
+
+
+def make(n: int = 50, **kw) -> ImuChunk:
+    rng = np.random.default_rng(0)
+    args = dict(patient_id="pt-001", device_id="dev-001", session_id="2026-11-24T08:00",
+                sequence=7, t0_us=1_795_000_000_123_456, sample_rate_hz=100.0,
+                placement=Placement.LOWER_BACK,
+                samples=rng.normal(0, 3, (n, 6)).astype(np.float32), clinic_id="")
+    args.update(kw)
+    return ImuChunk(**args)
+
+
+def test_round_trip_is_exact():
+    c = make(clinic_id="clinic-a")
+    d = decode_chunk(encode_chunk(c))
+    assert (d.patient_id, d.device_id, d.session_id, d.clinic_id) == (
+        "pt-001", "dev-001", "2026-11-24T08:00", "clinic-a")
+    assert (d.sequence, d.t0_us, d.sample_rate_hz, d.placement) == (
+        7, 1_795_000_000_123_456, 100.0, Placement.LOWER_BACK)
+    np.testing.assert_array_equal(d.samples, c.samples)
+    assert d.end_us - d.t0_us == 500_000
+    assert d.acc_mps2.shape == (50, 3) and d.gyr_radps.shape == (50, 3)
+
+
+def test_compact_size():
+    # 0.5 s at 100 Hz: 50 samples x 6 channels x 4 bytes plus a small header
+    size = len(encode_chunk(make(50)))
+    assert size == HEADER_BYTES + len("pt-001dev-0012026-11-24T08:00") + 50 * 24
+
+
+def test_truncated_message_is_named():
+    data = encode_chunk(make())
+    with pytest.raises(ChunkError) as e:
+        decode_chunk(data[:-10])
+    assert e.value.code == "truncated" and "50 samples" in e.value.reason
+    with pytest.raises(ChunkError) as e:
+        decode_chunk(data[:10])
+    assert e.value.code == "truncated"
+
+
+def test_wrong_sample_count_is_named():
+    data = bytearray(encode_chunk(make(50)))
+    struct.pack_into("<H", data, 6, 40)  # header claims 40 samples, payload has 50
+    with pytest.raises(ChunkError) as e:
+        decode_chunk(bytes(data))
+    assert e.value.code == "sample_count_mismatch"
+    assert "40 samples" in e.value.reason
+
+
+def test_nan_and_inf_are_named_with_sample_and_channel():
+    c = make()
+    c.samples[12, 4] = np.nan
+    with pytest.raises(ChunkError) as e:
+        decode_chunk(encode_chunk(c))
+    assert e.value.code == "non_finite" and "sample 12" in e.value.reason
+    assert "gyr_y" in e.value.reason
+
+
+@pytest.mark.parametrize(
+    ("offset", "fmt", "value", "code"),
+    [(0, "<2s", b"XX", "bad_magic"), (2, "<B", 9, "unsupported_version"),
+     (3, "<B", 77, "bad_placement"), (6, "<H", 0, "bad_sample_count"),
+     (8, "<f", -100.0, "bad_sample_rate")],
+)
+def test_header_faults(offset, fmt, value, code):
+    data = bytearray(encode_chunk(make()))
+    struct.pack_into(fmt, data, offset, value)
+    with pytest.raises(ChunkError) as e:
+        decode_chunk(bytes(data))
+    assert e.value.code == code
+
+
+def test_ids_are_restricted_and_limits_enforced():
+    with pytest.raises(ChunkError, match="bad_id"):
+        encode_chunk(make(patient_id="Jane Doe"))
+    with pytest.raises(ChunkError, match="bad_sample_count"):
+        encode_chunk(make(MAX_SAMPLES + 1))
+    with pytest.raises(ChunkError, match="too_large"):
+        decode_chunk(b"JW" + b"\0" * 100_000)
+
+
+def test_upload_framing():
+    msgs = [encode_chunk(make(sequence=i)) for i in range(3)]
+    assert split_upload(frame_upload(msgs)) == msgs
+    body = frame_upload(msgs)
+    with pytest.raises(ChunkError, match="truncated"):
+        split_upload(body[:-5])
