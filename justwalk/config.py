@@ -86,3 +86,8 @@ def _parse(type_name: object, raw: str, name: str) -> object:
     except ValueError:
         raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {type_str}") from None
     return raw
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """Environment for a child process: ours (PATH etc.) with these settings on top."""
+    return {**os.environ, **settings.to_env()}
