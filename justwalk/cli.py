@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--truth", type=Path, default=None, help="write ground truth JSON here")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--gateway-url", default=None)
+    s.add_argument("--chunk-s", type=float, default=0.5, help="seconds of signal per chunk")
     s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("replay", help="stream a Mobilise-D recording to a gateway")
@@ -115,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speed", type=float, default=1.0)
     s.add_argument("--devices", type=Path, required=True)
     s.add_argument("--gateway-url", default=None)
+    s.add_argument("--chunk-s", type=float, default=0.5, help="seconds of signal per chunk")
+    s.add_argument("--keep-clock", action="store_true",
+                   help="keep the recording's own timestamps (default: re-stamp it to now; "
+                   "the gateway refuses data older than JUSTWALK_MAX_UPLOAD_AGE_S)")
+    s.add_argument("--upload", action="store_true",
+                   help="store and forward: one POST /v1/upload instead of live streaming")
     s.set_defaults(func=_cmd_replay)
 
     s = sub.add_parser("demo", help="everything, end to end, with a live table")

@@ -1,0 +1,242 @@
+"""The gateway's core, shared by both endpoints: decode, validate, stamp, publish, report.
+
+A chunk goes through two steps so that a connection can keep decoding while Kafka
+stores earlier chunks: ``submit`` (decode, validate, queue in the producer, in arrival
+order) and ``settle`` (wait for delivery; the answer to give the device). Calling
+``settle`` in submission order keeps acks in order.
+
+Every error answer is logged (pseudonymous ids only, never tokens) and published in the
+background as a ``RejectRecord`` to the rejects topic; a failure there is only logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+
+from ingest.publisher import Publisher
+from ingest.registry import DeviceEntry
+from ingest.validation import ChunkValidator, Outcome
+from justwalk.config import Settings
+from justwalk.device_protocol import ack_message, error_message
+from justwalk.wire import (
+    _HEADER,
+    HEADER_BYTES,
+    ID_PATTERN,
+    MAGIC,
+    ChunkError,
+    ImuChunk,
+    decode_chunk,
+    encode_chunk,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+"""Wall-clock time in microseconds since the Unix epoch."""
+
+UNAVAILABLE = "unavailable"
+INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The gateway's answer about one chunk; ``code`` is empty when it was stored."""
+
+    sequence: int | None
+    code: str = ""
+    reason: str = ""
+    duplicate: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True for an ack (stored now or earlier)."""
+        return not self.code
+
+    def message(self) -> str:
+        """The WebSocket text message for this result."""
+        if self.ok:
+            assert self.sequence is not None
+            return ack_message(self.sequence, duplicate=self.duplicate)
+        return error_message(self.sequence, self.code, self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectRecord:
+    """One rejected chunk, as published to the rejects topic (the error stream)."""
+
+    received_at_us: int
+    device_id: str
+    patient_id: str | None
+    session_id: str | None
+    sequence: int | None
+    code: str
+    reason: str
+
+    def to_json(self) -> bytes:
+        """Serialise for Kafka."""
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+
+@dataclass(slots=True)
+class Submission:
+    """A submitted chunk: either already answered or waiting for delivery."""
+
+    result: Result | None
+    entry: DeviceEntry | None = None
+    chunk: ImuChunk | None = None
+    delivery: Awaitable[object] | None = None
+
+
+class Intake:
+    """Takes raw chunk messages from authenticated devices and publishes the good ones."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        validator: ChunkValidator,
+        clock: Clock,
+        *,
+        max_pending_rejects: int = 1000,
+    ) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.validator = validator
+        self.clock = clock
+        self.max_pending_rejects = max_pending_rejects
+        self._reject_tasks: set[asyncio.Task[None]] = set()
+        self.rejects_dropped = 0
+
+    async def submit(self, data: bytes, entry: DeviceEntry) -> Submission:
+        """Decode and validate one message; queue it for Kafka if it is accepted."""
+        received_us = self.clock()
+        sequence, session_id = _peek(data)
+        try:
+            try:
+                chunk = decode_chunk(data)
+            except ChunkError as exc:
+                return Submission(self.reject(entry, session_id, sequence, exc.code,
+                                                exc.reason, received_us))
+            sequence, session_id = chunk.sequence, chunk.session_id
+            verdict = self.validator.check(chunk, entry, received_us)
+            if verdict.outcome is Outcome.DUPLICATE:
+                return Submission(Result(sequence, duplicate=True))
+            if verdict.outcome is Outcome.REJECT:
+                return Submission(self.reject(entry, session_id, sequence, verdict.code,
+                                                verdict.reason, received_us))
+            return await self._send(chunk, entry, received_us)
+        except Exception:
+            log.exception("internal error on a chunk from device %s (patient %s, session %s, "
+                          "sequence %s)", entry.device_id, entry.patient_id, session_id,
+                          sequence)
+            return Submission(self.reject(
+                entry, session_id, sequence, INTERNAL_ERROR,
+                "the gateway failed while processing this chunk; it was not stored",
+                received_us))
+
+    async def settle(self, submission: Submission) -> Result:
+        """Wait until a submitted chunk is stored; the answer for the device."""
+        if submission.result is not None:
+            return submission.result
+        entry, chunk, delivery = submission.entry, submission.chunk, submission.delivery
+        assert entry is not None and chunk is not None and delivery is not None
+        try:
+            await delivery
+        except Exception as exc:
+            self.validator.forget(chunk.device_id, chunk.session_id)
+            log.error("could not store chunk %s of device %s session %s: %r", chunk.sequence,
+                      chunk.device_id, chunk.session_id, exc)
+            return self.reject(entry, chunk.session_id, chunk.sequence, UNAVAILABLE,
+                               _UNAVAILABLE_REASON)
+        return Result(chunk.sequence)
+
+    def reject(
+        self,
+        entry: DeviceEntry,
+        session_id: str | None,
+        sequence: int | None,
+        code: str,
+        reason: str,
+        received_us: int | None = None,
+    ) -> Result:
+        """Log a rejection, publish it to the error stream, and return the answer."""
+        log.warning("rejected chunk from device %s (patient %s, session %s, sequence %s): "
+                    "%s: %s", entry.device_id, entry.patient_id, session_id, sequence, code,
+                    reason)
+        record = RejectRecord(
+            received_at_us=self.clock() if received_us is None else received_us,
+            device_id=entry.device_id,
+            patient_id=entry.patient_id,
+            session_id=session_id,
+            sequence=sequence,
+            code=code,
+            reason=reason,
+        )
+        self._publish_reject(entry.patient_id.encode(), record.to_json())
+        return Result(sequence, code, reason)
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Wait a little for rejection records still being published, then give up."""
+        tasks = set(self._reject_tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+
+    async def _send(self, chunk: ImuChunk, entry: DeviceEntry, received_us: int) -> Submission:
+        # The chunk is recorded as accepted; until it is queued, a failure must undo that,
+        # or the device's resend would be acked as a duplicate and the data lost.
+        try:
+            value = encode_chunk(chunk.with_clinic(entry.clinic_id))
+        except BaseException:
+            self.validator.forget(chunk.device_id, chunk.session_id)
+            raise
+        try:
+            delivery = await self.publisher.send(
+                self.settings.topic_chunks, chunk.patient_id.encode(), value)
+        except BaseException as exc:
+            self.validator.forget(chunk.device_id, chunk.session_id)
+            if not isinstance(exc, Exception):
+                raise
+            log.error("could not queue chunk %s of device %s session %s: %r", chunk.sequence,
+                      chunk.device_id, chunk.session_id, exc)
+            return Submission(self.reject(entry, chunk.session_id, chunk.sequence,
+                                            UNAVAILABLE, _UNAVAILABLE_REASON, received_us))
+        return Submission(None, entry, chunk, delivery)
+
+    def _publish_reject(self, key: bytes, value: bytes) -> None:
+        if len(self._reject_tasks) >= self.max_pending_rejects:
+            self.rejects_dropped += 1
+            if self.rejects_dropped % 1000 == 1:
+                log.warning("rejects topic is backed up; %d rejection records dropped so far",
+                            self.rejects_dropped)
+            return
+        task = asyncio.create_task(
+            self.publisher.publish(self.settings.topic_rejects, key, value))
+        self._reject_tasks.add(task)
+        task.add_done_callback(self._reject_published)
+
+    def _reject_published(self, task: asyncio.Task[None]) -> None:
+        self._reject_tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("could not publish a rejection record: %r", exc)
+
+
+_UNAVAILABLE_REASON = "the chunk could not be stored (Kafka unavailable); send it again later"
+
+
+def _peek(data: bytes) -> tuple[int | None, str | None]:
+    """Best-effort sequence and session id from a message that may not decode."""
+    if len(data) < HEADER_BYTES or data[:2] != MAGIC:
+        return None, None
+    fields = _HEADER.unpack_from(data)
+    sequence = int(fields[6])
+    lp, ld, ls = fields[8:11]
+    start = HEADER_BYTES + lp + ld
+    raw = data[start : start + ls]
+    session_id = raw.decode("ascii", errors="replace") if len(raw) == ls else ""
+    return sequence, session_id if ID_PATTERN.match(session_id) else None

@@ -1,0 +1,272 @@
+"""``make demo``: the whole pipeline on this machine, with a live per-patient table.
+
+Starts the local broker and InfluxDB, provisions one device per patient, runs the gateway,
+a processor and the sink as child processes (the same commands production runs), streams
+simulated patients and one real MS recording through the gateway in real time, and shows
+what InfluxDB holds for each patient every second. Stops everything it started on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from justwalk.config import Settings
+from justwalk.device_protocol import DeviceCredential
+from justwalk.gait.cadence import window_start
+from justwalk.kafka_topics import ensure_topics
+from justwalk.localstack import LocalStack
+from justwalk.pipeline import Pipeline
+from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP
+
+CLINIC_ID = "clinic-demo"
+REPLAY_PATIENT = "pt-ms-001"
+DEFAULT_RECORDING = Path(__file__).resolve().parents[2] / "shared" / "data" / "mobilised" / (
+    "data/lab/MS/001/data.mat")
+SEGMENT_S = 300.0  # an open-ended demo synthesises this much signal at a time
+STALE_S = 15.0
+
+
+@dataclass
+class PatientRow:
+    """What the table shows for one patient."""
+
+    patient_id: str
+    kind: str
+    steps: int = 0
+    cadence_spm: float | None = None
+    walking: bool | None = None
+    last_us: int | None = None
+    mean_cadence_spm: float | None = None
+    true_cadence_spm: float | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def read_patients(client: Any, rows: dict[str, PatientRow]) -> None:
+    """Fill ``rows`` from InfluxDB: steps, last window's cadence and state, last update."""
+    step, win = MEASUREMENT_STEP, MEASUREMENT_GAIT_WINDOW
+    q = (
+        f'SELECT count("step_index") FROM "{step}" GROUP BY "patient_id";'
+        f'SELECT last("step_index") FROM "{step}" GROUP BY "patient_id";'
+        f'SELECT last("walking") FROM "{win}" GROUP BY "patient_id";'
+        f'SELECT last("cadence_spm") FROM "{win}" GROUP BY "patient_id";'
+        f'SELECT mean("cadence_spm") FROM "{win}" WHERE "walking" = true GROUP BY "patient_id"'
+    )
+    from sinks.influx import result_rows
+
+    results = await client.query(q, epoch="u")
+    counts, last_steps, states, cadences, means = (result_rows(r) for r in results)
+    for r in counts:
+        _row(rows, r["patient_id"]).steps = int(r["count"])
+    for r in last_steps:
+        row = _row(rows, r["patient_id"])
+        row.last_us = max(row.last_us or 0, int(r["time"]))
+    for r in states:
+        row = _row(rows, r["patient_id"])
+        row.walking = bool(r["last"])
+        # a window is written when it closes: its end is the newest moment it describes
+        row.last_us = max(row.last_us or 0, int(r["time"]))
+    for r in cadences:
+        _row(rows, r["patient_id"]).cadence_spm = float(r["last"])
+    for r in means:
+        _row(rows, r["patient_id"]).mean_cadence_spm = float(r["mean"])
+
+
+def _row(rows: dict[str, PatientRow], patient_id: str) -> PatientRow:
+    if patient_id not in rows:
+        rows[patient_id] = PatientRow(patient_id, "?")
+    return rows[patient_id]
+
+
+def render(rows: dict[str, PatientRow], now_us: int, elapsed_s: float) -> Table:
+    """The live table."""
+    t = Table(title=f"JustWalk demo: {len(rows)} patients, {elapsed_s:.0f} s", expand=False)
+    for col in ("patient", "source", "state", "cadence (steps/min)", "steps", "last update"):
+        t.add_column(col, justify="right" if col not in ("patient", "source", "state")
+                     else "left")
+    for row in sorted(rows.values(), key=lambda r: r.patient_id):
+        age_s = None if row.last_us is None else (now_us - row.last_us) / 1e6
+        if age_s is None or age_s > STALE_S:
+            state = "[red]no data[/red]"
+        elif row.walking:
+            state = "[green]walking[/green]"
+        else:
+            state = "[yellow]standing[/yellow]"
+        cadence = "-" if row.cadence_spm is None else f"{row.cadence_spm:.1f}"
+        age = "-" if age_s is None else f"{max(age_s, 0):.0f} s ago"
+        t.add_row(row.patient_id, row.kind, state, cadence, str(row.steps), age)
+    return t
+
+
+def summary_table(rows: dict[str, PatientRow], points: int) -> Table:
+    """The table printed on exit."""
+    t = Table(title=f"Summary: {points} points written to InfluxDB")
+    for col in ("patient", "source", "steps", "mean cadence (steps/min)",
+                "true mean cadence (steps/min)"):
+        t.add_column(col, justify="left" if col in ("patient", "source") else "right")
+    for row in sorted(rows.values(), key=lambda r: r.patient_id):
+        mean = "-" if row.mean_cadence_spm is None else f"{row.mean_cadence_spm:.1f}"
+        true = "-" if row.true_cadence_spm is None else f"{row.true_cadence_spm:.1f}"
+        t.add_row(row.patient_id, row.kind, str(row.steps), mean, true)
+    return t
+
+
+async def count_points(client: Any) -> int:
+    """Points in the step and gait_window measurements."""
+    from sinks.influx import result_rows
+
+    results = await client.query(
+        f'SELECT count("step_index") FROM "{MEASUREMENT_STEP}";'
+        f'SELECT count("n_steps") FROM "{MEASUREMENT_GAIT_WINDOW}"'
+    )
+    return sum(int(r["count"]) for res in results for r in result_rows(res))
+
+
+async def _simulated(gateway_url: str, creds: list[DeviceCredential], settings: Settings,
+                     duration_s: float, rows: dict[str, PatientRow]) -> None:
+    from justwalk.simulator.run import default_profiles, prepare_patients, stream_patients
+
+    profiles = default_profiles(len(creds), np.random.default_rng(7))
+    segment = 0
+    while True:
+        length = SEGMENT_S if duration_s <= 0 else duration_s
+        patients = prepare_patients(creds, profiles, length,
+                                    start_us=time.time_ns() // 1000,
+                                    window_s=settings.cadence_window_s, seed=segment)
+        for p in patients:
+            rows[p.truth.patient_id].true_cadence_spm = p.truth.mean_cadence_spm
+        await stream_patients(gateway_url, patients, speed=1.0)
+        if duration_s > 0:
+            return
+        segment += 1
+
+
+async def _replayed(gateway_url: str, cred: DeviceCredential, recording_path: Path,
+                    settings: Settings) -> None:
+    from justwalk.simulator.replay import load_recording
+    from justwalk.simulator.run import stream_recording
+
+    recording = load_recording(recording_path, "Test11", "Trial1")
+    window_us = round(settings.cadence_window_s * 1e6)
+    while True:
+        # Start now, keeping the recording's phase within the window grid, so the windows
+        # hold exactly the samples they hold when the recording is analysed offline.
+        now_us = time.time_ns() // 1000
+        t0 = window_start(now_us, window_us) + recording.t0_us % window_us
+        await stream_recording(gateway_url, cred, recording.restamped(t0), speed=1.0)
+
+
+async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCredential],
+                    recording: Path | None, duration_s: float, rows: dict[str, PatientRow],
+                    console: Console) -> int:
+    from sinks.influx import InfluxClient
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sim_creds = [c for c in creds if c.patient_id != REPLAY_PATIENT]
+    tasks = [asyncio.create_task(_simulated(pipeline.gateway_url, sim_creds, settings,
+                                            duration_s, rows))]
+    if recording is not None:
+        replay_cred = next(c for c in creds if c.patient_id == REPLAY_PATIENT)
+        tasks.append(asyncio.create_task(_replayed(pipeline.gateway_url, replay_cred,
+                                                   recording, settings)))
+    started = time.monotonic()
+    deadline = math.inf if duration_s <= 0 else started + duration_s
+    client = InfluxClient(settings.influx_url, settings.influx_db)
+    try:
+        live = Live(console=console, refresh_per_second=2, transient=False) \
+            if console.is_terminal else None
+        with live or contextlib.nullcontext():
+            last_print = 0.0
+            while not stop.is_set() and time.monotonic() < deadline:
+                pipeline.check_alive()
+                for t in tasks:
+                    if t.done() and t.exception() is not None:
+                        raise t.exception()  # type: ignore[misc]
+                with contextlib.suppress(Exception):
+                    await read_patients(client, rows)
+                table = render(rows, time.time_ns() // 1000, time.monotonic() - started)
+                if live is not None:
+                    live.update(table)
+                elif time.monotonic() - last_print >= 10:
+                    console.print(table)
+                    last_print = time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # let the last chunks travel through the processor and the sink
+        await asyncio.sleep(3 * settings.sink_flush_interval_s + 2.0)
+        await read_patients(client, rows)
+        points = await count_points(client)
+        console.print(summary_table(rows, points))
+        return 0
+    finally:
+        await client.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
+             recording: Path | None) -> int:
+    """Run the demo; ``duration_s`` 0 runs until Ctrl-C. Returns the exit code."""
+    from ingest.registry import provision
+
+    console = Console()
+    run_dir = Path("run") / time.strftime("demo-%Y%m%d-%H%M%S")
+    log_dir = run_dir / "logs"
+    recording = recording or (DEFAULT_RECORDING if DEFAULT_RECORDING.exists() else None)
+    if recording is None:
+        console.print("[yellow]no Mobilise-D recording found; simulated patients only[/yellow]")
+    console.print(f"starting the local broker and InfluxDB (logs in {log_dir}) ...")
+    stack = LocalStack(log_dir=log_dir, workdir=run_dir / "stack")
+    stack.start()
+    try:
+        s = stack.settings(settings).replace(
+            gateway_port=_free_port(),
+            device_registry=run_dir / "devices.json",
+            processor_data_dir=run_dir / "processor",
+        )
+        devices = [(f"dev-{i + 1:03d}", f"pt-{i + 1:03d}", CLINIC_ID) for i in range(n_patients)]
+        devices.append(("dev-ms-replay", REPLAY_PATIENT, CLINIC_ID))
+        creds = provision(s.device_registry, run_dir / "credentials.json", devices)
+        rows = {c.patient_id: PatientRow(c.patient_id, "simulated") for c in creds}
+        rows[REPLAY_PATIENT].kind = "real MS recording"
+        if recording is None:
+            del rows[REPLAY_PATIENT]
+        asyncio.run(ensure_topics(s))
+        console.print(f"broker {s.kafka_bootstrap}, InfluxDB {s.influx_url}; "
+                      "starting gateway, processor and sink ...")
+        pipeline = Pipeline(s, log_dir=log_dir)
+        pipeline.start()
+        try:
+            console.print(f"gateway {pipeline.gateway_url}; streaming {n_patients} simulated "
+                          f"patients{' and 1 real recording' if recording else ''}")
+            return asyncio.run(_run_live(s, pipeline, creds, recording, duration_s, rows,
+                                         console))
+        finally:
+            codes = pipeline.stop()
+            console.print("stopped: " + ", ".join(f"{k} ({v})" for k, v in codes.items()))
+    finally:
+        stack.stop()
+        console.print("stopped the broker and InfluxDB")

