@@ -12,25 +12,22 @@ background as a ``RejectRecord`` to the rejects topic; a failure there is only l
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ingest.publisher import Publisher
 from ingest.registry import DeviceEntry
 from ingest.validation import ChunkValidator, Outcome
 from justwalk.config import Settings
 from justwalk.device_protocol import ack_message, error_message
+from justwalk.records import RejectRecord
 from justwalk.wire import (
-    _HEADER,
-    HEADER_BYTES,
-    ID_PATTERN,
-    MAGIC,
     ChunkError,
     ImuChunk,
     decode_chunk,
     encode_chunk,
+    peek_sequence_and_session,
 )
 
 log = logging.getLogger(__name__)
@@ -62,23 +59,6 @@ class Result:
             assert self.sequence is not None
             return ack_message(self.sequence, duplicate=self.duplicate)
         return error_message(self.sequence, self.code, self.reason)
-
-
-@dataclass(frozen=True, slots=True)
-class RejectRecord:
-    """One rejected chunk, as published to the rejects topic (the error stream)."""
-
-    received_at_us: int
-    device_id: str
-    patient_id: str | None
-    session_id: str | None
-    sequence: int | None
-    code: str
-    reason: str
-
-    def to_json(self) -> bytes:
-        """Serialise for Kafka."""
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
 
 
 @dataclass(slots=True)
@@ -114,7 +94,7 @@ class Intake:
     async def submit(self, data: bytes, entry: DeviceEntry) -> Submission:
         """Decode and validate one message; queue it for Kafka if it is accepted."""
         received_us = self.clock()
-        sequence, session_id = _peek(data)
+        sequence, session_id = peek_sequence_and_session(data)
         try:
             try:
                 chunk = decode_chunk(data)
@@ -169,6 +149,7 @@ class Intake:
                     reason)
         record = RejectRecord(
             received_at_us=self.clock() if received_us is None else received_us,
+            source="gateway",
             device_id=entry.device_id,
             patient_id=entry.patient_id,
             session_id=session_id,
@@ -227,16 +208,3 @@ class Intake:
 
 
 _UNAVAILABLE_REASON = "the chunk could not be stored (Kafka unavailable); send it again later"
-
-
-def _peek(data: bytes) -> tuple[int | None, str | None]:
-    """Best-effort sequence and session id from a message that may not decode."""
-    if len(data) < HEADER_BYTES or data[:2] != MAGIC:
-        return None, None
-    fields = _HEADER.unpack_from(data)
-    sequence = int(fields[6])
-    lp, ld, ls = fields[8:11]
-    start = HEADER_BYTES + lp + ld
-    raw = data[start : start + ls]
-    session_id = raw.decode("ascii", errors="replace") if len(raw) == ls else ""
-    return sequence, session_id if ID_PATTERN.match(session_id) else None

@@ -442,7 +442,8 @@ class LocalStack:
         else:
             self.workdir = self._workdir_arg.resolve()
             self.workdir.mkdir(parents=True, exist_ok=True)
-        self.log_dir = self._log_dir_arg.resolve() if self._log_dir_arg is not None else self.workdir
+        log_dir = self._log_dir_arg
+        self.log_dir = log_dir.resolve() if log_dir is not None else self.workdir
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def _start_tansu(self, binary: Path, deadline: float) -> None:

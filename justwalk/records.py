@@ -65,6 +65,29 @@ class GaitWindowRecord:
         return cls(**{f.name: d[f.name] for f in fields(cls)})
 
 
+@dataclass(frozen=True, slots=True)
+class RejectRecord:
+    """Input that was refused, as published to the rejects topic (the error stream).
+
+    ``source`` is "gateway" (a device sent it) or "processor" (it reached Kafka but could
+    not be processed; ``kafka_position`` is then "topic/partition/offset").
+    """
+
+    received_at_us: int
+    source: str
+    code: str
+    reason: str
+    device_id: str | None = None
+    patient_id: str | None = None
+    session_id: str | None = None
+    sequence: int | None = None
+    kafka_position: str | None = None
+
+    def to_json(self) -> bytes:
+        """Serialise for Kafka."""
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+
 Record = StepRecord | GaitWindowRecord
 _KINDS: dict[str, type[StepRecord] | type[GaitWindowRecord]] = {
     StepRecord.KIND: StepRecord,

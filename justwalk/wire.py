@@ -243,6 +243,22 @@ def decode_chunk(data: bytes) -> ImuChunk:
     )
 
 
+def peek_sequence_and_session(data: bytes) -> tuple[int | None, str | None]:
+    """Best-effort sequence number and session id of a message that may not decode.
+
+    Lets the gateway name the chunk in its error answer when the rest is broken.
+    """
+    if len(data) < HEADER_BYTES or data[:2] != MAGIC:
+        return None, None
+    fields = _HEADER.unpack_from(data)
+    sequence = int(fields[6])
+    lp, ld, ls = fields[8:11]
+    start = HEADER_BYTES + lp + ld
+    raw = data[start : start + ls]
+    session_id = raw.decode("ascii", errors="replace") if len(raw) == ls else ""
+    return sequence, session_id if ID_PATTERN.match(session_id) else None
+
+
 def frame_upload(messages: list[bytes]) -> bytes:
     """Concatenate encoded chunks for one HTTP upload: each is preceded by its uint32 length."""
     return b"".join(struct.pack("<I", len(m)) + m for m in messages)

@@ -19,15 +19,14 @@ same records.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from typing import Any
 
 import faust
 
 from justwalk.config import Settings
-from justwalk.wire import ChunkError, decode_chunk
+from justwalk.records import RejectRecord
+from justwalk.wire import ChunkError, ImuChunk, decode_chunk
 from stream_processors.session import SessionProcessor, state_key
 
 log = logging.getLogger(__name__)
@@ -40,15 +39,18 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()]
 
 
-def _reject(code: str, reason: str, **where: Any) -> bytes:
-    body = {
-        "received_at_us": time.time_ns() // 1000,
-        "source": "processor",
-        "code": code,
-        "reason": reason,
-        **where,
-    }
-    return json.dumps(body).encode()
+def _reject(code: str, reason: str, position: str, chunk: ImuChunk | None = None) -> bytes:
+    return RejectRecord(
+        received_at_us=time.time_ns() // 1000,
+        source="processor",
+        code=code,
+        reason=reason,
+        device_id=chunk.device_id if chunk else None,
+        patient_id=chunk.patient_id if chunk else None,
+        session_id=chunk.session_id if chunk else None,
+        sequence=chunk.sequence if chunk else None,
+        kafka_position=position,
+    ).to_json()
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -82,13 +84,13 @@ def create_app(settings: Settings) -> faust.App:
     async def gait_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             msg = event.message
-            where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+            where = f"{msg.topic}/{msg.partition}/{msg.offset}"
             try:
                 chunk = decode_chunk(event.value)
             except ChunkError as exc:
                 log.warning("rejected chunk at %s: %s", where, exc)
-                await rejects_topic.send(key=event.key, value=_reject(exc.code, exc.reason,
-                                                                      **where))
+                await rejects_topic.send(key=event.key,
+                                         value=_reject(exc.code, exc.reason, where))
                 continue
             key = state_key(chunk)
             try:
@@ -111,9 +113,7 @@ def create_app(settings: Settings) -> faust.App:
                               chunk.patient_id, chunk.session_id, chunk.sequence)
                 await rejects_topic.send(
                     key=event.key,
-                    value=_reject("processing_error", repr(exc), patient_id=chunk.patient_id,
-                                  session_id=chunk.session_id, sequence=chunk.sequence,
-                                  **where),
+                    value=_reject("processing_error", repr(exc), where, chunk),
                 )
 
     app.agent(chunks, name="gait")(gait_agent)

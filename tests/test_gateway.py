@@ -184,9 +184,10 @@ async def test_faults_are_named_and_the_stream_goes_on(gw: Gateway) -> None:
     records = [json.loads(r.value) for r in rejects]
     assert sorted(r["code"] for r in records) == sorted(e["code"] for e in errors)
     truncated = next(r for r in records if r["code"] == "truncated")
-    assert truncated == {"received_at_us": NOW_US, "device_id": "dev-1",
+    assert truncated == {"received_at_us": NOW_US, "source": "gateway", "device_id": "dev-1",
                          "patient_id": "ms-0001", "session_id": "s1", "sequence": 1,
-                         "code": "truncated", "reason": errors[0]["reason"]}
+                         "code": "truncated", "reason": errors[0]["reason"],
+                         "kafka_position": None}
     assert {r.key for r in rejects} == {b"ms-0001"}
 
 

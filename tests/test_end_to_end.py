@@ -1,0 +1,174 @@
+"""End to end on the real broker and the real InfluxDB: devices -> gateway -> Kafka ->
+processor -> Kafka -> sink -> InfluxDB, with the same child processes production runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import time
+
+import aiohttp
+import numpy as np
+import pytest
+
+from ingest.registry import provision
+from justwalk.device_protocol import auth_headers
+from justwalk.gait.cadence import window_start
+from justwalk.pipeline import Pipeline
+from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP
+from justwalk.simulator.gait_model import GaitProfile, synthesize
+from justwalk.simulator.run import simulation_start_us, stream_simulated_patients
+from justwalk.wire import ImuChunk, Placement, encode_chunk
+from sinks.influx import InfluxClient
+
+pytestmark = pytest.mark.integration
+
+CADENCES = (90.0, 105.0, 120.0)
+DURATION_S = 60.0
+
+
+async def poll_windows(client: InfluxClient, patient_ids, expected_per_patient: int,
+                       timeout_s: float = 90.0) -> dict[str, list[dict]]:
+    """Wait until every patient has ``expected_per_patient`` windows in InfluxDB."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = await client.query_rows(
+            f'SELECT "cadence_spm", "walking", "n_steps" FROM "{MEASUREMENT_GAIT_WINDOW}" '
+            'GROUP BY "patient_id"', epoch="u")
+        by_patient: dict[str, list[dict]] = {p: [] for p in patient_ids}
+        for r in rows:
+            by_patient.setdefault(r["patient_id"], []).append(r)
+        if all(len(by_patient[p]) >= expected_per_patient for p in patient_ids):
+            return by_patient
+        if time.monotonic() > deadline:
+            counts = {p: len(v) for p, v in by_patient.items()}
+            raise AssertionError(f"windows in InfluxDB after {timeout_s} s: {counts}")
+        await asyncio.sleep(0.5)
+
+
+@pytest.fixture
+def pipeline(stack_settings, tmp_path):
+    settings = stack_settings.replace(device_registry=tmp_path / "devices.json",
+                                      gateway_port=_free_port())
+    devices = [(f"dev-{i}", f"pt-{i}", "clinic-test") for i in range(len(CADENCES))]
+    devices.append(("dev-faulty", "pt-faulty", "clinic-test"))
+    creds = provision(settings.device_registry, tmp_path / "creds.json", devices)
+    p = Pipeline(settings, log_dir=tmp_path / "logs")
+    p.start()
+    try:
+        yield p, creds
+    finally:
+        codes = p.stop()
+        assert codes == {"gateway": 0, "processor-0": 0, "sink": 0}, codes
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_three_patients_cadence_reaches_influxdb(pipeline):
+    p, creds = pipeline
+    settings = p.settings
+    profiles = [GaitProfile(cadence_spm=c, step_time_cv=0.02, walking_s=((0.0, DURATION_S),))
+                for c in CADENCES]
+    start_us = simulation_start_us(time.time_ns() // 1000, DURATION_S, 0)
+    result = await stream_simulated_patients(
+        p.gateway_url, creds[: len(CADENCES)], profiles, DURATION_S, speed=0,
+        start_us=start_us, window_s=settings.cadence_window_s, seed=11)
+    assert result.ok, [s.error_codes for s in result.stats]
+
+    truths = {t.patient_id: t for t in result.truths}
+    # every window that closed before the end of the signal
+    window_us = round(settings.cadence_window_s * 1e6)
+    end_us = start_us + round(DURATION_S * 1e6)
+    expected = (window_start(end_us, window_us) - window_start(start_us, window_us)) \
+        // window_us - 1
+    async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+        windows = await poll_windows(client, list(truths), expected)
+        steps = await client.query_rows(
+            f'SELECT count("step_index") FROM "{MEASUREMENT_STEP}" GROUP BY "patient_id"')
+
+    for pid, truth in truths.items():
+        true_by_start = {w.window_start_us: w for w in truth.windows}
+        ours = [w for w in windows[pid] if w["walking"]]
+        assert len(ours) >= expected - 2, (pid, len(ours), expected)
+        errors = []
+        for w in ours:
+            t = true_by_start.get(w["time"])
+            if t is not None and t.walking:
+                errors.append(w["cadence_spm"] - t.cadence_spm)
+        assert len(errors) >= expected - 3
+        # each patient's cadence within +-3 steps/min of the truth, window by window
+        assert np.max(np.abs(errors)) <= 3.0, (pid, errors)
+        mean_ours = np.mean([w["cadence_spm"] for w in ours])
+        assert abs(mean_ours - truth.mean_cadence_spm) <= 3.0
+    counts = {r["patient_id"]: r["count"] for r in steps}
+    for pid, truth in truths.items():
+        # steps written per patient: all true steps, give or take the edges of the walk
+        assert abs(counts[pid] - len(truth.step_times_us)) <= 4, (pid, counts[pid])
+
+
+def _chunk(seq: int, t0_us: int, samples: np.ndarray) -> ImuChunk:
+    return ImuChunk("pt-faulty", "dev-faulty", "sess-f", seq, t0_us, 100.0,
+                    Placement.LOWER_BACK, samples.astype(np.float32))
+
+
+async def test_faulty_chunks_are_named_and_the_rest_still_processed(pipeline):
+    p, creds = pipeline
+    settings = p.settings
+    cred = next(c for c in creds if c.patient_id == "pt-faulty")
+    duration_s = 30.0
+    rec = synthesize(GaitProfile(cadence_spm=100.0, step_time_cv=0.0,
+                                 walking_s=((0.0, duration_s),)),
+                     duration_s, 100.0, np.random.default_rng(5))
+    start_us = window_start(time.time_ns() // 1000 - 60_000_000, 5_000_000)
+    chunks = [_chunk(k, start_us + k * 500_000, rec.samples[k * 50:(k + 1) * 50])
+              for k in range(int(duration_s * 2))]
+    answers: list[dict] = []
+
+    async with aiohttp.ClientSession() as http:
+        # a bad token is refused before the WebSocket opens
+        async with http.get(p.gateway_url + "/v1/stream",
+                            headers=auth_headers("not-a-token")) as r:
+            assert r.status == 401
+            assert "token" in (await r.text()).lower()
+        async with http.ws_connect(p.gateway_url + "/v1/stream",
+                                   headers=auth_headers(cred.token)) as ws:
+            for k, c in enumerate(chunks):
+                await ws.send_bytes(encode_chunk(c))
+                answers.append(json.loads(await ws.receive_str()))
+                if k == 20:
+                    good = encode_chunk(chunks[21])
+                    # truncated
+                    await ws.send_bytes(good[:-7])
+                    answers.append(json.loads(await ws.receive_str()))
+                    # wrong sample count in the header
+                    bad = bytearray(good)
+                    struct.pack_into("<H", bad, 6, 49)
+                    await ws.send_bytes(bytes(bad))
+                    answers.append(json.loads(await ws.receive_str()))
+                    # NaNs
+                    nan = chunks[21].samples.copy()
+                    nan[3, 0] = np.nan
+                    await ws.send_bytes(encode_chunk(_chunk(21, chunks[21].t0_us, nan)))
+                    answers.append(json.loads(await ws.receive_str()))
+
+    errors = [a for a in answers if a["type"] == "error"]
+    assert [e["code"] for e in errors] == ["truncated", "sample_count_mismatch", "non_finite"]
+    assert "49 samples" in errors[1]["reason"]
+    assert "sample 3" in errors[2]["reason"] and "acc_x" in errors[2]["reason"]
+    acks = [a["sequence"] for a in answers if a["type"] == "ack"]
+    assert acks == list(range(len(chunks)))
+
+    async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+        windows = await poll_windows(client, ["pt-faulty"], 5)
+    walking = [w for w in windows["pt-faulty"] if w["walking"]]
+    # windows after the faults (chunk 21 = 10.5 s) are there, at the true cadence
+    assert max(w["time"] for w in walking) >= start_us + 20_000_000
+    for w in walking[1:]:
+        assert abs(w["cadence_spm"] - 100.0) <= 3.0, w
