@@ -9,7 +9,9 @@ a JSON object:
 - ``{"type": "ack", "sequence": N}`` once the chunk is stored in Kafka (durable);
   ``"duplicate": true`` is added when the chunk had already been received (a resend).
 - ``{"type": "error", "sequence": N or null, "code": "...", "reason": "..."}`` when the
-  chunk is rejected. The connection stays open and later chunks are processed.
+  chunk is rejected. The connection stays open and later chunks are processed. Codes in
+  ``RETRYABLE_CODES`` mean the chunk was fine but could not be stored now: the device
+  keeps it and sends it again after a pause. Every other code is final for that chunk.
 
 Later versions add ``{"type": "feedback", ...}`` messages for real-time patient feedback;
 a device must ignore message types it does not know.
@@ -38,6 +40,9 @@ UPLOAD_PATH = "/v1/upload"
 HEALTH_PATH = "/healthz"
 AUTH_HEADER = "Authorization"
 AUTH_SCHEME = "Bearer"
+
+
+RETRYABLE_CODES = frozenset({"unavailable", "internal_error"})
 
 
 def auth_headers(token: str) -> dict[str, str]:

@@ -59,6 +59,7 @@ class FakeGateway:
     ack_delay_s: float = 0.0
     drop_at_chunk: int | None = None  # close the first connection on this many-th chunk
     reject_sequence: int | None = None
+    unavailable_once: int | None = None  # answer "unavailable" to this sequence, once
     send_feedback: bool = False
     arrivals: list[tuple[float, ImuChunk]] = field(default_factory=list)
     stored: dict[tuple[str, str, int], ImuChunk] = field(default_factory=dict)
@@ -112,6 +113,10 @@ class FakeGateway:
             self.arrivals.append((loop.time(), chunk))
             if chunk.sequence == self.reject_sequence:
                 await ws.send_str(error_message(chunk.sequence, "out_of_range", "test"))
+                continue
+            if chunk.sequence == self.unavailable_once:
+                self.unavailable_once = None
+                await ws.send_str(error_message(chunk.sequence, "unavailable", "test"))
                 continue
             dup = self._store(chunk)
             if self.drop_at_chunk is not None and len(self.arrivals) == self.drop_at_chunk:
@@ -249,6 +254,19 @@ async def test_rejections_are_reported_and_unknown_messages_ignored(
     assert stats.error_codes == {"out_of_range": 1}
     assert stats.errors[0].sequence == 3
     assert stats.unanswered == 0
+
+
+async def test_retryable_answer_keeps_the_chunk_and_sends_it_again(
+    gateway: tuple[FakeGateway, str],
+) -> None:
+    gw, url = gateway
+    gw.unavailable_once = 4
+    stats = await stream_samples(url, CRED, ramp(500), start_us=START_US, sample_rate_hz=100.0,
+                                 speed=0.0, reconnect_delay_s=0.01)
+    assert stats.completed
+    assert stats.retried == 1 and stats.errors == []
+    assert stats.acked == 10 and stats.unanswered == 0
+    assert {k[2] for k in gw.stored} == set(range(10))
 
 
 async def test_unknown_token_is_refused(gateway: tuple[FakeGateway, str]) -> None:

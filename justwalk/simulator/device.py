@@ -32,7 +32,13 @@ import numpy as np
 import numpy.typing as npt
 from yarl import URL
 
-from justwalk.device_protocol import STREAM_PATH, UPLOAD_PATH, DeviceCredential, auth_headers
+from justwalk.device_protocol import (
+    RETRYABLE_CODES,
+    STREAM_PATH,
+    UPLOAD_PATH,
+    DeviceCredential,
+    auth_headers,
+)
 from justwalk.wire import MAX_SAMPLES, ImuChunk, Placement, encode_chunk, frame_upload
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,8 @@ class DeviceStats:
     acked: int = 0
     duplicates: int = 0
     reconnects: int = 0
+    retried: int = 0
+    """Error answers with a retryable code; those chunks were kept and sent again."""
     errors: list[ChunkRejection] = field(default_factory=list)
     completed: bool = False
 
@@ -336,6 +344,12 @@ class _StreamRun:
             if isinstance(seq, int) and seq not in self.answered:
                 self.answered.add(seq)
                 self.stats.acked += 1
+        elif body.get("code") in RETRYABLE_CODES and isinstance(seq, int) and seq in self.pending:
+            # Not the chunk's fault: keep it, reconnect after a pause and send it again.
+            self.stats.retried += 1
+            self.lost = True
+            self.changed.set()
+            return
         else:
             self.stats.errors.append(
                 ChunkRejection(seq if isinstance(seq, int) else None,
