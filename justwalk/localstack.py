@@ -22,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import ctypes
-import ctypes.util
 import importlib.util
 import logging
 import os
@@ -41,8 +39,9 @@ import urllib.request
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
+from justwalk import procs
 from justwalk.config import Settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,6 @@ _LOG_TAIL_LINES = 30
 # from the environment, so inheriting ours could move them off loopback.
 _CHILD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "NO_COLOR": "1"}
 
-_PR_SET_PDEATHSIG = 1
 
 
 class StackError(RuntimeError):
@@ -171,44 +169,15 @@ def _tcp_accepts(port: int) -> bool:
         return False
 
 
-_libc: ctypes.CDLL | None = None
-
-
-def _child_preexec() -> Callable[[], None] | None:
-    """A preexec_fn that makes the child receive SIGTERM when its parent dies (Linux)."""
-    global _libc
-    if not sys.platform.startswith("linux"):
-        return None
-    if _libc is None:
-        # Loaded in the parent: the child must not do anything heavier than a syscall.
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    prctl = _libc.prctl
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
-
-
 class _Child:
     """One server process and its log file."""
 
     def __init__(self, name: str, argv: list[str], log_path: Path, cwd: Path) -> None:
         self.name = name
         self.log_path = log_path
-        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         try:
-            self.proc = subprocess.Popen(
-                argv, cwd=cwd, env=_CHILD_ENV, stdin=subprocess.DEVNULL,
-                stdout=self._log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us only; we stop the children
-                preexec_fn=_child_preexec(),  # a single prctl; safe with threads
-            )
+            self.proc = procs.spawn(argv, log_path=log_path, env=_CHILD_ENV, cwd=cwd)
         except OSError as exc:
-            self._log.close()
             raise StackError(f"cannot start {name} ({argv[0]}): {exc}") from exc
 
     @property
@@ -219,11 +188,7 @@ class _Child:
         return self.proc.poll() is None
 
     def tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+        return procs.log_tail(self.log_path, lines)
 
     def failure(self, what: str) -> StackError:
         return StackError(
@@ -231,17 +196,8 @@ class _Child:
         )
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    log.warning("%s (pid %d) ignored SIGTERM; killing it", self.name, self.pid)
-                    self.proc.kill()
-                    self.proc.wait(timeout=timeout_s)
-        finally:
-            self._log.close()
+        if procs.stop(self.proc, grace_s=timeout_s) is None:
+            log.warning("%s (pid %d) could not be stopped", self.name, self.pid)
 
 
 def _run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
