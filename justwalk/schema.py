@@ -22,12 +22,20 @@ TAG_KEYS = ("clinic_id", "patient_id", "device_id")
 FieldValue = float | int | bool | str
 
 
+def _no_newline(s: str) -> str:
+    if "\n" in s or "\r" in s:
+        raise ValueError(f"line protocol cannot carry a line break: {s!r}")
+    return s
+
+
 def _escape_key(s: str) -> str:
-    return s.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+    # Tag keys, tag values and field keys escape comma, equals and space; a backslash is
+    # literal in InfluxDB 1.x (it is not un-escaped), so it is left as it is.
+    return _no_newline(s).replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
 def _escape_measurement(s: str) -> str:
-    return s.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+    return _no_newline(s).replace(",", "\\,").replace(" ", "\\ ")
 
 
 def _field(value: FieldValue) -> str:

@@ -1,0 +1,300 @@
+"""A small asyncio client for the InfluxDB 1.x HTTP API (``/ping``, ``/write``, ``/query``).
+
+The ``influxdb-client`` package only speaks ``/api/v2``; the v1 API used here is served by
+InfluxDB 1.x and, as a compatibility layer, by 2.x and 3.x.
+
+Errors are split by what the caller should do about them:
+
+* ``InfluxWriteError``: the server rejected the data itself (HTTP 400 bad line, field type
+  conflict, point outside the retention policy; 413 body too large). Retrying the same
+  body cannot succeed; split it and drop the bad points.
+* ``InfluxUnavailable``: connection refused, timeout, 5xx, auth failures. Retry later.
+  ``InfluxDatabaseMissing`` (a subclass) means the database or retention policy is gone;
+  ``ensure_database`` fixes it.
+* ``InfluxQueryError``: a query the server could not parse or run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from justwalk.schema import RETENTION_DURATION, RETENTION_POLICY
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "InfluxClient",
+    "InfluxDatabaseMissing",
+    "InfluxError",
+    "InfluxQueryError",
+    "InfluxUnavailable",
+    "InfluxWriteError",
+    "quote_ident",
+    "quote_literal",
+    "result_rows",
+]
+
+# InfluxQL duration literal (``520w``, ``1h30m``) or INF.
+_DURATION_RE = re.compile(r"^(?:INF|inf|(?:\d+(?:ns|u|µ|ms|s|m|h|d|w))+)$")
+
+
+class InfluxError(Exception):
+    """Base class of the errors raised by ``InfluxClient``."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        """HTTP status, or None when no response arrived."""
+
+
+class InfluxWriteError(InfluxError):
+    """The server rejected (part of) a write permanently; ``message`` is its explanation."""
+
+
+class InfluxUnavailable(InfluxError):
+    """The server could not be reached or failed transiently; retrying may succeed."""
+
+
+class InfluxDatabaseMissing(InfluxUnavailable):
+    """The target database or retention policy does not exist (``ensure_database`` fixes it)."""
+
+
+class InfluxQueryError(InfluxError):
+    """A query failed: parse error, or an error reported for one of its statements."""
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL identifier (database, measurement, tag or field name) in double quotes."""
+    return '"' + _escape_quoted(name, '"') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """An InfluxQL string literal in single quotes."""
+    return "'" + _escape_quoted(value, "'") + "'"
+
+
+def _escape_quoted(s: str, quote: str) -> str:
+    # The InfluxQL scanner accepts exactly these escapes in quoted strings and identifiers,
+    # and rejects a raw newline.
+    return s.replace("\\", "\\\\").replace(quote, "\\" + quote).replace("\n", "\\n")
+
+
+def result_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Flatten one statement result into rows: a dict of the series tags plus its columns.
+
+    With ``GROUP BY`` the tags are per series; without it, tag keys appear as columns.
+    """
+    rows: list[dict[str, Any]] = []
+    for series in result.get("series", ()):
+        tags = series.get("tags") or {}
+        columns = series["columns"]
+        for values in series.get("values", ()):
+            rows.append({**tags, **dict(zip(columns, values, strict=True))})
+    return rows
+
+
+class InfluxClient:
+    """InfluxDB 1.x HTTP API client. The aiohttp session is created on first use."""
+
+    def __init__(
+        self,
+        url: str,
+        db: str,
+        *,
+        username: str = "",
+        password: str = "",
+        timeout_s: float = 10,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.db = db
+        self.username = username
+        self.password = password
+        self.timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"InfluxClient({self.url!r}, {self.db!r})"
+
+    async def __aenter__(self) -> InfluxClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            auth = (
+                aiohttp.BasicAuth(self.username, self.password) if self.username else None
+            )
+            self._session = aiohttp.ClientSession(
+                auth=auth, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session (a later call opens a new one)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str],
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, str]:
+        try:
+            async with self._http().request(
+                method, self.url + path, params=params, data=data, headers=headers
+            ) as resp:
+                return resp.status, await resp.text()
+        except TimeoutError as exc:
+            raise InfluxUnavailable(
+                f"{method} {self.url}{path}: no answer within {self.timeout_s} s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise InfluxUnavailable(f"{method} {self.url}{path}: {exc!r}") from exc
+
+    async def ping(self) -> None:
+        """Check the server answers; raise ``InfluxUnavailable`` if not."""
+        status, text = await self._request("GET", "/ping", params={})
+        if status != 204:
+            raise InfluxUnavailable(f"ping: HTTP {status} {_error_text(text)}", status=status)
+
+    async def write_lines(
+        self, body: str, *, retention_policy: str = RETENTION_POLICY
+    ) -> None:
+        """Write line protocol (nanosecond timestamps) into ``db``/``retention_policy``.
+
+        Raises ``InfluxWriteError`` when the server rejects the data (nothing to gain by
+        retrying the same body; InfluxDB 1.x has still written the valid lines), and
+        ``InfluxUnavailable`` when it should be retried.
+        """
+        if not body:
+            return
+        params = {"db": self.db, "precision": "ns"}
+        if retention_policy:
+            params["rp"] = retention_policy
+        status, text = await self._request(
+            "POST",
+            "/write",
+            params=params,
+            data=body.encode(),
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+        )
+        if status in (200, 204):
+            return
+        message = _error_text(text)
+        if status in (400, 413):
+            raise InfluxWriteError(message, status=status)
+        if (status == 404 and "database not found" in message) or (
+            "retention policy not found" in message
+        ):
+            raise InfluxDatabaseMissing(message, status=status)
+        raise InfluxUnavailable(f"write: HTTP {status} {message}", status=status)
+
+    async def query(
+        self,
+        q: str,
+        *,
+        epoch: str | None = "ns",
+        params: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run InfluxQL in ``db``; return one result dict per statement.
+
+        Timestamps come back as integers in unit ``epoch`` (None: RFC 3339 strings).
+        ``params`` binds ``$name`` placeholders server-side. Raises ``InfluxQueryError``
+        with the server's message if the query or any statement fails.
+        """
+        form: dict[str, str] = {"q": q}
+        if params:
+            form["params"] = json.dumps(dict(params))
+        query_params = {"db": self.db}
+        if epoch:
+            query_params["epoch"] = epoch
+        # POST: accepted for every statement (GET refuses CREATE/DROP/...), and no URL limit.
+        status, text = await self._request("POST", "/query", params=query_params, data=form)
+        if status >= 500 or status in (401, 403):
+            raise InfluxUnavailable(f"query: HTTP {status} {_error_text(text)}", status=status)
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InfluxQueryError(
+                f"query: HTTP {status}, not JSON: {text[:200]!r}", status=status
+            ) from exc
+        if "error" in payload:
+            raise InfluxQueryError(f"{payload['error']} (query: {q})", status=status)
+        if status != 200:
+            raise InfluxQueryError(f"query: HTTP {status} {text[:200]!r}", status=status)
+        results: list[dict[str, Any]] = payload.get("results", [])
+        for result in results:
+            if "error" in result:
+                raise InfluxQueryError(
+                    f"{result['error']} (statement {result.get('statement_id')} of: {q})",
+                    status=status,
+                )
+            if result.get("partial"):
+                log.warning("InfluxDB returned a truncated result (max-row-limit) for %s", q)
+        return results
+
+    async def query_rows(
+        self, q: str, *, epoch: str | None = "ns", params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of a single-statement query (see ``result_rows``)."""
+        results = await self.query(q, epoch=epoch, params=params)
+        return [row for result in results for row in result_rows(result)]
+
+    async def ensure_database(
+        self,
+        retention_policy: str = RETENTION_POLICY,
+        duration: str = RETENTION_DURATION,
+    ) -> None:
+        """Create ``db`` and its retention policy (as the default) unless they exist.
+
+        An existing retention policy is left as the operator configured it.
+        """
+        if not _DURATION_RE.match(duration):
+            raise ValueError(f"not an InfluxQL duration: {duration!r}")
+        db = quote_ident(self.db)
+        await self.query(f"CREATE DATABASE {db}")  # no-op if it exists
+        policies = {
+            row["name"]: row
+            for row in await self.query_rows(f"SHOW RETENTION POLICIES ON {db}")
+        }
+        existing = policies.get(retention_policy)
+        if existing is None:
+            try:
+                await self.query(
+                    f"CREATE RETENTION POLICY {quote_ident(retention_policy)} ON {db} "
+                    f"DURATION {duration} REPLICATION 1 DEFAULT"
+                )
+            except InfluxQueryError as exc:
+                # Another process created it between SHOW and CREATE, with other settings.
+                if "already exists" not in exc.message:
+                    raise
+            log.info("InfluxDB %s: retention policy %s (%s) created as default",
+                     self.db, retention_policy, duration)
+        elif not existing.get("default"):
+            log.info("InfluxDB %s: retention policy %s exists but is not the default",
+                     self.db, retention_policy)
+
+
+def _error_text(text: str) -> str:
+    """The ``error`` of an InfluxDB JSON error body, else the body itself (shortened)."""
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        return text.strip()[:500]
+    if isinstance(payload, dict) and "error" in payload:
+        return str(payload["error"])
+    return text.strip()[:500]
