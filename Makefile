@@ -42,7 +42,7 @@ influxdb: venv
 demo: venv influxdb
 	$(VENV)/bin/justwalk demo --duration $(DURATION)
 
-test: venv influxdb
+test: venv influxdb lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: venv
