@@ -7,6 +7,7 @@
     justwalk simulate     simulated patients streaming to a gateway
     justwalk replay       a real Mobilise-D recording streamed to a gateway
     justwalk demo         all of the above with a live table
+    justwalk evaluate     accuracy of gait or fall detection on real recordings
 
 Connection settings come from JUSTWALK_* environment variables (see justwalk.config).
 Imports are lazy so that each process loads only what it runs.
@@ -75,6 +76,16 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                     recording=args.recording)
 
 
+def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.what == "falls":
+        from justwalk.evaluation.falls import main as evaluate_falls
+
+        return evaluate_falls(args.options)
+    from justwalk.evaluation.gait import main as evaluate_gait
+
+    return evaluate_gait(args.options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the tests to check every documented command)."""
     p = argparse.ArgumentParser(prog="justwalk", description=__doc__,
@@ -123,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--upload", action="store_true",
                    help="store and forward: one POST /v1/upload instead of live streaming")
     s.set_defaults(func=_cmd_replay)
+
+    s = sub.add_parser("evaluate", help="accuracy against the real recordings in ../shared/data",
+                       description="justwalk evaluate falls|gait [--json] [--data DIR] ...; "
+                       "see `justwalk evaluate falls --help`")
+    s.add_argument("what", choices=["gait", "falls"])
+    s.add_argument("options", nargs=argparse.REMAINDER,
+                   help="options of the evaluation (--json, --data DIR, ...)")
+    s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser("demo", help="everything, end to end, with a live table")
     s.add_argument("--duration", type=float, default=0.0,

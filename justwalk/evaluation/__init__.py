@@ -1,0 +1,1 @@
+"""Evaluation of the algorithms against recordings in ``../shared/data`` (does file I/O)."""

@@ -1,0 +1,171 @@
+"""Fall detection from a lower-back IMU: impact, then a lying trunk, then little movement.
+
+Method
+------
+The classic three-stage scheme for trunk- and waist-worn sensors (Bourke et al. 2007,
+Kangas et al. 2008, Bourke et al. 2010):
+
+1. **Impact.** A local maximum of the acceleration magnitude of at least
+   ``min_impact_acc_mps2`` (1.6 g; Kangas et al. 2008 found impact thresholds of 2-3 g at the
+   waist for falls from standing, and SisFall's falls from chairs and fainting while sitting
+   reach only 1.7-3 g).
+2. **Posture.** The trunk's tilt from vertical (angle between the sensor's up axis and the
+   mean specific force, i.e. gravity, over ``tilt_after_window_s`` after the impact) is at
+   least ``min_tilt_after_deg`` -- lying -- and has grown by at least
+   ``min_tilt_change_deg`` compared with ``tilt_before_window_s`` before the impact. The
+   change rules out movements that start and end lying (turning over in bed).
+3. **Low movement.** The median over that window of the 0.1 s angular-rate maxima stays
+   below ``max_gyr_after_radps``: the person lies rather than moving on (Bourke et al. 2010
+   use a post-impact posture/activity window for the same purpose). A median, so a roll
+   at the end of the fall does not hide it.
+
+Lying down on purpose passes 2 and 3 but lacks the impact; jumps, stumbles, collapsing onto
+a chair have impacts but end upright. The decision for a peak is final ``lookahead_s``
+(2.0 s) after it. The event's start is the onset of the descent, estimated as the start of
+the largest drop of ``integral(|a| - g)`` before the impact (Bourke et al. 2010's velocity
+feature).
+
+References
+----------
+- Bourke AK, O'Brien JV, Lyons GM. Evaluation of a threshold-based tri-axial accelerometer
+  fall detection algorithm. Gait Posture 2007;26(2):194-199.
+  doi:10.1016/j.gaitpost.2006.09.012
+- Kangas M, Konttila A, Lindgren P, Winblad I, Jamsa T. Comparison of low-complexity fall
+  detection algorithms for body attached accelerometers. Gait Posture 2008;28(2):285-291.
+  doi:10.1016/j.gaitpost.2008.01.003
+- Bourke AK, van de Ven P, Gamble M, et al. Evaluation of waist-mounted tri-axial
+  accelerometer based fall-detection algorithms during scripted and continuous unscripted
+  activities. J Biomech 2010;43(15):3051-3057. doi:10.1016/j.jbiomech.2010.07.005
+- Sucerquia A, Lopez JD, Vargas-Bonilla JF. SisFall: A Fall and Movement Dataset. Sensors
+  2017;17(1):198. doi:10.3390/s17010198
+
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from justwalk.falls import _features as ft
+from justwalk.falls._frontend import DV, Blocks
+from justwalk.falls._near_fall import _extent
+from justwalk.falls._scan import CandidateDetector
+from justwalk.falls.base import GRAVITY_MPS2, EventType, FallEvent
+
+
+@dataclass(frozen=True, slots=True)
+class FallFeatures:
+    """What the fall decision looks at (SI units, angles in degrees)."""
+
+    peak_acc_mps2: float
+    peak_gyr_radps: float
+    tilt_before_deg: float
+    tilt_after_deg: float
+    gyr_after_radps: float
+    """Median of the 0.1 s angular-rate maxima after the impact."""
+    velocity_drop_mps: float
+
+
+class FallDetector(CandidateDetector[FallFeatures]):
+    """Streaming fall detector; see the module docstring for the method."""
+
+    def __init__(
+        self,
+        *,
+        min_impact_acc_mps2: float = 1.6 * GRAVITY_MPS2,
+        peak_half_window_s: float = 1.0,
+        peak_gyr_window_s: tuple[float, float] = (-1.0, 0.3),
+        tilt_before_window_s: tuple[float, float] = (-3.0, -1.5),
+        tilt_after_window_s: tuple[float, float] = (1.0, 2.0),
+        descent_window_s: tuple[float, float] = (-1.5, 0.1),
+        min_tilt_after_deg: float = 45.0,
+        min_tilt_change_deg: float = 20.0,
+        max_gyr_after_radps: float = 1.0,
+        refractory_s: float = 10.0,
+    ) -> None:
+        self.min_impact_acc_mps2 = min_impact_acc_mps2
+        self.peak_half_window_s = peak_half_window_s
+        self.peak_gyr_window_s = peak_gyr_window_s
+        self.tilt_before_window_s = tilt_before_window_s
+        self.tilt_after_window_s = tilt_after_window_s
+        self.descent_window_s = descent_window_s
+        self.min_tilt_after_deg = min_tilt_after_deg
+        self.min_tilt_change_deg = min_tilt_change_deg
+        self.max_gyr_after_radps = max_gyr_after_radps
+        self.refractory_s = refractory_s
+
+    @property
+    def gate_acc_mps2(self) -> float:  # type: ignore[override]
+        """Candidates are peaks at least this large."""
+        return min(self.min_impact_acc_mps2, 1.5 * GRAVITY_MPS2)
+
+    @property
+    def lookahead_s(self) -> float:  # type: ignore[override]
+        """Data needed after a peak before it is judged."""
+        return max(self.tilt_after_window_s[1], self.peak_half_window_s,
+                   self.peak_gyr_window_s[1], self.descent_window_s[1])
+
+    @property
+    def history_s(self) -> float:  # type: ignore[override]
+        """Data kept before the newest block."""
+        before = max(-self.tilt_before_window_s[0], -self.descent_window_s[0],
+                     -self.peak_gyr_window_s[0], self.peak_half_window_s)
+        return before + self.lookahead_s + 1.0
+
+    def features(self, blocks: Blocks, k: int) -> FallFeatures:
+        """Features of the candidate at block ``k``."""
+        row = blocks.rows[k - blocks.first_index]
+        gyr_rows = ft.window(blocks, k, *self.peak_gyr_window_s)
+        after = ft.window(blocks, k, *self.tilt_after_window_s)
+        return FallFeatures(
+            peak_acc_mps2=float(row[ft.AMAX]),
+            peak_gyr_radps=float(gyr_rows[:, ft.GMAX].max()) if gyr_rows.size else 0.0,
+            tilt_before_deg=ft.posture_tilt(ft.window(blocks, k, *self.tilt_before_window_s)),
+            tilt_after_deg=ft.posture_tilt(after),
+            gyr_after_radps=float(np.median(after[:, ft.GMAX])) if after.size else math.inf,
+            velocity_drop_mps=ft.velocity_drop_mps(ft.window(blocks, k,
+                                                             *self.descent_window_s)),
+        )
+
+    def decide(self, f: FallFeatures) -> bool:
+        """Impact, then lying (and more tilted than before), then little movement."""
+        return bool(
+            f.peak_acc_mps2 >= self.min_impact_acc_mps2
+            and f.tilt_after_deg >= self.min_tilt_after_deg
+            and f.tilt_after_deg - f.tilt_before_deg >= self.min_tilt_change_deg
+            and f.gyr_after_radps <= self.max_gyr_after_radps
+        )
+
+    def confidence(self, f: FallFeatures) -> float:
+        """0.5 at the thresholds, towards 1 with the smallest margin of impact and posture."""
+        margin = min(
+            f.peak_acc_mps2 / self.min_impact_acc_mps2,
+            f.tilt_after_deg / self.min_tilt_after_deg,
+        )
+        return float(margin / (margin + 1.0))
+
+    def make_event(
+        self, blocks: Blocks, k: int, peak: ft.Peak, detected_us: int, f: FallFeatures
+    ) -> FallEvent:
+        """Event from the onset of the descent to the end of the impact."""
+        _, end_k = _extent(blocks, k, GRAVITY_MPS2, window_s=1.0)
+        i0 = k - blocks.first_index + ft.n_blocks(blocks, self.descent_window_s[0])
+        i0 = max(i0, 0)
+        i1 = k - blocks.first_index + 1
+        c = np.concatenate([[0.0], np.cumsum(blocks.rows[i0:i1, DV])])
+        drop_end = int(np.argmin(c - np.maximum.accumulate(c)))
+        onset = int(np.argmax(c[: drop_end + 1]))
+        return FallEvent(
+            type=EventType.FALL,
+            start_us=blocks.time_us(i0 + onset + blocks.first_index),
+            end_us=blocks.time_us(end_k + 1),
+            peak_us=peak.peak_us,
+            detected_us=detected_us,
+            peak_acc_mps2=f.peak_acc_mps2,
+            peak_gyr_radps=f.peak_gyr_radps,
+            trunk_tilt_before_deg=f.tilt_before_deg,
+            trunk_tilt_after_deg=f.tilt_after_deg,
+            confidence=self.confidence(f),
+        )

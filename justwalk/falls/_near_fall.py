@@ -1,0 +1,236 @@
+"""Near-fall (stumble, trip, slip with recovery) detection from a lower-back IMU.
+
+Method
+------
+A near-fall is a sudden trunk perturbation during walking followed by recovery (Maidan et
+al. 2014; Weiss et al. 2010). Vertical jerk and acceleration peaks alone (Weiss et al. 2010,
+"peak-to-peak vertical jerk"; Pang et al. 2019) confuse stumbles with jogging, jumps and
+brisk stairs, because they compare the perturbation with a fixed threshold. Here it is
+compared with the person's own gait just before and just after it:
+
+1. **Walking before.** At least ``min_steps_before`` steps (initial contacts, from the
+   ``justwalk.gait`` step detector) in the ``steps_window_s`` before the peak, with a regular
+   rhythm (coefficient of variation of the step intervals <= ``max_step_interval_cv``), and a
+   gait-like trunk acceleration (per-step peak >= ``min_gait_acc_mps2``). Jumps, sit-to-stand
+   and other transfers start from standing and fail here.
+2. **A perturbation out of proportion to that gait.** Per-step baselines are medians of the
+   0.5 s maxima of ``|a|`` and ``|w|`` over ``pre_window_s`` (and of ``|a|`` over
+   ``post_window_s``). The peak's excess acceleration ``|a| - g`` must be at least
+   ``min_acc_ratio`` times the baseline excess both before and after (a stumble is an isolated
+   disturbance; jogging, brisk stairs keep their level), and the trunk's angular rate at least
+   ``min_gyr_ratio`` times its walking baseline: the gyroscope sees the trunk being thrown
+   (Aziz & Robinovitch 2011; Bagala et al. 2012 use angular-rate features for the same reason).
+3. **Recovery.** Afterwards the trunk is upright again: tilt from vertical over
+   ``tilt_after_window_s`` <= ``max_tilt_after_deg`` and within ``max_tilt_change_deg`` of
+   its value before (a fall ends lying and is the fall detector's business).
+
+Only ratios are thresholded, so the detector adapts to slow walkers and to sensor tilt.
+The decision for a peak is final ``lookahead_s`` (3.5 s) after it.
+
+References
+----------
+- Weiss A, Shimkin I, Giladi N, Hausdorff JM. Automated detection of near falls: algorithm
+  development and preliminary results. BMC Res Notes 2010;3:62. doi:10.1186/1756-0500-3-62
+- Pang I, Okubo Y, Sturnieks D, Lord SR, Brodie MA. Detection of near falls using wearable
+  devices: a systematic review. J Geriatr Phys Ther 2019;42(1):48-56.
+  doi:10.1519/JPT.0000000000000181
+- Maidan I, Freedman T, Tzemah R, et al. Introducing a new definition of a near fall:
+  intra-rater and inter-rater reliability. Gait Posture 2014;39(1):645-647.
+- Aziz O, Robinovitch SN. An analysis of the accuracy of wearable sensors for classifying
+  the causes of falls in humans. IEEE TNSRE 2011;19(6):670-676.
+- Bagala F, Becker C, Cappello A, et al. Evaluation of accelerometer-based fall detection
+  algorithms on real-world falls. PLoS One 2012;7(5):e37062.
+- Sucerquia A, Lopez JD, Vargas-Bonilla JF. SisFall: A Fall and Movement Dataset. Sensors
+  2017;17(1):198 (the stumbles, D18, this was developed on).
+
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from justwalk.falls import _features as ft
+from justwalk.falls._frontend import Blocks
+from justwalk.falls._scan import CandidateDetector
+from justwalk.falls.base import GRAVITY_MPS2, EventType, FallEvent
+
+
+@dataclass(frozen=True, slots=True)
+class NearFallFeatures:
+    """What the near-fall decision looks at (SI units, angles in degrees)."""
+
+    peak_acc_mps2: float
+    peak_gyr_radps: float
+    gait_acc_mps2: float
+    """Per-step acceleration peak (baseline) before the event."""
+    acc_ratio: float
+    """Peak excess acceleration over the baseline excess before the event."""
+    acc_ratio_after: float
+    """The same against the baseline after the event."""
+    gyr_ratio: float
+    """Peak angular rate over its baseline before the event."""
+    n_steps_before: int
+    step_interval_cv: float
+    tilt_before_deg: float
+    tilt_after_deg: float
+
+
+class NearFallDetector(CandidateDetector[NearFallFeatures]):
+    """Streaming near-fall detector; see the module docstring for the method."""
+
+    def __init__(
+        self,
+        *,
+        gate_acc_mps2: float = 1.6 * GRAVITY_MPS2,
+        peak_half_window_s: float = 0.5,
+        peak_gyr_window_s: tuple[float, float] = (-0.3, 0.4),
+        pre_window_s: tuple[float, float] = (-3.5, -0.5),
+        post_window_s: tuple[float, float] = (1.0, 3.5),
+        steps_window_s: tuple[float, float] = (-3.5, -0.3),
+        tilt_after_window_s: tuple[float, float] = (1.5, 3.5),
+        acc_floor_mps2: float = 0.1 * GRAVITY_MPS2,
+        gyr_floor_radps: float = math.radians(20.0),
+        min_gait_acc_mps2: float = 1.1 * GRAVITY_MPS2,
+        min_steps_before: int = 3,
+        max_step_interval_cv: float = 0.4,
+        min_acc_ratio: float = 3.0,
+        min_gyr_ratio: float = 2.2,
+        max_tilt_after_deg: float = 60.0,
+        max_tilt_change_deg: float = 25.0,
+        refractory_s: float = 3.0,
+    ) -> None:
+        self.gate_acc_mps2 = gate_acc_mps2
+        self.peak_half_window_s = peak_half_window_s
+        self.peak_gyr_window_s = peak_gyr_window_s
+        self.pre_window_s = pre_window_s
+        self.post_window_s = post_window_s
+        self.steps_window_s = steps_window_s
+        self.tilt_after_window_s = tilt_after_window_s
+        self.acc_floor_mps2 = acc_floor_mps2
+        self.gyr_floor_radps = gyr_floor_radps
+        self.min_gait_acc_mps2 = min_gait_acc_mps2
+        self.min_steps_before = min_steps_before
+        self.max_step_interval_cv = max_step_interval_cv
+        self.min_acc_ratio = min_acc_ratio
+        self.min_gyr_ratio = min_gyr_ratio
+        self.max_tilt_after_deg = max_tilt_after_deg
+        self.max_tilt_change_deg = max_tilt_change_deg
+        self.refractory_s = refractory_s
+
+    @property
+    def lookahead_s(self) -> float:  # type: ignore[override]
+        """Data needed after a peak before it is judged."""
+        return max(self.post_window_s[1], self.tilt_after_window_s[1], self.peak_half_window_s)
+
+    @property
+    def history_s(self) -> float:  # type: ignore[override]
+        """Data kept before the newest block."""
+        before = max(-self.pre_window_s[0], -self.steps_window_s[0], self.peak_half_window_s)
+        return before + self.lookahead_s + 1.0
+
+    def features(self, blocks: Blocks, k: int) -> NearFallFeatures:
+        """Features of the candidate at block ``k``."""
+        row = blocks.rows[k - blocks.first_index]
+        peak_acc = float(row[ft.AMAX])
+        peak_us = ft.peak_at(blocks, k).peak_us
+        g = GRAVITY_MPS2
+        group = ft.n_blocks(blocks, ft.BASELINE_GROUP_S)
+        pre = ft.window(blocks, k, *self.pre_window_s)
+        post = ft.window(blocks, k, *self.post_window_s)
+        gyr_rows = ft.window(blocks, k, self.peak_gyr_window_s[0], self.peak_gyr_window_s[1])
+        peak_gyr = float(gyr_rows[:, ft.GMAX].max()) if gyr_rows.size else 0.0
+        base_a = ft.baseline(pre, ft.AMAX, group)
+        base_a_post = ft.baseline(post, ft.AMAX, group)
+        base_g = ft.baseline(pre, ft.GMAX, group)
+        excess = peak_acc - g
+        acc_ratio = _ratio(excess, base_a - g, self.acc_floor_mps2)
+        acc_ratio_after = _ratio(excess, base_a_post - g, self.acc_floor_mps2)
+        gyr_ratio = _ratio(peak_gyr, base_g, self.gyr_floor_radps)
+        steps = ft.steps_between(
+            blocks,
+            peak_us + round(self.steps_window_s[0] * 1e6),
+            peak_us + round(self.steps_window_s[1] * 1e6),
+        )
+        intervals = np.diff(steps) / 1e6
+        cv = (
+            float(np.std(intervals) / np.mean(intervals)) if intervals.size >= 2 else math.nan
+        )
+        return NearFallFeatures(
+            peak_acc_mps2=peak_acc,
+            peak_gyr_radps=peak_gyr,
+            gait_acc_mps2=base_a,
+            acc_ratio=acc_ratio,
+            acc_ratio_after=acc_ratio_after,
+            gyr_ratio=gyr_ratio,
+            n_steps_before=int(steps.size),
+            step_interval_cv=cv,
+            tilt_before_deg=ft.posture_tilt(pre),
+            tilt_after_deg=ft.posture_tilt(ft.window(blocks, k, *self.tilt_after_window_s)),
+        )
+
+    def decide(self, f: NearFallFeatures) -> bool:
+        """Walking before, an isolated perturbation with a thrown trunk, upright after."""
+        walking = (
+            f.n_steps_before >= self.min_steps_before
+            and f.step_interval_cv <= self.max_step_interval_cv
+            and f.gait_acc_mps2 >= self.min_gait_acc_mps2
+        )
+        perturbed = (
+            f.acc_ratio >= self.min_acc_ratio
+            and f.acc_ratio_after >= self.min_acc_ratio
+            and f.gyr_ratio >= self.min_gyr_ratio
+        )
+        recovered = (
+            f.tilt_after_deg <= self.max_tilt_after_deg
+            and abs(f.tilt_after_deg - f.tilt_before_deg) <= self.max_tilt_change_deg
+        )
+        return bool(walking and perturbed and recovered)
+
+    def confidence(self, f: NearFallFeatures) -> float:
+        """0.5 at the thresholds, towards 1 with the smaller of the two ratio margins."""
+        margin = min(f.acc_ratio / self.min_acc_ratio, f.acc_ratio_after / self.min_acc_ratio,
+                     f.gyr_ratio / self.min_gyr_ratio)
+        return float(margin / (margin + 1.0))
+
+    def make_event(
+        self, blocks: Blocks, k: int, peak: ft.Peak, detected_us: int, f: NearFallFeatures
+    ) -> FallEvent:
+        """Event spanning the blocks around the peak above half its excess."""
+        start_k, end_k = _extent(blocks, k, f.gait_acc_mps2, window_s=1.0)
+        return FallEvent(
+            type=EventType.NEAR_FALL,
+            start_us=blocks.time_us(start_k),
+            end_us=blocks.time_us(end_k + 1),
+            peak_us=peak.peak_us,
+            detected_us=detected_us,
+            peak_acc_mps2=f.peak_acc_mps2,
+            peak_gyr_radps=f.peak_gyr_radps,
+            trunk_tilt_before_deg=f.tilt_before_deg,
+            trunk_tilt_after_deg=f.tilt_after_deg,
+            confidence=self.confidence(f),
+        )
+
+
+def _ratio(num: float, den: float, floor: float) -> float:
+    if math.isnan(den):
+        return 0.0
+    return num / max(den, floor)
+
+
+def _extent(blocks: Blocks, k: int, base_mps2: float, window_s: float) -> tuple[int, int]:
+    """First and last block within +-window_s of ``k`` above halfway from base to peak."""
+    i = k - blocks.first_index
+    h = ft.n_blocks(blocks, window_s)
+    amax = blocks.rows[:, ft.AMAX]
+    base = base_mps2 if math.isfinite(base_mps2) else GRAVITY_MPS2
+    level = base + 0.5 * (amax[i] - base)
+    lo = i
+    while lo - 1 >= max(i - h, 0) and amax[lo - 1] >= level:
+        lo -= 1
+    hi = i
+    while hi + 1 <= min(i + h, amax.size - 1) and amax[hi + 1] >= level:
+        hi += 1
+    return lo + blocks.first_index, hi + blocks.first_index

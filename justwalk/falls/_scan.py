@@ -1,0 +1,158 @@
+"""Common streaming machinery of the detectors: state, candidate scanning, refractory period.
+
+A candidate is a block holding a local maximum of the acceleration magnitude above a gate.
+It is judged once ``lookahead_s`` of data after it has arrived (the detector's bounded
+look-ahead); each detector supplies the features and the decision.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import numpy.typing as npt
+
+from justwalk.falls import _features as ft
+from justwalk.falls._frontend import BlockFrontEnd, Blocks, FrontEndState
+from justwalk.falls.base import FallEvent
+
+FeaturesT = TypeVar("FeaturesT")
+
+
+@dataclass
+class DetectorState:
+    """Per-stream state of a fall or near-fall detector; small and serialisable."""
+
+    front: FrontEndState = field(default_factory=FrontEndState)
+    next_candidate: int = 0
+    """Segment block index of the first block not yet judged."""
+    quiet_until_us: int = -(2**62)
+    """End of the refractory period after the last event."""
+    n_events: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready representation."""
+        return {
+            "front": self.front.to_dict(),
+            "next_candidate": self.next_candidate,
+            "quiet_until_us": self.quiet_until_us,
+            "n_events": self.n_events,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DetectorState:
+        """Inverse of ``to_dict``."""
+        return cls(
+            front=FrontEndState.from_dict(d["front"]),
+            next_candidate=int(d["next_candidate"]),
+            quiet_until_us=int(d["quiet_until_us"]),
+            n_events=int(d["n_events"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate(Generic[FeaturesT]):
+    """A judged candidate: its peak, its features, and whether they make an event."""
+
+    peak: ft.Peak
+    detected_us: int
+    features: FeaturesT
+    accepted: bool
+    event: FallEvent | None
+
+
+class CandidateDetector(ABC, Generic[FeaturesT]):
+    """Base of the detectors: feeds the front end and judges candidates in time order."""
+
+    gate_acc_mps2: float
+    peak_half_window_s: float
+    lookahead_s: float
+    refractory_s: float
+    history_s: float
+
+    def _front(self) -> BlockFrontEnd:
+        front = getattr(self, "_front_end", None)
+        if front is None:
+            front = BlockFrontEnd(history_s=self.history_s)
+            self._front_end = front
+        return front
+
+    def initial_state(self) -> DetectorState:
+        """State before any data."""
+        return DetectorState(front=self._front().initial_state())
+
+    def process(
+        self,
+        state: DetectorState,
+        samples: npt.ArrayLike,
+        t0_us: int,
+        sample_rate_hz: float,
+    ) -> list[FallEvent]:
+        """Consume one chunk (n, 6) of acc (m/s^2) and gyr (rad/s); return the new events.
+
+        ``state`` is updated in place. Chunks must come in time order; see
+        ``BlockFrontEnd.process`` for gaps.
+        """
+        return [c.event for c in self.scan(state, samples, t0_us, sample_rate_hz)
+                if c.event is not None]
+
+    def scan(
+        self,
+        state: DetectorState,
+        samples: npt.ArrayLike,
+        t0_us: int,
+        sample_rate_hz: float,
+    ) -> list[Candidate[FeaturesT]]:
+        """Like ``process`` but returns every judged candidate with its features.
+
+        Used by the evaluation to tune thresholds without re-running the signal chain.
+        """
+        segment = state.front.segment
+        blocks = self._front().process(state.front, samples, t0_us, sample_rate_hz)
+        if state.front.segment != segment:
+            state.next_candidate = 0  # a new segment started
+        ahead = ft.n_blocks(blocks, self.lookahead_s)
+        last = state.front.n_blocks - 1 - ahead
+        out: list[Candidate[FeaturesT]] = []
+        k = max(state.next_candidate, blocks.first_index)
+        gate = self.gate_acc_mps2
+        rows = blocks.rows
+        while k <= last:
+            if rows[k - blocks.first_index, ft.AMAX] >= gate and ft.is_local_max(
+                blocks, k, self.peak_half_window_s
+            ):
+                cand = self._judge(state, blocks, k, ahead)
+                if cand is not None:
+                    out.append(cand)
+            k += 1
+        state.next_candidate = max(state.next_candidate, last + 1)
+        return out
+
+    def _judge(
+        self, state: DetectorState, blocks: Blocks, k: int, ahead: int
+    ) -> Candidate[FeaturesT] | None:
+        peak = ft.peak_at(blocks, k)
+        detected_us = blocks.time_us(k + ahead + 1)
+        features = self.features(blocks, k)
+        accepted = self.decide(features)
+        event = None
+        if accepted and peak.peak_us >= state.quiet_until_us:
+            event = self.make_event(blocks, k, peak, detected_us, features)
+            state.quiet_until_us = peak.peak_us + round(self.refractory_s * 1e6)
+            state.n_events += 1
+        return Candidate(peak, detected_us, features, accepted, event)
+
+    @abstractmethod
+    def features(self, blocks: Blocks, k: int) -> FeaturesT:
+        """Features of the candidate at block ``k``."""
+
+    @abstractmethod
+    def decide(self, features: FeaturesT) -> bool:
+        """Whether the features make an event."""
+
+    @abstractmethod
+    def make_event(
+        self, blocks: Blocks, k: int, peak: ft.Peak, detected_us: int, features: FeaturesT
+    ) -> FallEvent:
+        """The event reported for an accepted candidate."""

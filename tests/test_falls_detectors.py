@@ -1,0 +1,229 @@
+"""Analytic tests of the fall core: synthetic falls, stumbles and walking; chunking; state."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from justwalk.falls import (
+    GRAVITY_MPS2,
+    EventType,
+    FallDetector,
+    FallEvent,
+    FallMonitor,
+    FallMonitorState,
+    NearFallDetector,
+)
+
+FS = 100.0
+T0_US = 1_700_000_000_000_000
+G = GRAVITY_MPS2
+
+
+def walking(duration_s: float, *, cadence_spm: float = 110.0, seed: int = 0) -> np.ndarray:
+    """Upright walking: one vertical oscillation (+-0.3 g) per step, trunk rotation at the
+    stride frequency (+-0.6 rad/s), a little noise. Columns: acc x/y/z, gyr x/y/z."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(duration_s * FS)) / FS
+    f_step = cadence_spm / 60.0
+    x = np.zeros((t.size, 6))
+    x[:, 0] = G + 0.3 * G * np.sin(2 * np.pi * f_step * t)
+    x[:, 2] = 0.1 * G * np.sin(2 * np.pi * f_step * t + 1.0)
+    x[:, 3] = 0.6 * np.sin(np.pi * f_step * t)
+    x[:, 4] = 0.3 * np.sin(2 * np.pi * f_step * t)
+    x[:, :3] += rng.normal(0.0, 0.05, (t.size, 3))
+    x[:, 3:] += rng.normal(0.0, 0.01, (t.size, 3))
+    return x
+
+
+def still(duration_s: float, *, tilt_deg: float = 0.0, seed: int = 1) -> np.ndarray:
+    """Motionless trunk tilted forward by ``tilt_deg`` (90 = lying on the back)."""
+    rng = np.random.default_rng(seed)
+    n = round(duration_s * FS)
+    x = np.zeros((n, 6))
+    a = np.radians(tilt_deg)
+    x[:, 0] = G * np.cos(a)
+    x[:, 2] = G * np.sin(a)
+    x[:, :3] += rng.normal(0.0, 0.02, (n, 3))
+    x[:, 3:] += rng.normal(0.0, 0.005, (n, 3))
+    return x
+
+
+def pulse(duration_s: float, acc_peak_mps2: float, gyr_peak_radps: float,
+          *, tilt_deg: float = 0.0) -> np.ndarray:
+    """A half-sine acceleration pulse along the trunk and an angular-rate burst."""
+    n = round(duration_s * FS)
+    s = np.sin(np.pi * (np.arange(n) + 0.5) / n)
+    x = still(duration_s, tilt_deg=tilt_deg, seed=2)
+    x[:, 0] += (acc_peak_mps2 - G) * s
+    x[:, 4] += gyr_peak_radps * s
+    return x
+
+
+def fall_recording() -> tuple[np.ndarray, float]:
+    """6 s walking, a 0.5 s fall forward with a 3 g impact, then 6 s lying still.
+    Returns the samples and the impact time (s)."""
+    walk = walking(6.0)
+    n_fall = 50
+    tilt = np.linspace(0.0, 90.0, n_fall)
+    fall = np.zeros((n_fall, 6))
+    fall[:, 0] = 0.6 * G * np.cos(np.radians(tilt))  # partly free falling
+    fall[:, 2] = 0.6 * G * np.sin(np.radians(tilt))
+    fall[:, 4] = np.radians(180.0)
+    impact = still(0.1, tilt_deg=90.0, seed=5)
+    s = np.sin(np.pi * (np.arange(10) + 0.5) / 10)
+    impact[:, 2] += 2.0 * G * s  # the floor pushes on the back: along z, now vertical
+    impact[:, 4] += 2.0 * s
+    lying = still(6.0, tilt_deg=90.0)
+    x = np.concatenate([walk, fall, impact, lying])
+    return x, 6.0 + n_fall / FS + 0.05
+
+
+def stumble_recording() -> tuple[np.ndarray, float]:
+    """6 s walking, a 0.2 s perturbation (4.5 g, 4 rad/s), then 6 s walking again."""
+    before = walking(6.0, seed=3)
+    hit = pulse(0.2, 4.5 * G, 4.0)
+    after = walking(6.0, seed=4)
+    return np.concatenate([before, hit, after]), 6.1
+
+
+def feed(detector, x: np.ndarray, sizes: list[int] | None = None, *, roundtrip: bool = False):
+    state = detector.initial_state()
+    events: list[FallEvent] = []
+    i = 0
+    k = 0
+    while i < x.shape[0]:
+        n = x.shape[0] - i if sizes is None else sizes[k % len(sizes)]
+        t0 = T0_US + round(i * 1e6 / FS)
+        events += detector.process(state, x[i : i + n], t0, FS)
+        if roundtrip:
+            state = type(state).from_dict(json.loads(json.dumps(state.to_dict())))
+        i += n
+        k += 1
+    return events, state
+
+
+def test_impact_then_lying_still_is_one_fall():
+    x, t_impact = fall_recording()
+    events, _ = feed(FallDetector(), x)
+    assert len(events) == 1
+    e = events[0]
+    assert e.type is EventType.FALL
+    assert abs((e.peak_us - T0_US) / 1e6 - t_impact) < 0.1
+    assert e.peak_acc_mps2 == pytest.approx(3.0 * G, rel=0.05)
+    assert e.trunk_tilt_after_deg == pytest.approx(90.0, abs=3.0)
+    assert e.trunk_tilt_before_deg < 10.0
+    assert e.start_us <= e.peak_us < e.end_us <= e.detected_us
+    # bounded look-ahead: final 2 s (plus one block) after the impact
+    assert (e.detected_us - e.peak_us) / 1e6 <= 2.2
+    assert 0.5 <= e.confidence < 1.0
+    assert FallEvent.from_dict(json.loads(json.dumps(e.to_dict()))) == e
+
+
+def test_fall_is_not_a_near_fall():
+    x, _ = fall_recording()
+    events, _ = feed(NearFallDetector(), x)
+    assert events == []
+
+
+def test_lying_down_without_impact_is_not_a_fall():
+    x = np.concatenate([still(4.0), still(6.0, tilt_deg=90.0)])
+    events, _ = feed(FallMonitor(), x)
+    assert events == []
+
+
+def test_impact_that_ends_upright_is_not_a_fall():
+    x = np.concatenate([still(4.0), pulse(0.1, 4.0 * G, 3.0), still(5.0)])
+    events, _ = feed(FallDetector(), x)
+    assert events == []
+
+
+def test_stumble_during_walking_with_recovery_is_a_near_fall():
+    x, t_peak = stumble_recording()
+    events, _ = feed(FallMonitor(), x)
+    assert [e.type for e in events] == [EventType.NEAR_FALL]
+    e = events[0]
+    assert abs((e.peak_us - T0_US) / 1e6 - t_peak) < 0.15
+    assert e.peak_acc_mps2 == pytest.approx(4.5 * G, rel=0.05)
+    assert e.peak_gyr_radps == pytest.approx(4.0, rel=0.1)
+    assert (e.detected_us - e.peak_us) / 1e6 <= 3.7
+
+
+def test_same_perturbation_from_standing_is_not_a_near_fall():
+    # a jump-like landing with no walking before it
+    x = np.concatenate([still(6.0), pulse(0.2, 4.5 * G, 4.0), still(6.0)])
+    events, _ = feed(NearFallDetector(), x)
+    assert events == []
+
+
+@pytest.mark.parametrize("cadence", [80.0, 110.0, 150.0])
+def test_walking_alone_gives_nothing(cadence):
+    events, _ = feed(FallMonitor(), walking(120.0, cadence_spm=cadence, seed=int(cadence)))
+    assert events == []
+
+
+def test_simulated_walking_gives_nothing():
+    gm = pytest.importorskip("justwalk.simulator.gait_model")
+    rec = gm.synthesize(gm.GaitProfile(), 300.0, FS, np.random.default_rng(7))
+    events, _ = feed(FallMonitor(), np.asarray(rec.samples, dtype=np.float64))
+    assert events == []
+
+
+def _both() -> np.ndarray:
+    s, _ = stumble_recording()
+    f, _ = fall_recording()
+    return np.concatenate([s, walking(3.0, seed=9), f])
+
+
+@pytest.mark.parametrize("sizes", [[1], [7], [10], [33, 1, 250], [1024], [3, 5, 8, 13, 21]])
+def test_chunking_does_not_change_events(sizes):
+    x = _both()
+    whole, _ = feed(FallMonitor(), x)
+    assert [e.type for e in whole] == [EventType.NEAR_FALL, EventType.FALL]
+    chunked, _ = feed(FallMonitor(), x, sizes)
+    assert chunked == whole
+
+
+def test_state_round_trip_is_exact_and_resumes():
+    x = _both()
+    whole, end_state = feed(FallMonitor(), x)
+    resumed, resumed_state = feed(FallMonitor(), x, [37, 120, 5], roundtrip=True)
+    assert resumed == whole
+    d = end_state.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert FallMonitorState.from_dict(d).to_dict() == d
+    assert resumed_state.to_dict() == d
+
+
+def test_state_stays_small():
+    _, state = feed(FallMonitor(), walking(300.0))
+    assert len(json.dumps(state.to_dict())) < 200_000
+
+
+def test_gap_restarts_without_false_events():
+    det = FallMonitor()
+    state = det.initial_state()
+    x = walking(10.0)
+    assert det.process(state, x, T0_US, FS) == []
+    assert det.process(state, x, T0_US + 60_000_000, FS) == []  # 50 s later
+
+
+def test_rejects_bad_input():
+    det = FallDetector()
+    with pytest.raises(ValueError, match="shape"):
+        det.process(det.initial_state(), np.zeros((10, 3)), T0_US, FS)
+    with pytest.raises(ValueError, match="finite"):
+        det.process(det.initial_state(), np.full((10, 6), np.nan), T0_US, FS)
+
+
+def test_works_at_other_sample_rates():
+    x, t_impact = fall_recording()
+    from scipy import signal
+
+    x200 = signal.resample_poly(x, 2, 1, axis=0)
+    state = FallDetector().initial_state()
+    events = FallDetector().process(state, x200, T0_US, 200.0)
+    assert len(events) == 1 and events[0].type is EventType.FALL
+    assert abs((events[0].peak_us - T0_US) / 1e6 - t_impact) < 0.1
