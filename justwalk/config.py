@@ -24,6 +24,7 @@ class Settings:
     topic_steps: str = "gait.steps"
     topic_windows: str = "gait.windows"
     topic_rejects: str = "imu.rejected"
+    topic_alerts: str = "alerts"
     topic_partitions: int = 8
     # Consumer-group timings; the defaults of Kafka clients make joins slow on a small broker.
     kafka_session_timeout_s: float = 10.0
@@ -47,6 +48,13 @@ class Settings:
     processor_group: str = "justwalk-processor"
     processor_data_dir: Path = Path("run/processor")
     cadence_window_s: float = 5.0
+
+    alert_group: str = "justwalk-alerts"
+    alert_channels: Path = Path("deploy/local/alert_channels.json")
+    """Per-clinic alert channels (webhooks, e-mail) and the SMTP server; see sinks.alerts."""
+    alert_outbox: Path = Path("run/alerts/outbox.sqlite3")
+    """Durable store of alerts not yet delivered (survives restarts and receiver outages)."""
+    alert_suppression_s: float = 300.0
 
     sink_group: str = "justwalk-sink"
     sink_batch_points: int = 5000

@@ -20,6 +20,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_steps,
         settings.topic_windows,
         settings.topic_rejects,
+        settings.topic_alerts,
     ]
 
 

@@ -7,6 +7,7 @@ so writing the same record twice produces the same InfluxDB point (idempotent re
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Self
@@ -86,6 +87,64 @@ class RejectRecord:
     def to_json(self) -> bytes:
         """Serialise for Kafka."""
         return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+
+ALERT_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One alert on the ``alerts`` topic: the single alert format of the whole system.
+
+    ``alert_id`` is stable for the event it describes (derived from patient, session, type
+    and the event's start time), so a processor that replays a chunk after a restart
+    produces the same id and receivers can recognise duplicates. Times are device time,
+    except ``raised_at_us`` (wall clock when the processor raised it, for latency).
+    ``severity`` is "critical" (fall), "warning" (near-fall, rising fall risk) or "info".
+    ``evidence`` holds the numbers that led to the alert (peak acceleration in g, angular
+    rate in rad/s, trunk tilt before/after in degrees, confidence 0..1, ...).
+    """
+
+    alert_id: str
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+    type: str
+    severity: str
+    event_start_us: int
+    event_end_us: int
+    raised_at_us: int
+    evidence: dict[str, float | str]
+    version: int = ALERT_FORMAT_VERSION
+
+    KIND: ClassVar[str] = "alert"
+
+    @staticmethod
+    def make_id(patient_id: str, session_id: str, type_: str, event_start_us: int) -> str:
+        """The stable id of an event's alert."""
+        key = f"{patient_id}|{session_id}|{type_}|{event_start_us}".encode()
+        return hashlib.sha256(key).hexdigest()[:32]
+
+    def to_json(self) -> bytes:
+        """Serialise for Kafka."""
+        return _dump(self.KIND, asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Inverse of ``to_json`` after json parsing."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+def decode_alert(data: bytes) -> AlertRecord:
+    """Parse an alert from the alerts topic. Raises ValueError on anything unexpected."""
+    try:
+        d = json.loads(data)
+        if d.get("kind") != AlertRecord.KIND:
+            raise KeyError("kind")
+        return AlertRecord.from_dict(d)
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not an alert: {exc!r}") from exc
 
 
 Record = StepRecord | GaitWindowRecord

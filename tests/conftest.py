@@ -44,10 +44,13 @@ def stack_settings(local_stack: LocalStack, tmp_path: Path) -> Settings:
         topic_steps=f"gait.steps.{suffix}",
         topic_windows=f"gait.windows.{suffix}",
         topic_rejects=f"imu.rejected.{suffix}",
+        topic_alerts=f"alerts.{suffix}",
         topic_partitions=4,
         influx_db=f"justwalk_{suffix}",
         processor_group=f"justwalk-processor-{suffix}",
         sink_group=f"justwalk-sink-{suffix}",
+        alert_group=f"justwalk-alerts-{suffix}",
+        alert_outbox=tmp_path / "alerts" / "outbox.sqlite3",
         processor_data_dir=tmp_path / "processor",
         # Consumer groups join and rebalance quickly on a single small broker.
         kafka_session_timeout_s=6.0,
