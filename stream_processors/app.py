@@ -1,6 +1,6 @@
 """The Faust stream processor: IMU chunks in, steps and cadence windows out.
 
-    imu.chunks (key = patient id)  ->  [gait agent]  ->  gait.steps, gait.windows
+    imu.chunks (key = patient id)  ->  [gait agent]  ->  gait.steps, gait.windows, alerts
                                          |
                                          +-- table "gait-state": one GaitStreamState per
                                              (patient, device, session), changelogged to
@@ -77,6 +77,7 @@ def create_app(settings: Settings) -> faust.App:
                               value_serializer="raw")
     rejects_topic = app.topic(settings.topic_rejects, key_serializer="raw",
                               value_serializer="raw")
+    alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
     table = app.Table(TABLE_NAME, key_type=str, value_type=str, default=None,
                       partitions=settings.topic_partitions)
     processor = SessionProcessor(window_s=settings.cadence_window_s)
@@ -101,6 +102,9 @@ def create_app(settings: Settings) -> faust.App:
                 if result.duplicate:
                     continue
                 patient_key = chunk.patient_id.encode()
+                # alerts first: they are what a clinician waits for
+                for alert in result.alerts:
+                    await alerts_topic.send(key=patient_key, value=alert.to_json())
                 for step in result.steps:
                     await steps_topic.send(key=patient_key, value=step.to_json())
                 for window in result.windows:

@@ -61,3 +61,31 @@ def test_redelivered_chunks_are_skipped_and_state_survives_serialisation():
                 assert proc.process(state, old).duplicate
     assert outs == ref_out
     assert state_key(all_chunks[0]) == "pt-001|dev-001|sess-1"
+
+
+def test_a_fall_raises_one_critical_alert_with_a_stable_id():
+    from tests.test_falls_detectors import fall_recording
+
+    samples, impact_s = fall_recording()
+    now = iter(range(10**12, 10**13, 1000))
+    proc = SessionProcessor(window_s=5.0, clock=lambda: next(now))
+
+    def run():
+        state = proc.new_state()
+        alerts = []
+        for seq, k in enumerate(range(0, len(samples), 50)):
+            c = ImuChunk("pt-009", "dev-009", "sess-9", seq, T0 + k * 10_000, 100.0,
+                         Placement.LOWER_BACK, samples[k : k + 50].astype(np.float32),
+                         clinic_id="clinic-b")
+            alerts += proc.process(state, decode_chunk(encode_chunk(c))).alerts
+        return alerts
+
+    first, replay = run(), run()
+    assert [a.type for a in first] == ["fall"]
+    alert = first[0]
+    assert alert.severity == "critical" and alert.clinic_id == "clinic-b"
+    assert abs(alert.evidence["peak_us"] - (T0 + impact_s * 1e6)) < 200_000
+    assert alert.evidence["trunk_tilt_after_deg"] > 60
+    # the same event replayed gives the same id (receivers de-duplicate on it)
+    assert [a.alert_id for a in replay] == [alert.alert_id]
+    assert replay[0].raised_at_us != alert.raised_at_us

@@ -48,8 +48,6 @@ class GaitStreamState:
     n_steps: int = 0
     open_window_us: int | None = None
     """Start of the oldest window not yet emitted."""
-    last_seq: int = -1
-    """Sequence number of the last chunk processed (duplicate protection)."""
     last_end_us: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,7 +57,6 @@ class GaitStreamState:
             "recent_steps_us": self.recent_steps_us,
             "n_steps": self.n_steps,
             "open_window_us": self.open_window_us,
-            "last_seq": self.last_seq,
             "last_end_us": self.last_end_us,
         }
 
@@ -71,7 +68,6 @@ class GaitStreamState:
             recent_steps_us=list(d["recent_steps_us"]),
             n_steps=int(d["n_steps"]),
             open_window_us=d["open_window_us"],
-            last_seq=int(d["last_seq"]),
             last_end_us=int(d["last_end_us"]),
         )
 
