@@ -1,0 +1,209 @@
+"""``justwalk evaluate gait``: our streaming gait pipeline against INDIP, beside mobgap's.
+
+Runs ``justwalk.gait.pipeline.GaitPipeline`` on every referenced recording of a Mobilise-D
+style folder (default ``../shared/data/mobilised``) and, in the same run and on the same
+recordings, mobgap's ``MobilisedPipelineImpaired`` when mobgap can be imported (it is a
+benchmark-only dependency, installed in ``.venv-bench``; the runtime never imports it).
+Scoring rules are those of ``gait_reference`` (issue #3). Prints a table per recording and
+overall, or with ``--json`` one object whose keys hold ``{"ours": ..., "mobgap": ...}``.
+
+Processing speed is samples per second of the algorithms alone (data already in memory),
+our pipeline fed each recording whole; mobgap after one warm-up run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from justwalk.evaluation.gait_reference import Bout, Counts, Detection, Trial, load_trials
+from justwalk.gait.pipeline import GaitPipeline
+
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "mobilised"
+JSON_KEYS = {
+    "ic_f1": "ic_f1",
+    "ic_timing_error_s": "ic_timing_error_s",
+    "bout_f1": "bout_f1",
+    "cadence_mae_spm": "cadence_mae_spm",
+    "speed_mae_mps": "speed_mae_mps",
+    "stride_length_mae_m": "stride_length_mae_m",
+    "stride_time_cv_mae_pp": "stride_time_cv_mae_pp",
+    "samples_per_s": "samples_per_s",
+}
+
+
+def run_ours(trial: Trial, pipeline: GaitPipeline | None = None,
+             chunk: int | None = None) -> Detection:
+    """Our streaming pipeline on one trial (whole, or in chunks of ``chunk`` samples)."""
+    pipe = pipeline or GaitPipeline(sensor_height_m=trial.sensor_height_m)
+    acc = trial.samples[:, :3].astype(np.float64)
+    gyr = trial.samples[:, 3:].astype(np.float64)
+    t = time.perf_counter()
+    state = pipe.initial_state(t0_us=trial.t0_us, sample_rate_hz=trial.sample_rate_hz)
+    step = chunk or acc.shape[0]
+    outs = [pipe.process(state, acc[i:i + step], gyr[i:i + step])
+            for i in range(0, acc.shape[0], step)]
+    outs.append(pipe.flush(state))
+    seconds = time.perf_counter() - t
+    steps = [s for o in outs for s in o.steps]
+    bouts = [Bout(b.start_sample, b.end_sample, b.params.cadence_spm,
+                  b.params.walking_speed_mps, b.params.stride_length_m,
+                  b.params.stride_time_cv_pct) for o in outs for b in o.bouts]
+    return Detection(ics=np.asarray([s.sample for s in steps], dtype=np.int64), bouts=bouts,
+                     seconds=seconds, ic_sides=[s.side for s in steps])
+
+
+def mobgap_runner(data_dir: Path) -> tuple[Callable[[Trial], Detection] | None, str]:
+    """A function running mobgap on a trial, or None and the reason it is unavailable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from mobgap.data import GenericMobilisedDataset
+            from mobgap.pipeline import MobilisedPipelineImpaired
+    except Exception as exc:
+        return None, (f"mobgap is not importable in this interpreter ({type(exc).__name__}: "
+                      f"{exc}); install it in a separate venv, e.g. .venv-bench, and run "
+                      "`.venv-bench/bin/python -m justwalk.evaluation.gait`")
+    files = sorted(Path(data_dir).glob("data/lab/*/*/data.mat")) or sorted(
+        Path(data_dir).rglob("data.mat"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = GenericMobilisedDataset(
+            files, test_level_names=("time_measure", "test", "trial"),
+            parent_folders_as_metadata=["cohort", "participant_id"],
+            measurement_condition="laboratory")
+    by_name = {f"{g.cohort}/{g.participant_id} {g.test} {g.trial}": ds.get_subset(
+        **{k: v for k, v in g._asdict().items()}) for g in ds.group_labels}
+    warmed: list[bool] = []
+
+    def run(trial: Trial) -> Detection:
+        dp = by_name[trial.name]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if not warmed:
+                MobilisedPipelineImpaired().safe_run(dp)
+                warmed.append(True)
+            t = time.perf_counter()
+            p = MobilisedPipelineImpaired().safe_run(dp)
+            seconds = time.perf_counter() - t
+        ics = np.sort(p.raw_ic_list_["ic"].to_numpy(dtype=np.int64))
+        wb = p.per_wb_parameters_
+        strides = p.per_stride_parameters_
+        bouts = []
+        for wb_id, r in zip(wb.index, wb.itertuples(), strict=True):
+            cv = math.nan
+            if "wb_id" in strides.columns or "wb_id" in strides.index.names:
+                sel = strides.reset_index()
+                d = sel.loc[sel["wb_id"] == wb_id, "stride_duration_s"].to_numpy(float)
+                d = d[np.isfinite(d)]
+                if d.size > 1:
+                    cv = float(np.std(d, ddof=1) / np.mean(d) * 100.0)
+            bouts.append(Bout(int(r.start), int(r.end), float(r.cadence_spm),
+                              float(r.walking_speed_mps), float(r.stride_length_m), cv))
+        return Detection(ics=ics, bouts=bouts, seconds=seconds)
+
+    return run, "mobgap MobilisedPipelineImpaired"
+
+
+ROWS = [
+    ("IC precision", "ic_precision", "{:.3f}"),
+    ("IC recall", "ic_recall", "{:.3f}"),
+    ("IC F1 (+-0.25 s)", "ic_f1", "{:.3f}"),
+    ("IC median timing error (s)", "ic_timing_error_s", "{:.3f}"),
+    ("bout F1 (80 % rule)", "bout_f1", "{:.3f}"),
+    ("bout F1 (IoU >= 0.5)", "bout_f1_iou", "{:.3f}"),
+    ("ref bouts without partner", "bouts_missed", "{:.0f}"),
+    ("cadence MAE (steps/min)", "cadence_mae_spm", "{:.2f}"),
+    ("walking speed MAE (m/s)", "speed_mae_mps", "{:.3f}"),
+    ("stride length MAE (m)", "stride_length_mae_m", "{:.3f}"),
+    ("stride-time CV MAE (pp)", "stride_time_cv_mae_pp", "{:.2f}"),
+    ("samples/s", "samples_per_s", "{:,.0f}"),
+]
+
+
+def _fmt(fmt: str, v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else fmt.format(v)
+
+
+def _table(title: str, ours: dict[str, float], theirs: dict[str, float] | None) -> str:
+    lines = [title, f"  {'metric':30s} {'ours':>12s} {'mobgap':>12s}"]
+    for label, key, fmt in ROWS:
+        lines.append(f"  {label:30s} {_fmt(fmt, ours.get(key)):>12s} "
+                     f"{_fmt(fmt, theirs.get(key) if theirs else None):>12s}")
+    return "\n".join(lines)
+
+
+def evaluate(data_dir: Path, *, with_mobgap: bool = True) -> dict[str, Any]:
+    """Score both pipelines; returns per-trial and overall summaries."""
+    trials = load_trials(data_dir)
+    if not trials:
+        raise FileNotFoundError(f"no referenced recordings under {data_dir}")
+    runner, note = mobgap_runner(data_dir) if with_mobgap else (None, "mobgap skipped")
+    ours_all, theirs_all = Counts(), Counts()
+    per_trial = []
+    for tr in trials:
+        c_ours = Counts()
+        det = run_ours(tr)
+        c_ours.add(tr, det)
+        ours_all.add(tr, det)
+        c_theirs = None
+        if runner is not None:
+            c_theirs = Counts()
+            mdet = runner(tr)
+            c_theirs.add(tr, mdet)
+            theirs_all.add(tr, mdet)
+        per_trial.append((tr.name, c_ours.summary(), c_theirs.summary() if c_theirs else None))
+    return {"trials": per_trial, "ours": ours_all.summary(),
+            "mobgap": theirs_all.summary() if runner is not None else None,
+            "mobgap_note": note, "n_trials": len(trials)}
+
+
+def _clean(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``justwalk evaluate gait [--json] [--data DIR]``."""
+    ap = argparse.ArgumentParser(prog="justwalk evaluate gait", description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                    help="Mobilise-D style folder (data/lab/<cohort>/<id>/data.mat)")
+    ap.add_argument("--no-mobgap", action="store_true", help="skip the mobgap comparison")
+    args = ap.parse_args(argv)
+    try:
+        res = evaluate(args.data, with_mobgap=not args.no_mobgap)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ours, theirs = res["ours"], res["mobgap"]
+    if args.json:
+        out: dict[str, Any] = {k: {"ours": _clean(ours[src]),
+                                   "mobgap": _clean(theirs[src]) if theirs else None}
+                               for k, src in JSON_KEYS.items()}
+        out["bout_f1_iou"] = {"ours": _clean(ours["bout_f1_iou"]),
+                              "mobgap": _clean(theirs["bout_f1_iou"]) if theirs else None}
+        out["mobgap_available"] = theirs is not None
+        out["mobgap_note"] = res["mobgap_note"]
+        out["n_trials"] = res["n_trials"]
+        print(json.dumps(out, indent=2))
+        return 0
+    if theirs is None:
+        print(f"NOTE: mobgap not run: {res['mobgap_note']}\n")
+    for name, o, t in res["trials"]:
+        print(_table(name, o, t))
+        print()
+    print(_table(f"OVERALL ({res['n_trials']} referenced recordings, pooled)", ours, theirs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,334 @@
+"""Reading Mobilise-D lab recordings with their INDIP reference, and scoring detections.
+
+Data layout (``shared/data/mobilised/README.md``): ``data/lab/<cohort>/<id>/data.mat`` with
+``data.TimeMeasure1.<test>.<trial>``; the lower-back IMU is read with the replay loader
+(``justwalk.simulator.replay.load_recording``, the same conversion the gateway replay uses),
+the reference walking bouts (``Standards.INDIP.MicroWB``) are read here.
+
+Reference times are converted to 0-based samples as mobgap does, ``round(t * fs) - 1``
+(the Matlab pipeline used ``t * fs`` as a 1-based index).
+
+Scoring follows issue #3 and Mobilise-D (Kirk et al., Sci Rep 14:1754, 2024):
+
+- initial contacts: reference ICs are those inside reference bouts, detected ICs count
+  anywhere in the recording; one-to-one matching within +-``tolerance_s`` (pairs taken in
+  order of increasing time difference);
+- walking bouts: a detected and a reference bout match when their overlap covers at least
+  80 % of both (and, as a second figure, when their intersection over union is >= 0.5);
+- bout parameters: per reference bout against the detected bout that overlaps it most; a
+  reference bout without any overlapping detection is counted as missed.
+
+This module does file I/O; it is part of the evaluation layer, not of the gait core.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.io
+
+from justwalk.simulator.replay import load_recording, participant_info
+
+REFERENCE_SYSTEM = "INDIP"
+
+
+@dataclass(frozen=True)
+class Bout:
+    """A walking bout in samples [start, end] (inclusive) with its parameters (NaN = none)."""
+
+    start: int
+    end: int
+    cadence_spm: float = math.nan
+    walking_speed_mps: float = math.nan
+    stride_length_m: float = math.nan
+    stride_time_cv_pct: float = math.nan
+
+    @property
+    def n_samples(self) -> int:
+        """Length in samples."""
+        return self.end - self.start + 1
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One referenced recording: IMU in the wire convention plus the reference gait."""
+
+    participant: str
+    test: str
+    trial: str
+    sample_rate_hz: float
+    t0_us: int
+    samples: npt.NDArray[np.float32]
+    """(n, 6): acc x/y/z in m/s^2, gyr x/y/z in rad/s (x up, y right, z forward)."""
+    sensor_height_m: float
+    ref_bouts: tuple[Bout, ...]
+    ref_ics: npt.NDArray[np.int64]
+    """Reference initial contacts (samples), NaNs dropped, sorted."""
+    ref_ic_sides: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """Short label, e.g. ``MS/001 Test11 Trial1``."""
+        return f"{self.participant} {self.test} {self.trial}"
+
+    @property
+    def n_samples(self) -> int:
+        """Number of IMU samples."""
+        return int(self.samples.shape[0])
+
+
+@dataclass
+class Detection:
+    """What a pipeline found in one trial (all times in samples)."""
+
+    ics: npt.NDArray[np.int64]
+    bouts: list[Bout]
+    seconds: float = 0.0
+    """Processing time (s), excluding data loading."""
+    ic_sides: list[str] = field(default_factory=list)
+
+
+def _to_samples(t_s: Any, fs: float) -> npt.NDArray[np.float64]:
+    t = np.atleast_1d(np.asarray(t_s, dtype=np.float64))
+    return np.round(t * fs) - 1
+
+
+def _cv_pct(durations: Any) -> float:
+    d = np.atleast_1d(np.asarray(durations, dtype=np.float64))
+    d = d[np.isfinite(d)]
+    if d.size < 2:
+        return math.nan
+    return float(np.std(d, ddof=1) / np.mean(d) * 100.0)
+
+
+def _num(wb: Any, name: str) -> float:
+    try:
+        v = float(getattr(wb, name))
+    except (AttributeError, TypeError, ValueError):
+        return math.nan
+    return v if math.isfinite(v) else math.nan
+
+
+def _reference(trial_struct: Any, fs: float) -> tuple[list[Bout], list[float], list[str]] | None:
+    standards = getattr(trial_struct, "Standards", None)
+    ref = getattr(standards, REFERENCE_SYSTEM, None) if standards is not None else None
+    raw = getattr(ref, "MicroWB", None) if ref is not None else None
+    if raw is None or (isinstance(raw, np.ndarray) and raw.size == 0):
+        return None
+    bouts: list[Bout] = []
+    ics: list[float] = []
+    sides: list[str] = []
+    for wb in np.atleast_1d(raw):
+        start, end = _to_samples([wb.Start, wb.End], fs)
+        bouts.append(Bout(
+            start=int(start), end=int(end),
+            cadence_spm=_num(wb, "Cadence"),
+            walking_speed_mps=_num(wb, "WalkingSpeed"),
+            stride_length_m=_num(wb, "AverageStrideLength"),
+            stride_time_cv_pct=_cv_pct(getattr(wb, "Stride_Duration", [])),
+        ))
+        ic = _to_samples(wb.InitialContact_Event, fs)
+        lr = np.atleast_1d(np.asarray(wb.InitialContact_LeftRight, dtype=object))
+        for t, s in zip(ic, lr, strict=True):
+            if np.isfinite(t):
+                ics.append(float(t))
+                sides.append(str(s).lower())
+    return bouts, ics, sides
+
+
+def load_trials(data_dir: Path) -> list[Trial]:
+    """Every trial under ``data_dir/data/lab/<cohort>/<id>/data.mat`` with an INDIP reference.
+
+    Trials without reference walking bouts are skipped (nothing to score against).
+    """
+    data_dir = Path(data_dir)
+    files = sorted(data_dir.glob("data/lab/*/*/data.mat"))
+    if not files:
+        files = sorted(data_dir.rglob("data.mat"))
+    trials: list[Trial] = []
+    for path in files:
+        mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False, mat_dtype=True)
+        tm = mat["data"].TimeMeasure1
+        info = participant_info(path)
+        height = info.sensor_height_m
+        if height is None:
+            raise ValueError(f"{path}: no sensor height in the participant info")
+        for test in tm._fieldnames:
+            for trial in getattr(tm, test)._fieldnames:
+                tr = getattr(getattr(tm, test), trial)
+                rec = load_recording(path, test, trial)
+                parsed = _reference(tr, rec.sample_rate_hz)
+                if parsed is None:
+                    continue
+                bouts, ics, sides = parsed
+                order = np.argsort(ics, kind="stable")
+                trials.append(Trial(
+                    participant=rec.participant, test=test, trial=trial,
+                    sample_rate_hz=rec.sample_rate_hz, t0_us=rec.t0_us, samples=rec.samples,
+                    sensor_height_m=height, ref_bouts=tuple(bouts),
+                    ref_ics=np.asarray(ics, dtype=np.int64)[order],
+                    ref_ic_sides=tuple(sides[i] for i in order),
+                ))
+    return trials
+
+
+# ----------------------------------------------------------------------------- matching
+
+
+def match_events(detected: npt.ArrayLike, reference: npt.ArrayLike,
+                 tolerance: float) -> list[tuple[int, int]]:
+    """One-to-one pairs (i_detected, i_reference) with ``|d - r| <= tolerance``.
+
+    Candidate pairs are accepted in order of increasing distance (ties: earlier first).
+    """
+    d = np.asarray(detected, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    pairs: list[tuple[float, int, int]] = []
+    for j, rv in enumerate(r):
+        lo = int(np.searchsorted(d, rv - tolerance, side="left"))
+        hi = int(np.searchsorted(d, rv + tolerance, side="right"))
+        pairs.extend((abs(d[i] - rv), i, j) for i in range(lo, hi))
+    pairs.sort()
+    used_d: set[int] = set()
+    used_r: set[int] = set()
+    out = []
+    for _, i, j in pairs:
+        if i not in used_d and j not in used_r:
+            used_d.add(i)
+            used_r.add(j)
+            out.append((i, j))
+    return sorted(out)
+
+
+def overlap(a: Bout, b: Bout) -> int:
+    """Number of samples two bouts share."""
+    return max(0, min(a.end, b.end) - max(a.start, b.start) + 1)
+
+
+def match_bouts(detected: Sequence[Bout], reference: Sequence[Bout], *,
+                rule: str = "80pct") -> list[tuple[int, int]]:
+    """One-to-one bout matches under the 80 % rule (``"80pct"``) or IoU >= 0.5 (``"iou"``)."""
+    cands: list[tuple[float, int, int]] = []
+    for i, d in enumerate(detected):
+        for j, r in enumerate(reference):
+            ov = overlap(d, r)
+            if ov == 0:
+                continue
+            if rule == "80pct":
+                ok = ov >= 0.8 * d.n_samples and ov >= 0.8 * r.n_samples
+                score = min(ov / d.n_samples, ov / r.n_samples)
+            elif rule == "iou":
+                score = ov / (d.n_samples + r.n_samples - ov)
+                ok = score >= 0.5
+            else:
+                raise ValueError(f"unknown rule {rule!r}")
+            if ok:
+                cands.append((-score, i, j))
+    cands.sort()
+    used_d: set[int] = set()
+    used_r: set[int] = set()
+    out = []
+    for _, i, j in cands:
+        if i not in used_d and j not in used_r:
+            used_d.add(i)
+            used_r.add(j)
+            out.append((i, j))
+    return sorted(out)
+
+
+def best_partner(ref: Bout, detected: Sequence[Bout]) -> Bout | None:
+    """The detected bout overlapping ``ref`` most, or None."""
+    best, best_ov = None, 0
+    for d in detected:
+        ov = overlap(d, ref)
+        if ov > best_ov:
+            best, best_ov = d, ov
+    return best
+
+
+@dataclass
+class Counts:
+    """Pooled counts and errors of one pipeline over some trials."""
+
+    ic_tp: int = 0
+    ic_fp: int = 0
+    ic_fn: int = 0
+    ic_errors_s: list[float] = field(default_factory=list)
+    bout_tp: int = 0
+    bout_fp: int = 0
+    bout_fn: int = 0
+    bout_iou_tp: int = 0
+    n_ref_bouts: int = 0
+    n_det_bouts: int = 0
+    n_missed_bouts: int = 0
+    errors: dict[str, list[float]] = field(default_factory=lambda: {
+        "cadence_spm": [], "walking_speed_mps": [], "stride_length_m": [],
+        "stride_time_cv_pct": []})
+    samples: int = 0
+    seconds: float = 0.0
+
+    def add(self, trial: Trial, det: Detection, *, tolerance_s: float = 0.25) -> None:
+        """Score one trial's detection and pool it."""
+        fs = trial.sample_rate_hz
+        ics = np.sort(np.asarray(det.ics, dtype=np.int64))
+        pairs = match_events(ics, trial.ref_ics, tolerance_s * fs)
+        self.ic_tp += len(pairs)
+        self.ic_fp += len(ics) - len(pairs)
+        self.ic_fn += len(trial.ref_ics) - len(pairs)
+        self.ic_errors_s += [abs(float(ics[i] - trial.ref_ics[j])) / fs for i, j in pairs]
+        m80 = match_bouts(det.bouts, trial.ref_bouts, rule="80pct")
+        miou = match_bouts(det.bouts, trial.ref_bouts, rule="iou")
+        self.bout_tp += len(m80)
+        self.bout_fp += len(det.bouts) - len(m80)
+        self.bout_fn += len(trial.ref_bouts) - len(m80)
+        self.bout_iou_tp += len(miou)
+        self.n_ref_bouts += len(trial.ref_bouts)
+        self.n_det_bouts += len(det.bouts)
+        for ref in trial.ref_bouts:
+            partner = best_partner(ref, det.bouts)
+            if partner is None:
+                self.n_missed_bouts += 1
+                continue
+            for key, errs in self.errors.items():
+                a, b = getattr(partner, key), getattr(ref, key)
+                if math.isfinite(a) and math.isfinite(b):
+                    errs.append(abs(a - b))
+        self.samples += trial.n_samples
+        self.seconds += det.seconds
+
+    @staticmethod
+    def _f1(tp: int, fp: int, fn: int) -> float:
+        return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan
+
+    def summary(self) -> dict[str, float]:
+        """Figures of merit (NaN where undefined)."""
+        n_det = self.n_det_bouts
+
+        def mae(key: str) -> float:
+            e = self.errors[key]
+            return float(np.mean(e)) if e else math.nan
+
+        return {
+            "ic_precision": self.ic_tp / (self.ic_tp + self.ic_fp) if self.ic_tp + self.ic_fp
+            else math.nan,
+            "ic_recall": self.ic_tp / (self.ic_tp + self.ic_fn) if self.ic_tp + self.ic_fn
+            else math.nan,
+            "ic_f1": self._f1(self.ic_tp, self.ic_fp, self.ic_fn),
+            "ic_timing_error_s": float(np.median(self.ic_errors_s)) if self.ic_errors_s
+            else math.nan,
+            "bout_f1": self._f1(self.bout_tp, self.bout_fp, self.bout_fn),
+            "bout_f1_iou": self._f1(self.bout_iou_tp, n_det - self.bout_iou_tp,
+                                    self.n_ref_bouts - self.bout_iou_tp),
+            "cadence_mae_spm": mae("cadence_spm"),
+            "speed_mae_mps": mae("walking_speed_mps"),
+            "stride_length_mae_m": mae("stride_length_m"),
+            "stride_time_cv_mae_pp": mae("stride_time_cv_pct"),
+            "bouts_missed": float(self.n_missed_bouts),
+            "samples_per_s": self.samples / self.seconds if self.seconds > 0 else math.nan,
+        }

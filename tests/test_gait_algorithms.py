@@ -1,0 +1,168 @@
+"""Analytic tests of the streaming gait algorithms (hand-derived answers, no data files)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from justwalk.gait.gsd import BoutAssembler
+from justwalk.gait.pipeline import GaitPipeline, PipelineOutput, PipelineState
+from justwalk.gait.spatial import MOBILISED_MS_SCALING, pendulum_step_length_m
+from justwalk.gait.turns import TurnDetector
+from justwalk.gait.variability import cv_pct, regularity, step_time_asymmetry_pct
+
+FS = 100.0
+T0_US = 1_700_000_000_000_000
+G = 9.81
+
+
+def synthetic_walk(step_samples: int = 60, first_ic: int = 300, n_steps: int = 40,
+                   total: int = 4000, turn: bool = False,
+                   ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Standing, then a perfectly regular walk: a vertical bump 60 ms after every IC and a
+    medio-lateral bump 0.2 s after it (negative after a right IC), then standing."""
+    t = np.arange(total)
+    acc = np.zeros((total, 3))
+    acc[:, 0] = G
+    gyr = np.zeros((total, 3))
+    ics = [first_ic + k * step_samples for k in range(n_steps)]
+    for k, ic in enumerate(ics):
+        acc[:, 0] += 3.0 * np.exp(-0.5 * ((t - ic - 6) / 5.0) ** 2)
+        side = -1.0 if k % 2 == 0 else 1.0  # even ICs are right contacts
+        acc[:, 1] += side * 1.0 * np.exp(-0.5 * ((t - ic - 20) / 8.0) ** 2)
+        acc[:, 2] += 1.0 * np.exp(-0.5 * ((t - ic - 15) / 6.0) ** 2)
+    if turn:  # 90 deg to the left in 1 s, in the middle of the walk
+        mid = ics[len(ics) // 2]
+        gyr[mid : mid + 100, 0] = math.radians(90.0)
+    return acc, gyr, ics
+
+
+def run(pipe: GaitPipeline, acc: np.ndarray, gyr: np.ndarray, chunk: int | None = None,
+        ) -> list[PipelineOutput]:
+    state = pipe.initial_state(t0_us=T0_US, sample_rate_hz=FS)
+    step = chunk or len(acc)
+    outs = [pipe.process(state, acc[i : i + step], gyr[i : i + step])
+            for i in range(0, len(acc), step)]
+    outs.append(pipe.flush(state))
+    return outs
+
+
+def flat(outs: list[PipelineOutput]) -> tuple[list, list, list, list]:
+    return ([s for o in outs for s in o.steps], [w for o in outs for w in o.windows],
+            [b for o in outs for b in o.bouts], [t for o in outs for t in o.turns])
+
+
+def test_regular_walk_at_100_steps_per_min() -> None:
+    acc, gyr, ics = synthetic_walk()
+    steps, windows, bouts, _ = flat(run(GaitPipeline(sensor_height_m=1.0), acc, gyr))
+    # the causal high-pass may move a peak by one sample; intervals stay exact
+    assert np.abs(np.array([s.sample for s in steps]) - ics).max() <= 1
+    assert set(np.diff([s.sample for s in steps])) == {60}
+    assert [s.side for s in steps] == ["right" if k % 2 == 0 else "left" for k in range(40)]
+    assert len(bouts) == 1
+    b = bouts[0]
+    assert abs(b.start_sample - ics[0]) <= 1 and abs(b.end_sample - ics[-1]) <= 1
+    assert b.params.cadence_spm == pytest.approx(100.0, abs=1e-9)
+    assert b.params.step_time_s == pytest.approx(0.6, abs=1e-12)
+    assert b.params.stride_time_s == pytest.approx(1.2, abs=1e-12)
+    assert b.params.stride_time_cv_pct == 0.0
+    assert b.params.step_time_asymmetry_pct == pytest.approx(0.0, abs=1e-9)
+    assert b.params.step_regularity == pytest.approx(1.0, abs=0.1)
+    assert b.params.stride_regularity == pytest.approx(1.0, abs=0.1)
+    walking = [w for w in windows if w.walking]
+    assert walking
+    full = [w for w in walking if w.params.n_steps >= 16]  # windows wholly inside the walk
+    assert full
+    for w in full:
+        assert w.params.cadence_spm == pytest.approx(100.0, abs=1e-9)
+        assert w.params.stride_time_cv_pct == 0.0
+    # every window is aligned to the window length on the device clock
+    assert all(w.window_start_us % 10_000_000 == 0 for w in windows)
+
+
+def test_standing_gives_no_steps() -> None:
+    acc = np.tile([G, 0.0, 0.0], (3000, 1))
+    steps, windows, bouts, turns = flat(run(GaitPipeline(sensor_height_m=1.0), acc,
+                                            np.zeros_like(acc)))
+    assert steps == [] and bouts == [] and turns == []
+    assert windows and not any(w.walking for w in windows)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 100, 333, 1024])
+def test_chunking_gives_identical_results(chunk: int) -> None:
+    acc, gyr, _ = synthetic_walk(turn=True)
+    rng = np.random.default_rng(3)
+    acc = acc + rng.normal(scale=0.3, size=acc.shape)
+    gyr = gyr + rng.normal(scale=0.05, size=gyr.shape)
+    pipe = GaitPipeline(sensor_height_m=1.0)
+    assert repr(flat(run(pipe, acc, gyr, chunk))) == repr(flat(run(pipe, acc, gyr)))
+
+
+def test_state_round_trip_resumes_exactly() -> None:
+    acc, gyr, _ = synthetic_walk(turn=True)
+    pipe = GaitPipeline(sensor_height_m=1.0)
+    whole = flat(run(pipe, acc, gyr, 250))
+    state = pipe.initial_state(t0_us=T0_US, sample_rate_hz=FS)
+    outs = []
+    for i in range(0, len(acc), 250):
+        d = state.to_dict()
+        text = json.dumps(d)
+        state = PipelineState.from_dict(json.loads(text))
+        assert json.dumps(state.to_dict()) == text  # exact round trip
+        outs.append(pipe.process(state, acc[i : i + 250], gyr[i : i + 250]))
+    outs.append(pipe.flush(state))
+    assert repr(flat(outs)) == repr(whole)
+
+
+def test_turn_of_90_degrees() -> None:
+    yaw = np.zeros(1000)
+    yaw[300:400] = math.radians(90.0)
+    det = TurnDetector()
+    turns = det.process(det.initial_state(), yaw, FS)
+    assert len(turns) == 1
+    assert turns[0].angle_deg == pytest.approx(90.0, abs=2.0)
+    assert 0.9 <= turns[0].duration_s(FS) <= 1.5
+
+
+def test_turns_in_pipeline_are_counted_in_the_bout() -> None:
+    acc, gyr, _ = synthetic_walk(turn=True)
+    _, _, bouts, turns = flat(run(GaitPipeline(sensor_height_m=1.0), acc, gyr))
+    assert len(turns) == 1 and turns[0].angle_deg == pytest.approx(90.0, abs=2.0)
+    assert bouts[0].n_turns == 1
+
+
+def test_variability_formulas() -> None:
+    assert cv_pct(np.full(10, 1.1)) == 0.0
+    assert cv_pct(np.array([1.0, 2.0])) == pytest.approx(math.sqrt(0.5) / 1.5 * 100)
+    # left steps 0.5 s, right steps 0.7 s -> |0.5 - 0.7| / 0.6 = 33.3 %
+    ics = [0, 50, 120, 170, 240, 290]
+    sides = ["left", "left", "right", "left", "right", "left"]
+    assert step_time_asymmetry_pct(ics, sides, FS) == pytest.approx(0.2 / 0.6 * 100)
+    t = np.arange(2000) / FS
+    x = np.sin(2 * np.pi * t / 0.6) + 0.3 * np.sin(2 * np.pi * t / 1.2)
+    step_reg, stride_reg = regularity(x, 0.6, FS)
+    assert stride_reg == pytest.approx(1.0, abs=0.02)
+    assert step_reg < stride_reg
+
+
+def test_inverted_pendulum_formula() -> None:
+    assert pendulum_step_length_m(0.05, 1.0, 1.0) == pytest.approx(2 * math.sqrt(0.1 - 0.0025))
+    assert pendulum_step_length_m(0.05, 1.0, MOBILISED_MS_SCALING) == pytest.approx(
+        4.587 / 4 * 2 * math.sqrt(0.0975))
+    assert math.isnan(pendulum_step_length_m(0.0, 1.0, 1.0))
+
+
+def test_bout_needs_min_ics_and_breaks_on_long_gap() -> None:
+    asm = BoutAssembler(max_break_s=2.0, min_ics=4)
+    st = asm.initial_state()
+    ics = [(0, "left"), (60, "right"), (120, "left")]
+    out = asm.process(st, ics, 130, FS)
+    assert out.steps == [] and out.closed == []
+    out = asm.process(st, [(180, "right")], 190, FS)
+    assert [s[0] for s in out.steps] == [0, 60, 120, 180]
+    out = asm.process(st, [(600, "left")], 610, FS)  # 4.2 s later: the bout ends
+    assert len(out.closed) == 1 and [c[0] for c in out.closed[0][1]] == [0, 60, 120, 180]
+    assert asm.flush(st).closed == []  # the lone IC at 600 is no bout
