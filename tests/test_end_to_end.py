@@ -107,10 +107,33 @@ async def test_three_patients_cadence_reaches_influxdb(pipeline):
         assert np.max(np.abs(errors)) <= 3.0, (pid, errors)
         mean_ours = np.mean([w["cadence_spm"] for w in ours])
         assert abs(mean_ours - truth.mean_cadence_spm) <= 3.0
+    # clean walking raises no alert (false alarms would reach clinicians); the same reader
+    # does see the processor's other output
+    assert await read_topic(settings.kafka_bootstrap, settings.topic_alerts) == []
+    assert len(await read_topic(settings.kafka_bootstrap, settings.topic_windows)) >= \
+        len(CADENCES) * expected
     counts = {r["patient_id"]: r["count"] for r in steps}
     for pid, truth in truths.items():
         # steps written per patient: all true steps, give or take the edges of the walk
         assert abs(counts[pid] - len(truth.step_times_us)) <= 4, (pid, counts[pid])
+
+
+async def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[bytes]:
+    """Every message on ``topic`` (read until it stays idle for ``idle_s``)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        out: list[bytes] = []
+        while True:
+            batch = await consumer.getmany(timeout_ms=round(idle_s * 1000))
+            if not batch:
+                return out
+            out += [m.value for msgs in batch.values() for m in msgs]
+    finally:
+        await consumer.stop()
 
 
 def _chunk(seq: int, t0_us: int, samples: np.ndarray) -> ImuChunk:
