@@ -156,7 +156,7 @@ def test_inverted_pendulum_formula() -> None:
 
 
 def test_bout_needs_min_ics_and_breaks_on_long_gap() -> None:
-    asm = BoutAssembler(max_break_s=2.0, min_ics=4)
+    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4)
     st = asm.initial_state()
     ics = [(0, "left"), (60, "right"), (120, "left")]
     out = asm.process(st, ics, 130, FS)
@@ -166,3 +166,38 @@ def test_bout_needs_min_ics_and_breaks_on_long_gap() -> None:
     out = asm.process(st, [(600, "left")], 610, FS)  # 4.2 s later: the bout ends
     assert len(out.closed) == 1 and [c[0] for c in out.closed[0][1]] == [0, 60, 120, 180]
     assert asm.flush(st).closed == []  # the lone IC at 600 is no bout
+
+
+def test_bout_needs_four_strides_to_be_reported() -> None:
+    """Steps are released after ``min_ics`` ICs; a bout needs 6 ICs (4 strides, MicroWB)."""
+    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=6)
+    st = asm.initial_state()
+    out = asm.process(st, [(k * 60, "left") for k in range(5)], 250, FS)
+    assert [s[0] for s in out.steps] == [0, 60, 120, 180, 240]
+    assert asm.flush(st).closed == []  # 5 ICs = 3 strides: steps, but no bout
+    out = asm.process(st, [(1000 + k * 60, "left") for k in range(6)], 1400, FS)
+    assert {s[2] for s in out.steps} == {1}  # a new bout index, even though bout 0 was dropped
+    out = asm.flush(st)
+    assert len(out.closed) == 1 and out.closed[0][0] == 1 and len(out.closed[0][1]) == 6
+
+
+def test_bout_edges_off_the_step_rhythm_are_trimmed() -> None:
+    """A leading and a trailing IC far off the median step time are not part of the bout."""
+    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4, edge_factor=1.5)
+    st = asm.initial_state()
+    ics = [0] + [150 + k * 60 for k in range(8)] + [150 + 7 * 60 + 150]
+    out = asm.process(st, [(i, "left") for i in ics], ics[-1] + 1, FS)
+    released = [s[0] for s in out.steps]
+    assert released == ics[1:-1]  # the trailing one is held back
+    out = asm.flush(st)
+    assert [c[0] for c in out.closed[0][1]] == ics[1:-1]
+
+
+def test_held_back_ic_is_released_when_the_rhythm_resumes() -> None:
+    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4, edge_factor=1.5)
+    st = asm.initial_state()
+    ics = [k * 60 for k in range(6)] + [300 + 120, 300 + 180, 300 + 240]
+    out = asm.process(st, [(i, "left") for i in ics], ics[-1] + 1, FS)
+    assert [s[0] for s in out.steps] == ics  # the 1.2 s step is kept once 60-sample steps follow
+    state2 = type(st).from_dict(json.loads(json.dumps(st.to_dict())))
+    assert state2 == st

@@ -18,6 +18,12 @@ Gaussian, which is what is done here, causally, with linear-phase FIR kernels:
    few tens of ms after the foot's initial contact (the default, 0.06 s, is the median
    offset against the INDIP reference, identical in each leave-one-participant-out fold).
 
+The two thresholds (0.2 m/s^2, 0.3 x running RMS) are the ones chosen by
+leave-one-participant-out over the small grid in ``justwalk.evaluation.gait.TUNING_GRID``
+(same choice in every fold where this value was selectable; see that command's output); lower
+than the first version's 0.3 / 0.5 so that the small heel-strike peaks of slow, turning steps
+are kept, while the bout assembly (``gsd``) removes isolated and edge detections.
+
 Look-ahead: coarse-kernel half length + ``min_step_time_s`` (0.55 s with the defaults).
 State: filter delays, two short signal histories, a running mean square; round-trips
 exactly through ``to_dict``/``from_dict``. ICs are absolute sample indices of the stream.
@@ -93,8 +99,8 @@ class IcDetector:
         fine_sigma_s: float = 0.03,
         coarse_sigma_s: float = 0.1,
         min_step_time_s: float = 0.25,
-        abs_threshold_mps2: float = 0.3,
-        rel_threshold: float = 0.5,
+        abs_threshold_mps2: float = 0.2,
+        rel_threshold: float = 0.3,
         rms_time_constant_s: float = 2.0,
         search_back_s: float = 0.2,
         search_fwd_s: float = 0.1,

@@ -43,6 +43,7 @@ from justwalk.gait.turns import TurnDetector, TurnState
 from justwalk.gait.variability import (
     cadence_spm,
     cv_pct,
+    hampel,
     regularity,
     step_time_asymmetry_pct,
     step_times_s,
@@ -204,6 +205,7 @@ class GaitPipeline:
         max_stride_time_s: float = 3.0,
         regularity_history_s: float = 30.0,
         regularity_max_s: float = 12.0,
+        robust_params: bool = True,
     ) -> None:
         self.sensor_height_m = sensor_height_m
         self.window_s = window_s
@@ -217,6 +219,7 @@ class GaitPipeline:
         self.max_stride_time_s = max_stride_time_s
         self.regularity_history_s = regularity_history_s
         self.regularity_max_s = regularity_max_s
+        self.robust_params = robust_params
 
     # ------------------------------------------------------------------ state
 
@@ -334,14 +337,25 @@ class GaitPipeline:
         step_mean = float(st.mean()) if st.size else math.nan
         lo = max(lo, hi - round(self.regularity_max_s * fs))
         reg = regularity(acc_v.slice(lo, hi), step_mean, fs)
+        cadence = cadence_spm(sr)
+        stride_length = _nanmean(lengths)
+        speed = _nanmean(speeds)
+        if self.robust_params and st.size:
+            # Mobilise-D style (CadFromIc, SlZijlstra): step-level values cleaned with a
+            # Hampel filter, so one missed or extra IC does not bias the bout value.
+            cadence = 60.0 / float(np.mean(hampel(st)))
+            sl = np.asarray([s[3] for s in steps[1:]], dtype=np.float64)
+            sl = sl[np.isfinite(sl)]
+            stride_length = 2.0 * float(np.mean(hampel(sl))) if sl.size else math.nan
+            speed = stride_length * cadence / 120.0
         return GaitParameters(
-            n_steps=len(steps), cadence_spm=cadence_spm(sr), step_time_s=step_mean,
+            n_steps=len(steps), cadence_spm=cadence, step_time_s=step_mean,
             stride_time_s=float(sr.mean()) if sr.size else math.nan,
             stride_time_cv_pct=cv_pct(sr),
             step_time_asymmetry_pct=step_time_asymmetry_pct(ics, sides, fs,
                                                              self.max_step_time_s),
             step_regularity=reg[0], stride_regularity=reg[1],
-            stride_length_m=_nanmean(lengths), walking_speed_mps=_nanmean(speeds),
+            stride_length_m=stride_length, walking_speed_mps=speed,
         )
 
     def _bout(self, state: PipelineState, idx: int, chain: list[tuple[int, str]],

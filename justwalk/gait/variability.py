@@ -41,6 +41,29 @@ def stride_times_s(ics: Sequence[int], fs: float, max_stride_time_s: float = 3.0
     return d[(d > 0) & (d <= max_stride_time_s)]
 
 
+def hampel(x: FloatArray, half_window: int = 2, n_sigma: float = 3.0) -> FloatArray:
+    """Hampel identifier (Hampel 1974; Pearson 2002): replace outliers by the local median.
+
+    A value further than ``n_sigma`` scaled MADs (1.4826 * MAD) from the median of the
+    ``2 * half_window + 1`` values centred on it (clipped at the ends) is replaced by that
+    median. Mobilise-D smooths step-level cadence and step length the same way
+    (mobgap ``HampelFilter(2, 3.0)``), to absorb missed or extra initial contacts.
+    NaNs are ignored and kept.
+    """
+    v = np.asarray(x, dtype=np.float64)
+    out = v.copy()
+    for i in range(v.size):
+        if not math.isfinite(v[i]):
+            continue
+        w = v[max(0, i - half_window) : i + half_window + 1]
+        w = w[np.isfinite(w)]
+        med = float(np.median(w))
+        mad = 1.4826 * float(np.median(np.abs(w - med)))
+        if abs(v[i] - med) > n_sigma * mad:
+            out[i] = med
+    return out
+
+
 def cadence_spm(stride_s: FloatArray) -> float:
     """Mean of ``120 / stride time`` (steps/min); NaN without strides."""
     return float(np.mean(120.0 / stride_s)) if stride_s.size else math.nan
