@@ -4,6 +4,7 @@
     justwalk gateway      device gateway (WebSocket + upload) -> Kafka
     justwalk processor    faust stream processor: chunks -> steps and cadence windows
     justwalk sink         gait.* topics -> InfluxDB
+    justwalk alerts       alerts topic -> clinics' webhooks and e-mail
     justwalk simulate     simulated patients streaming to a gateway
     justwalk replay       a real Mobilise-D recording streamed to a gateway
     justwalk demo         all of the above with a live table
@@ -57,6 +58,17 @@ def _cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.alerts import ChannelConfigError, run_alert_service
+
+    try:
+        asyncio.run(run_alert_service(settings))
+    except ChannelConfigError as exc:
+        print(f"justwalk alerts: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from justwalk.simulator.run import simulate_main
 
@@ -102,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gateway", help="device gateway").set_defaults(func=_cmd_gateway)
     sub.add_parser("processor", help="stream processor").set_defaults(func=_cmd_processor)
     sub.add_parser("sink", help="InfluxDB sink").set_defaults(func=_cmd_sink)
+    sub.add_parser("alerts", help="alert delivery (webhooks, e-mail)").set_defaults(
+        func=_cmd_alerts)
 
     s = sub.add_parser("simulate", help="stream simulated patients to a gateway")
     s.add_argument("--patients", type=int, default=3)

@@ -99,3 +99,17 @@ def _parse(type_name: object, raw: str, name: str) -> object:
 def child_env(settings: Settings) -> dict[str, str]:
     """Environment for a child process: ours (PATH etc.) with these settings on top."""
     return {**os.environ, **settings.to_env()}
+
+
+def env_secret(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value of the environment variable ``name``: a secret a config file refers to.
+
+    Config files (e.g. the alert channels) name the variable that holds a secret instead of
+    holding the secret; this resolves it here, where the environment is read. Raises
+    ``ValueError`` naming the variable when it is unset or empty.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(name, "")
+    if not value:
+        raise ValueError(f"environment variable {name} is not set or empty")
+    return value
