@@ -23,6 +23,7 @@ from justwalk.config import Settings
 from justwalk.device_protocol import ack_message, error_message
 from justwalk.records import RejectRecord
 from justwalk.wire import (
+    KAFKA_HEADER_RECEIVED_US,
     ChunkError,
     ImuChunk,
     decode_chunk,
@@ -178,7 +179,8 @@ class Intake:
             raise
         try:
             delivery = await self.publisher.send(
-                self.settings.topic_chunks, chunk.patient_id.encode(), value)
+                self.settings.topic_chunks, chunk.patient_id.encode(), value,
+                headers=[(KAFKA_HEADER_RECEIVED_US, str(received_us).encode())])
         except BaseException as exc:
             self.validator.forget(chunk.device_id, chunk.session_id)
             if not isinstance(exc, Exception):

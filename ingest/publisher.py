@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Protocol
 
@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 class Publisher(Protocol):
     """Durable, ordered publication of keyed records."""
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> Awaitable[object]:
+    async def send(self, topic: str, key: bytes, value: bytes,
+                   headers: Sequence[tuple[str, bytes]] = ()) -> Awaitable[object]:
         """Queue a record; returns an awaitable that completes once it is stored.
 
         Records sent one after another with the same key are stored in that order.
@@ -82,9 +83,11 @@ class KafkaPublisher:
             raise RuntimeError("KafkaPublisher is not started")
         return self._producer
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> Awaitable[object]:
+    async def send(self, topic: str, key: bytes, value: bytes,
+                   headers: Sequence[tuple[str, bytes]] = ()) -> Awaitable[object]:
         """Queue a record in the producer; the returned future resolves on delivery."""
-        future: Awaitable[object] = await self.producer.send(topic, value=value, key=key)
+        future: Awaitable[object] = await self.producer.send(
+            topic, value=value, key=key, headers=list(headers) or None)
         return future
 
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:

@@ -117,6 +117,8 @@ class AlertRecord:
     raised_at_us: int
     evidence: dict[str, float | str]
     version: int = ALERT_FORMAT_VERSION
+    chunk_received_at_us: int | None = None
+    """Wall-clock time the gateway received the chunk that completed the event (latency)."""
 
     KIND: ClassVar[str] = "alert"
 

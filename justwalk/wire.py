@@ -37,6 +37,7 @@ from __future__ import annotations
 import enum
 import re
 import struct
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,25 @@ HEADER_BYTES = _HEADER.size
 MAX_MESSAGE_BYTES = HEADER_BYTES + 4 * MAX_ID_BYTES + MAX_SAMPLES * N_CHANNELS * 4
 _SAMPLE_DTYPE = np.dtype("<f4")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+KAFKA_HEADER_RECEIVED_US = "jw-received-us"
+"""Kafka header on chunk messages: the gateway's wall-clock time (us since the epoch, ASCII
+digits) when the chunk arrived. Only for latency measurement; no result depends on it."""
+
+
+def received_us_from_headers(
+    headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None,
+) -> int | None:
+    """The gateway receipt time from a Kafka message's headers (list of pairs or mapping)."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    try:
+        for key, value in items or ():
+            if key == KAFKA_HEADER_RECEIVED_US:
+                return int(value)
+    except (TypeError, ValueError):
+        return None
+    return None
 
 
 class Placement(enum.IntEnum):

@@ -26,7 +26,7 @@ import faust
 
 from justwalk.config import Settings
 from justwalk.records import RejectRecord
-from justwalk.wire import ChunkError, ImuChunk, decode_chunk
+from justwalk.wire import ChunkError, ImuChunk, decode_chunk, received_us_from_headers
 from stream_processors.session import SessionProcessor, state_key
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ def create_app(settings: Settings) -> faust.App:
                 saved = table.get(key)
                 state = processor.new_state() if saved is None else processor.load_state(
                     saved.encode())
-                result = processor.process(state, chunk)
+                result = processor.process(state, chunk,
+                                           received_us_from_headers(msg.headers))
                 if result.duplicate:
                     continue
                 patient_key = chunk.patient_id.encode()

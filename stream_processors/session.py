@@ -87,7 +87,8 @@ class SessionProcessor:
         """Inverse of ``dump_state``."""
         return SessionState.from_dict(orjson.loads(data))
 
-    def process(self, state: SessionState, chunk: ImuChunk) -> ProcessResult:
+    def process(self, state: SessionState, chunk: ImuChunk,
+                received_at_us: int | None = None) -> ProcessResult:
         """Consume one chunk; ``state`` is updated in place unless the chunk is a duplicate.
 
         A chunk whose sequence number is not after the last one processed for its session
@@ -122,10 +123,11 @@ class SessionProcessor:
             )
             for w in out.windows
         ]
-        alerts = [self._alert(chunk, e) for e in events]
+        alerts = [self._alert(chunk, e, received_at_us) for e in events]
         return ProcessResult(steps, windows, alerts)
 
-    def _alert(self, chunk: ImuChunk, event: FallEvent) -> AlertRecord:
+    def _alert(self, chunk: ImuChunk, event: FallEvent,
+               received_at_us: int | None) -> AlertRecord:
         return AlertRecord(
             alert_id=AlertRecord.make_id(chunk.patient_id, chunk.session_id, event.type.value,
                                          event.start_us),
@@ -147,4 +149,5 @@ class SessionProcessor:
                 "peak_us": event.peak_us,
                 "detected_us": event.detected_us,
             },
+            chunk_received_at_us=received_at_us,
         )

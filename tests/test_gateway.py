@@ -7,7 +7,7 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,14 @@ from justwalk.device_protocol import (
     auth_headers,
 )
 from justwalk.kafka_topics import ensure_topics
-from justwalk.wire import ImuChunk, Placement, decode_chunk, encode_chunk, frame_upload
+from justwalk.wire import (
+    ImuChunk,
+    Placement,
+    decode_chunk,
+    encode_chunk,
+    frame_upload,
+    received_us_from_headers,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -149,6 +156,8 @@ async def test_valid_chunks_arrive_in_order_keyed_by_patient_with_clinic(gw: Gat
     assert [c.sequence for c in chunks] == list(range(6))
     assert {c.clinic_id for c in chunks} == {"clinic-a"}
     np.testing.assert_array_equal(chunks[3].samples, make_chunk(3).samples)
+    # each carries the gateway's receipt time, for latency measurement downstream
+    assert {received_us_from_headers(r.headers) for r in records} == {NOW_US}
 
 
 async def test_faults_are_named_and_the_stream_goes_on(gw: Gateway) -> None:
@@ -309,13 +318,14 @@ class FlakyPublisher:
         self.chunk_topic = chunk_topic
         self.fail_next = False
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> Awaitable[object]:
+    async def send(self, topic: str, key: bytes, value: bytes,
+                   headers: Sequence[tuple[str, bytes]] = ()) -> Awaitable[object]:
         if topic == self.chunk_topic and self.fail_next:
             self.fail_next = False
             failed: asyncio.Future[object] = asyncio.get_running_loop().create_future()
             failed.set_exception(KafkaTimeoutError())
             return failed
-        return await self.inner.send(topic, key, value)
+        return await self.inner.send(topic, key, value, headers)
 
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
         await self.inner.publish(topic, key, value)
