@@ -23,14 +23,19 @@ class PipelineError(RuntimeError):
 
 
 class Pipeline:
-    """Gateway, ``n_processors`` processor workers and the sink, as child processes."""
+    """The pipeline's processes as children.
+
+    Gateway, ``n_processors`` processor workers, the sink and, with ``with_alerts``, the
+    alert service (which needs ``settings.alert_channels``).
+    """
 
     def __init__(self, settings: Settings, *, log_dir: Path, n_processors: int = 1,
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", with_alerts: bool = False) -> None:
         self.settings = settings
         self.log_dir = log_dir
         self.n_processors = n_processors
         self.log_level = log_level
+        self.with_alerts = with_alerts
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
@@ -49,6 +54,8 @@ class Pipeline:
         for i in range(self.n_processors):
             self._start(f"processor-{i}", "processor")
         self._start("sink", "sink")
+        if self.with_alerts:
+            self._start("alerts", "alerts")
         deadline = time.monotonic() + timeout_s
         while True:
             self.check_alive()
@@ -74,7 +81,8 @@ class Pipeline:
     def stop(self) -> dict[str, int | None]:
         """Stop every process (gateway first, sink last so it can flush); exit codes."""
         codes = {}
-        order = ["gateway"] + [n for n in self.procs if n.startswith("processor")] + ["sink"]
+        order = ["gateway"] + [n for n in self.procs if n.startswith("processor")] + [
+            "sink", "alerts"]
         for name in order:
             if name in self.procs:
                 codes[name] = procs.stop(self.procs[name])
