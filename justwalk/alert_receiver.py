@@ -9,6 +9,7 @@ once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class AlertReceiver:
     duplicates: int = 0
     bad_signatures: int = 0
     _runner: web.AppRunner | None = None
+    _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @property
     def url(self) -> str:
@@ -70,6 +72,16 @@ class AlertReceiver:
         await site.start()
         if self.port == 0:
             self.port = int(self._runner.addresses[0][1])
+
+    async def wait_for(self, n: int, timeout_s: float) -> bool:
+        """Wait until ``n`` distinct alerts have arrived; False on timeout."""
+        async with self._arrived:
+            try:
+                await asyncio.wait_for(
+                    self._arrived.wait_for(lambda: len(self.received) >= n), timeout_s)
+            except TimeoutError:
+                return False
+        return True
 
     async def stop(self) -> None:
         """Stop listening."""
@@ -90,6 +102,8 @@ class AlertReceiver:
         else:
             self.seen_ids.add(alert_id)
             self.received.append(ReceivedAlert(parsed, now_us))
+            async with self._arrived:
+                self._arrived.notify_all()
         return web.Response(status=204)
 
 
