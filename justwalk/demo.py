@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
+import secrets
 import signal
 import socket
 import time
@@ -19,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from justwalk.alert_receiver import AlertReceiver, ReceivedAlert, channels_for
 from justwalk.config import Settings
 from justwalk.device_protocol import DeviceCredential
 from justwalk.gait.cadence import window_start
@@ -115,6 +118,21 @@ def render(rows: dict[str, PatientRow], now_us: int, elapsed_s: float) -> Table:
     return t
 
 
+def alerts_table(received: list[ReceivedAlert], limit: int = 8) -> Table:
+    """The latest alerts that reached the clinic's webhook."""
+    t = Table(title=f"Alerts delivered to the clinic webhook: {len(received)}")
+    for col in ("time (UTC)", "patient", "type", "severity", "peak (g)", "latency (s)"):
+        t.add_column(col)
+    for r in received[-limit:]:
+        a = r.alert
+        when = time.strftime("%H:%M:%S", time.gmtime(a["event_start_us"] / 1e6))
+        style = "red" if a["severity"] == "critical" else "yellow"
+        latency = "-" if r.latency_s is None else f"{r.latency_s:.2f}"
+        t.add_row(when, a["patient_id"], f"[{style}]{a['type']}[/{style}]", a["severity"],
+                  f"{a['evidence'].get('peak_acc_g', '-')}", latency)
+    return t
+
+
 def summary_table(rows: dict[str, PatientRow], points: int) -> Table:
     """The table printed on exit."""
     t = Table(title=f"Summary: {points} points written to InfluxDB")
@@ -175,7 +193,7 @@ async def _replayed(gateway_url: str, cred: DeviceCredential, recording_path: Pa
 
 async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCredential],
                     recording: Path | None, duration_s: float, rows: dict[str, PatientRow],
-                    console: Console) -> int:
+                    receiver: AlertReceiver, console: Console) -> int:
     from sinks.influx import InfluxClient
 
     stop = asyncio.Event()
@@ -204,7 +222,8 @@ async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCr
                         raise t.exception()  # type: ignore[misc]
                 with contextlib.suppress(Exception):
                     await read_patients(client, rows)
-                table = render(rows, time.time_ns() // 1000, time.monotonic() - started)
+                table = Group(render(rows, time.time_ns() // 1000, time.monotonic() - started),
+                              alerts_table(receiver.received))
                 if live is not None:
                     live.update(table)
                 elif time.monotonic() - last_print >= 10:
@@ -220,6 +239,7 @@ async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCr
         await read_patients(client, rows)
         points = await count_points(client)
         console.print(summary_table(rows, points))
+        console.print(alerts_table(receiver.received, limit=50))
         return 0
     finally:
         await client.close()
@@ -248,25 +268,43 @@ def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
             processor_data_dir=run_dir / "processor",
         )
         devices = [(f"dev-{i + 1:03d}", f"pt-{i + 1:03d}", CLINIC_ID) for i in range(n_patients)]
-        devices.append(("dev-ms-replay", REPLAY_PATIENT, CLINIC_ID))
+        if recording is not None:
+            devices.append(("dev-ms-replay", REPLAY_PATIENT, CLINIC_ID))
         creds = provision(s.device_registry, run_dir / "credentials.json", devices)
+        receiver = AlertReceiver(secret=secrets.token_hex(16).encode())
+        s = s.replace(alert_channels=run_dir / "alert_channels.json",
+                      alert_outbox=run_dir / "alerts" / "outbox.sqlite3")
         rows = {c.patient_id: PatientRow(c.patient_id, "simulated") for c in creds}
-        rows[REPLAY_PATIENT].kind = "real MS recording"
-        if recording is None:
-            del rows[REPLAY_PATIENT]
+        if recording is not None:
+            rows[REPLAY_PATIENT].kind = "real MS recording"
         asyncio.run(ensure_topics(s))
         console.print(f"broker {s.kafka_bootstrap}, InfluxDB {s.influx_url}; "
                       "starting gateway, processor and sink ...")
-        pipeline = Pipeline(s, log_dir=log_dir)
-        pipeline.start()
-        try:
-            console.print(f"gateway {pipeline.gateway_url}; streaming {n_patients} simulated "
-                          f"patients{' and 1 real recording' if recording else ''}")
-            return asyncio.run(_run_live(s, pipeline, creds, recording, duration_s, rows,
-                                         console))
-        finally:
-            codes = pipeline.stop()
-            console.print("stopped: " + ", ".join(f"{k} ({v})" for k, v in codes.items()))
+        return asyncio.run(_with_receiver(s, receiver, creds, recording, duration_s, rows,
+                                          log_dir, console))
     finally:
         stack.stop()
         console.print("stopped the broker and InfluxDB")
+
+
+async def _with_receiver(s: Settings, receiver: AlertReceiver, creds: list[DeviceCredential],
+                         recording: Path | None, duration_s: float,
+                         rows: dict[str, PatientRow], log_dir: Path, console: Console) -> int:
+    """Start the clinic's webhook receiver, then the pipeline with the alert service."""
+    await receiver.start()
+    try:
+        s.alert_channels.write_text(json.dumps(channels_for(receiver, [CLINIC_ID])))
+        pipeline = Pipeline(s, log_dir=log_dir, with_alerts=True)
+        pipeline.start()  # from the main thread: children die with the thread that started them
+        try:
+            console.print(f"gateway {pipeline.gateway_url}; alerts to {receiver.url}; streaming "
+                          f"{len(creds) - (1 if recording else 0)} simulated patients"
+                          f"{' and 1 real recording' if recording else ''}")
+            return await _run_live(s, pipeline, creds, recording, duration_s, rows, receiver,
+                                   console)
+        finally:
+            # in a thread: the alert service may still deliver to our receiver meanwhile
+            codes = await asyncio.to_thread(pipeline.stop)
+            console.print("stopped: " + ", ".join(f"{k} ({v})" for k, v in codes.items()))
+    finally:
+        await receiver.stop()
