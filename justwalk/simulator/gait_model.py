@@ -64,10 +64,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from justwalk.simulator.events import EventTruth, InjectedEvent
 
 GRAVITY_MPS2 = 9.80665
 LEFT = "left"
@@ -159,6 +162,9 @@ class GaitProfile:
     fixed mounting angles of the sensor: a positive pitch leans the sensor's top forward (so
     gravity shows up as a negative mean on z), a positive roll leans its top to the right (so y
     points slightly down: negative mean on y).
+
+    ``events`` are near-falls and falls injected into the synthetic walk
+    (``justwalk.simulator.events``); empty by default.
     """
 
     cadence_spm: float = 105.0
@@ -173,6 +179,7 @@ class GaitProfile:
     acc_noise_mps2: float = 0.05
     gyr_noise_radps: float = 0.01
     sensor_height_m: float = 1.0
+    events: tuple[InjectedEvent, ...] = ()
 
     def __post_init__(self) -> None:
         if not 30.0 <= self.cadence_spm <= 200.0:
@@ -191,6 +198,12 @@ class GaitProfile:
             intervals = tuple((float(a), float(b)) for a, b in self.walking_s)
             _check_intervals(intervals)
             object.__setattr__(self, "walking_s", intervals)
+        if self.events:
+            from justwalk.simulator.events import check_events  # events imports this module
+
+            object.__setattr__(self, "events", check_events(self.events))
+        elif not isinstance(self.events, tuple):
+            object.__setattr__(self, "events", ())
 
     @property
     def step_time_s(self) -> float:
@@ -226,11 +239,14 @@ class GaitTruth:
     """What really happened in a synthetic recording (times in s from its first sample).
 
     ``walking_intervals_s`` run from the first to the last initial contact of each bout.
+    ``events`` are the injected near-falls and falls (``justwalk.simulator.events``), their
+    times in microseconds from the first sample.
     """
 
     step_times_s: npt.NDArray[np.float64]
     step_sides: tuple[str, ...]
     walking_intervals_s: tuple[tuple[float, float], ...]
+    events: tuple[EventTruth, ...] = ()
 
     @property
     def n_steps(self) -> int:
@@ -385,6 +401,7 @@ def synthesize(
     """Generate a lower-back IMU recording for ``profile`` and its ground truth.
 
     Deterministic for a given generator state. Sample *i* is at ``i / sample_rate_hz`` s.
+    The profile's ``events`` are injected last (``justwalk.simulator.events.inject``).
     """
     if duration_s <= 0 or sample_rate_hz <= 0:
         raise ValueError("duration_s and sample_rate_hz must be positive")
@@ -441,7 +458,14 @@ def synthesize(
         step_sides=tuple(all_sides),
         walking_intervals_s=tuple(intervals),
     )
-    return SyntheticRecording(samples=samples, sample_rate_hz=float(sample_rate_hz), truth=truth)
+    rec = SyntheticRecording(samples=samples, sample_rate_hz=float(sample_rate_hz), truth=truth)
+    if profile.events:
+        # After every other draw, so the signal before the first event is the clean walk's.
+        from justwalk.simulator.events import inject
+
+        rec, _ = inject(rec, profile.events, rng, acc_noise_mps2=profile.acc_noise_mps2,
+                        gyr_noise_radps=profile.gyr_noise_radps)
+    return rec
 
 
 def _second_derivative(x: npt.NDArray[np.float64], dt: float) -> np.ndarray:

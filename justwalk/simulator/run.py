@@ -23,6 +23,7 @@ import numpy as np
 from justwalk.config import Settings
 from justwalk.device_protocol import DeviceCredential, load_credentials
 from justwalk.simulator.device import DEFAULT_CHUNK_S, DeviceStats, stream_samples, upload_recording
+from justwalk.simulator.events import InjectedEvent, with_random_events
 from justwalk.simulator.gait_model import (
     MIN_PAUSE_S,
     GaitProfile,
@@ -106,6 +107,23 @@ def default_profiles(n: int, rng: np.random.Generator) -> list[GaitProfile]:
     return profiles
 
 
+def default_profiles_with_events(
+    n: int,
+    n_events: int,
+    duration_s: float,
+    rng: np.random.Generator,
+    *,
+    fall_fraction: float = 0.5,
+) -> list[GaitProfile]:
+    """``default_profiles(n, rng)`` with ``n_events`` near-falls and falls while walking.
+
+    Schedules are fixed and events placed by ``events.with_random_events`` (20 s apart, 6 s
+    inside a bout; a fall is a patient's last event and the patient lies until the end).
+    """
+    return with_random_events(default_profiles(n, rng), n_events, duration_s, rng,
+                              fall_fraction=fall_fraction)
+
+
 def prepare_patients(
     credentials: Sequence[DeviceCredential],
     profiles: Sequence[GaitProfile],
@@ -115,10 +133,20 @@ def prepare_patients(
     window_s: float,
     seed: int,
     sample_rate_hz: float = DEFAULT_SAMPLE_RATE_HZ,
+    events: Sequence[Sequence[InjectedEvent]] | None = None,
 ) -> list[SimulatedPatient]:
-    """Synthesize one recording per profile (credential *i* wears profile *i*) with truth."""
+    """Synthesize one recording per profile (credential *i* wears profile *i*) with truth.
+
+    ``events[i]``, if given, replaces profile *i*'s injected events (``GaitProfile.events``);
+    their truth is in ``SimulatedPatient.truth.events`` on the device clock.
+    """
     if len(profiles) > len(credentials):
         raise ValueError(f"{len(profiles)} profiles but only {len(credentials)} devices")
+    if events is not None:
+        if len(events) != len(profiles):
+            raise ValueError(f"{len(events)} event schedules for {len(profiles)} profiles")
+        profiles = [dataclasses.replace(p, events=tuple(e))
+                    for p, e in zip(profiles, events, strict=True)]
     out = []
     for i, (cred, profile) in enumerate(zip(credentials, profiles, strict=False)):
         rec = synthesize(profile, duration_s, sample_rate_hz, np.random.default_rng([seed, i]))
@@ -166,14 +194,17 @@ async def stream_simulated_patients(
     seed: int,
     chunk_s: float = DEFAULT_CHUNK_S,
     sample_rate_hz: float = DEFAULT_SAMPLE_RATE_HZ,
+    events: Sequence[Sequence[InjectedEvent]] | None = None,
 ) -> SimulationResult:
     """Simulate ``len(profiles)`` patients and stream them to the gateway at once.
 
     Every recording starts at device time ``start_us``; ``window_s`` is the cadence window
-    of the truth (``Settings.cadence_window_s``).
+    of the truth (``Settings.cadence_window_s``). Injected events come from the profiles or
+    from ``events`` (see ``prepare_patients``); their truth is in ``truths[i].events``.
     """
     patients = prepare_patients(credentials, profiles, duration_s, start_us=start_us,
-                                window_s=window_s, seed=seed, sample_rate_hz=sample_rate_hz)
+                                window_s=window_s, seed=seed, sample_rate_hz=sample_rate_hz,
+                                events=events)
     stats = await stream_patients(gateway_url, patients, speed=speed, chunk_s=chunk_s)
     return SimulationResult(truths=[p.truth for p in patients], stats=stats)
 

@@ -11,7 +11,12 @@ File layout (version 1)::
                    "sample_rate_hz", "step_times_us", "step_sides",
                    "walking_intervals_us", "windows": [{"window_start_us", "n_steps",
                    "walking", "cadence_spm", "mean_step_time_s"}, ...],
-                   "mean_cadence_spm"}, ...]}
+                   "mean_cadence_spm", "events": [{"type", "start_us", "peak_us", "end_us",
+                   ...}, ...]}, ...]}
+
+``events`` (injected near-falls and falls, ``justwalk.simulator.events.EventTruth`` on the
+device clock) was added later without a version change: files without it read as having
+no events, and a profile without events is written exactly as before.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from justwalk.gait.cadence import WindowCadence, cadence_windows
+from justwalk.simulator.events import EventTruth, InjectedEvent
 from justwalk.simulator.gait_model import GaitProfile, RandomSchedule, SyntheticRecording
 
 TRUTH_VERSION = 1
@@ -46,6 +52,8 @@ class PatientTruth:
     window_s: float
     windows: tuple[WindowCadence, ...]
     mean_cadence_spm: float | None
+    events: tuple[EventTruth, ...] = ()
+    """Injected near-falls and falls, device-clock times."""
 
     @property
     def walking_windows(self) -> tuple[WindowCadence, ...]:
@@ -67,6 +75,7 @@ class PatientTruth:
             "window_s": self.window_s,
             "windows": [asdict(w) for w in self.windows],
             "mean_cadence_spm": self.mean_cadence_spm,
+            "events": [e.to_dict() for e in self.events],
         }
 
     @classmethod
@@ -85,12 +94,17 @@ class PatientTruth:
             window_s=float(d["window_s"]),
             windows=tuple(WindowCadence(**w) for w in d["windows"]),
             mean_cadence_spm=d["mean_cadence_spm"],
+            events=tuple(EventTruth.from_dict(e) for e in d.get("events", ())),
         )
 
 
 def profile_to_dict(profile: GaitProfile) -> dict[str, Any]:
     """A profile as plain JSON values; a random schedule is tagged ``{"random": {...}}``."""
     d = asdict(profile)
+    if profile.events:
+        d["events"] = [e.to_dict() for e in profile.events]
+    else:
+        del d["events"]  # as before events existed
     if isinstance(profile.walking_s, RandomSchedule):
         d["walking_s"] = {"random": asdict(profile.walking_s)}
     elif isinstance(profile.walking_s, tuple):
@@ -103,6 +117,7 @@ def profile_to_dict(profile: GaitProfile) -> dict[str, Any]:
 def profile_from_dict(d: dict[str, Any]) -> GaitProfile:
     """Inverse of ``profile_to_dict`` (a custom schedule comes back as the default one)."""
     d = dict(d)
+    d["events"] = tuple(InjectedEvent.from_dict(e) for e in d.get("events", ()))
     walking = d.pop("walking_s")
     if isinstance(walking, dict):
         rnd = walking.get("random", {})
@@ -172,6 +187,7 @@ def patient_truth(
         window_s=float(window_s),
         windows=tuple(windows),
         mean_cadence_spm=true_mean_cadence_spm(truth.step_times_s, truth.walking_intervals_s),
+        events=tuple(e.shifted(int(start_us)) for e in truth.events),
     )
 
 
