@@ -1,12 +1,23 @@
-# One image for every JustWalk process (gateway, processor, sink); the command picks one.
-FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-WORKDIR /app
+# One image for every JustWalk process (gateway, processor, sink); the command picks one:
+#   docker run justwalk-stream gateway | processor | sink | dashboards build | ...
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY justwalk ./justwalk
 COPY ingest ./ingest
 COPY stream_processors ./stream_processors
 COPY sinks ./sinks
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 justwalk
+RUN pip wheel --wheel-dir /wheels ".[grafana]"
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+COPY --from=build /wheels /wheels
+RUN pip install --no-index --find-links /wheels "justwalk-stream[grafana]" \
+    && rm -rf /wheels \
+    && useradd --system --uid 10001 --home-dir /var/lib/justwalk --create-home justwalk
 USER justwalk
+WORKDIR /var/lib/justwalk
+EXPOSE 8080
 ENTRYPOINT ["justwalk"]
+CMD ["--help"]

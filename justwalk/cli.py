@@ -9,6 +9,9 @@
     justwalk replay       a real Mobilise-D recording streamed to a gateway
     justwalk demo         all of the above with a live table
     justwalk evaluate     accuracy of gait or fall detection on real recordings
+    justwalk dashboards   build (or --check) the Grafana provisioning files in deploy/
+    justwalk grafana      push the dashboards and alert rules to an existing Grafana
+    justwalk rollups      backfill the daily/weekly rollups of a past time range
 
 Connection settings come from JUSTWALK_* environment variables (see justwalk.config).
 Imports are lazy so that each process loads only what it runs.
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from justwalk.config import Settings
@@ -98,6 +102,53 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return evaluate_gait(args.options)
 
 
+def _cmd_dashboards(args: argparse.Namespace, settings: Settings) -> int:
+    from justwalk.dashboards import build
+
+    stale = build(args.deploy_dir, check=args.check)
+    if args.check and stale:
+        print("out of date (run `justwalk dashboards build`): " + ", ".join(stale))
+        return 1
+    for rel in stale:
+        print(f"wrote {args.deploy_dir / rel}")
+    return 0
+
+
+def _cmd_grafana_push(args: argparse.Namespace, settings: Settings) -> int:
+    from justwalk.grafana_push import PushOptions, connect, push
+
+    api = connect(args.url, token=args.token, user=args.user, password=args.password)
+    options = PushOptions(
+        influx_url=args.influx_url, influx_user=args.influx_user,
+        influx_password=args.influx_password, datasource_uid=args.datasource_uid,
+        webhook_url=args.webhook_url, alert_emails=args.alert_emails,
+        timezone=args.timezone, editable=args.editable)
+    for line in push(api, options):
+        print(line)
+    return 0
+
+
+def _cmd_rollups(args: argparse.Namespace, settings: Settings) -> int:
+    from justwalk.schema import backfill_statements
+    from sinks.influx import InfluxClient
+
+    async def run() -> None:
+        async with InfluxClient(settings.influx_url, settings.influx_db,
+                                username=settings.influx_username,
+                                password=settings.influx_password, timeout_s=600) as client:
+            for statement in backfill_statements(settings.influx_db, args.start, args.end):
+                await client.query(statement)
+                print(statement)
+
+    asyncio.run(run())
+    return 0
+
+
+def _utc_date(text: str) -> datetime:
+    t = datetime.fromisoformat(text)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the tests to check every documented command)."""
     p = argparse.ArgumentParser(prog="justwalk", description=__doc__,
@@ -164,6 +215,42 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--recording", type=Path, default=None,
                    help="Mobilise-D data.mat to replay (default: the MS participant)")
     s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("dashboards", help="Grafana provisioning files from justwalk/dashboards")
+    dsub = s.add_subparsers(dest="action", required=True)
+    b = dsub.add_parser("build", help="write deploy/grafana/... and the schema in deploy/README.md")
+    b.add_argument("--deploy-dir", type=Path, default=Path("deploy"))
+    b.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if a committed file differs from the code")
+    b.set_defaults(func=_cmd_dashboards)
+
+    s = sub.add_parser("grafana", help="an existing Grafana, over its HTTP API")
+    gsub = s.add_subparsers(dest="action", required=True)
+    g = gsub.add_parser("push", help="push folder, data source, dashboards and alert rules")
+    g.add_argument("--url", required=True, help="Grafana base URL, e.g. https://grafana.clinic")
+    g.add_argument("--token", default="", help="service account token (Editor or Admin)")
+    g.add_argument("--user", default="", help="basic auth user (instead of --token)")
+    g.add_argument("--password", default="")
+    g.add_argument("--influx-url", default="", help="InfluxDB URL as Grafana reaches it")
+    g.add_argument("--influx-user", default="", help="InfluxDB user with read access")
+    g.add_argument("--influx-password", default="")
+    g.add_argument("--datasource-uid", default="",
+                   help="use this existing InfluxQL data source instead of creating one")
+    g.add_argument("--webhook-url", default="", help="alert webhook of the clinic")
+    g.add_argument("--alert-emails", default="", help="alert e-mail addresses, ';'-separated")
+    g.add_argument("--timezone", default="UTC",
+                   help="clinic time zone for the night mute timing (e.g. Europe/Berlin)")
+    g.add_argument("--editable", action="store_true",
+                   help="leave the pushed alerting objects editable in Grafana's UI")
+    g.set_defaults(func=_cmd_grafana_push)
+
+    s = sub.add_parser("rollups", help="the daily/weekly rollups in InfluxDB")
+    rsub = s.add_subparsers(dest="action", required=True)
+    r = rsub.add_parser("backfill", help="recompute the rollups of [start, end) from raw data "
+                        "(continuous queries only cover the last days)")
+    r.add_argument("--start", type=_utc_date, required=True, help="ISO date, UTC if no offset")
+    r.add_argument("--end", type=_utc_date, required=True, help="ISO date, UTC if no offset")
+    r.set_defaults(func=_cmd_rollups)
     return p
 
 

@@ -1,25 +1,471 @@
-"""InfluxDB schema: measurement names, tags and fields, and the line-protocol encoding.
+"""InfluxDB schema: retention policies, measurements, tags and fields, rollups, line protocol.
 
-The sink writes with it, the demo and the tests query with it. Tags are only the
-low-cardinality identifiers (clinic, patient, device); everything else is a field.
-Timestamps are event time from the device clock, so a replay overwrites the same points.
+This module is the one contract between the writers (the sink, later the gait and fall
+outputs), the readers (demo, dashboards, alert rules, tests) and the database itself
+(``sinks.influx.InfluxClient.ensure_database`` creates what is defined here). The
+field-by-field documentation is rendered into ``deploy/README.md`` by ``describe()``.
+
+Rules:
+
+* **Tags** are only the low-cardinality identifiers: ``clinic_id``, ``patient_id``,
+  ``device_id`` and the device ``placement``. Everything else, the session id and the kind of
+  an event included, is a field, so the series count stays ``clinics x patients x devices``.
+* **Units are in field names** (``_spm``, ``_mps``, ``_m``, ``_s``, ``_pct``, ``_deg``).
+* **Timestamps are event time** from the device clock, so a replay overwrites the same
+  points instead of adding new ones.
+* **Retention by resolution**: per-step points live in ``raw`` (90 days), per-window
+  metrics in ``windows`` (2 years), everything per bout, per event, per session, fall-risk
+  scores and the daily and weekly rollups in ``longterm`` (10 years, the database default).
+* **Rollups** (``patient_daily``, ``patient_weekly``) are computed inside InfluxDB by
+  continuous queries from the windows, bouts, events and fall-risk scores. CQs only look
+  back ``resample_for``; data that arrives later (store-and-forward uploads, a rebuilt
+  database) is rolled up with ``backfill_statements`` (``justwalk rollups backfill``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from justwalk.records import GaitWindowRecord, Record, StepRecord
+from justwalk.records import AlertRecord, GaitWindowRecord, Record, StepRecord
 
 DATABASE_DEFAULT = "justwalk"
-RETENTION_POLICY = "raw"
-RETENTION_DURATION = "520w"  # ten years, until issue #5 splits raw and rolled-up data
+
+FieldValue = float | int | bool | str
+
+# --------------------------------------------------------------------------- retention
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """An InfluxDB 1.x retention policy: how long its points are kept."""
+
+    name: str
+    duration: str
+    """InfluxQL duration literal (``90d``, ``104w``)."""
+    shard_duration: str
+    default: bool
+    description: str
+
+
+RP_RAW = RetentionPolicy(
+    "raw", "90d", "1d", False,
+    "per-step points: the finest resolution, needed for a few weeks of detail")
+RP_WINDOWS = RetentionPolicy(
+    "windows", "104w", "1w", False,
+    "per-window gait metrics (one point per patient every few seconds): two years")
+RP_LONGTERM = RetentionPolicy(
+    "longterm", "520w", "4w", True,
+    "bouts, events, alerts, sessions, fall-risk scores and the daily/weekly rollups: "
+    "ten years; the database default, so a write that names no policy is never lost early")
+RETENTION_POLICIES: tuple[RetentionPolicy, ...] = (RP_RAW, RP_WINDOWS, RP_LONGTERM)
+
+RETENTION_POLICY = RP_LONGTERM.name
+"""The default retention policy: where a write that names no policy goes.
+
+The sink writes there today (``InfluxSink(retention_policy=...)``); routing each
+measurement to its own policy is ``InfluxClient.write_lines(..., retention_policy=None)``.
+"""
+RETENTION_DURATION = RP_LONGTERM.duration
+
+# --------------------------------------------------------------------------- tags
+
+TAG_CLINIC = "clinic_id"
+TAG_PATIENT = "patient_id"
+TAG_DEVICE = "device_id"
+TAG_PLACEMENT = "placement"
+TAG_KEYS = (TAG_CLINIC, TAG_PATIENT, TAG_DEVICE)
+"""The identity tags every record carries (``record_to_line`` reads them from the record)."""
+ALL_TAGS = (*TAG_KEYS, TAG_PLACEMENT)
+"""Every tag key the schema allows; ``placement`` (e.g. ``lower_back``) is optional."""
+ROLLUP_TAGS = (TAG_CLINIC, TAG_PATIENT)
+"""Rollups are per patient: a patient who swaps a device keeps one series."""
+
+# --------------------------------------------------------------------------- measurements
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field of a measurement; ``kind``: float, integer, boolean or string."""
+
+    name: str
+    kind: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One measurement: where it is kept, what its timestamp means, its fields."""
+
+    name: str
+    retention_policy: RetentionPolicy
+    time: str
+    description: str
+    fields: tuple[Field, ...]
+    tags: tuple[str, ...] = ALL_TAGS
+    written_by: str = ""
+
+    def field(self, name: str) -> Field:
+        """The field called ``name`` (KeyError if the schema has none)."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.name} has no field {name!r}")
+
+    @property
+    def qualified(self) -> str:
+        """``"rp"."measurement"``: how InfluxQL names it in any database."""
+        return f'"{self.retention_policy.name}"."{self.name}"'
+
+
+def _f(name: str, kind: str, description: str) -> Field:
+    return Field(name, kind, description)
+
+
+_SESSION = _f("session_id", "string", "recording session of the device (a field: unbounded)")
+
+# Gait parameters shared by windows and bouts (names as justwalk.gait.GaitParameters).
+_GAIT_PARAMETERS = (
+    _f("cadence_spm", "float", "steps per minute while walking"),
+    _f("stride_time_s", "float", "mean stride time (same foot to same foot)"),
+    _f("stride_time_cv_pct", "float", "coefficient of variation of stride time, percent"),
+    _f("step_time_asymmetry_pct", "float", "left/right step-time asymmetry, percent"),
+    _f("step_regularity", "float", "autocorrelation at one step, 0..1"),
+    _f("stride_regularity", "float", "autocorrelation at one stride, 0..1"),
+    _f("stride_length_m", "float", "mean stride length"),
+    _f("walking_speed_mps", "float", "mean walking speed"),
+)
 
 MEASUREMENT_STEP = "step"
 MEASUREMENT_GAIT_WINDOW = "gait_window"
-TAG_KEYS = ("clinic_id", "patient_id", "device_id")
+MEASUREMENT_BOUT = "gait_bout"
+MEASUREMENT_EVENT = "gait_event"
+MEASUREMENT_ALERT = "alert"
+MEASUREMENT_SESSION = "session"
+MEASUREMENT_FALL_RISK = "fall_risk"
+MEASUREMENT_DAILY = "patient_daily"
+MEASUREMENT_WEEKLY = "patient_weekly"
 
-FieldValue = float | int | bool | str
+EVENT_TURN = "turn"
+EVENT_NEAR_FALL = "near_fall"
+EVENT_FALL = "fall"
+EVENT_TYPES = (EVENT_TURN, EVENT_NEAR_FALL, EVENT_FALL)
+
+STEP = Measurement(
+    MEASUREMENT_STEP, RP_RAW,
+    "initial contact of the foot (device clock)",
+    "one point per detected step",
+    (
+        _SESSION,
+        _f("step_index", "integer", "running number of the step within the session"),
+        _f("step_time_s", "float", "time since the previous step of the same walking stretch"),
+        _f("side", "string", "'left' or 'right' (issue #3)"),
+        _f("bout_index", "integer", "walking bout the step belongs to (issue #3)"),
+        _f("stride_time_s", "float", "time since the previous contact of the same foot"),
+        _f("step_length_m", "float", "step length (issue #3)"),
+        _f("stride_length_m", "float", "stride length (issue #3)"),
+        _f("stride_speed_mps", "float", "stride length / stride time (issue #3)"),
+    ),
+    written_by="sink (StepRecord)",
+)
+GAIT_WINDOW = Measurement(
+    MEASUREMENT_GAIT_WINDOW, RP_WINDOWS,
+    "start of the window (device clock); the window covers [time, time + window_s)",
+    "gait metrics over one fixed event-time window, also when the patient is not walking",
+    (
+        _SESSION,
+        _f("window_s", "float", "window length"),
+        _f("n_steps", "integer", "steps in the window"),
+        _f("walking", "boolean", "the patient walked in this window"),
+        _f("mean_step_time_s", "float", "mean step time while walking"),
+        *_GAIT_PARAMETERS,
+        _f("n_turns", "integer", "turns that ended in the window (issue #3)"),
+    ),
+    written_by="sink (GaitWindowRecord)",
+)
+BOUT = Measurement(
+    MEASUREMENT_BOUT, RP_LONGTERM,
+    "start of the walking bout",
+    "one point per walking bout, written when the bout ends",
+    (
+        _SESSION,
+        _f("bout_index", "integer", "running number of the bout within the session"),
+        _f("duration_s", "float", "bout duration"),
+        _f("n_steps", "integer", "steps in the bout"),
+        *_GAIT_PARAMETERS,
+        _f("n_turns", "integer", "turns in the bout"),
+        _f("turn_angle_deg", "float", "sum of absolute turn angles in the bout"),
+    ),
+    written_by="processor output of issue #3 (lead wires it)",
+)
+EVENT = Measurement(
+    MEASUREMENT_EVENT, RP_LONGTERM,
+    "start of the event",
+    "turns, near-falls and falls; one point per event",
+    (
+        _SESSION,
+        _f("event_type", "string", "'turn', 'near_fall' or 'fall' (a field, see module doc)"),
+        _f("duration_s", "float", "event duration (always present: count() counts events)"),
+        _f("turn_angle_deg", "float", "turn angle, signed (turns)"),
+        _f("turn_peak_rate_dps", "float", "peak yaw rate, degrees per second (turns)"),
+        _f("peak_acc_mps2", "float", "peak acceleration magnitude (near-falls, falls)"),
+        _f("peak_gyr_radps", "float", "peak angular rate magnitude (near-falls, falls)"),
+        _f("trunk_tilt_before_deg", "float", "trunk tilt before the event (falls)"),
+        _f("trunk_tilt_after_deg", "float", "trunk tilt after the event (falls)"),
+        _f("confidence", "float", "detector confidence, 0..1"),
+        _f("alert_id", "string", "id of the alert raised for it, if any"),
+    ),
+    written_by="processor outputs of issues #3 (turns) and #4 (near-falls, falls)",
+)
+ALERT = Measurement(
+    MEASUREMENT_ALERT, RP_LONGTERM,
+    "start of the event the alert describes",
+    "every alert raised (AlertRecord on the alerts topic); 'open' = raised in the last 24 h",
+    (
+        _SESSION,
+        _f("alert_id", "string", "stable id of the alert (AlertRecord.alert_id)"),
+        _f("alert_type", "string", "'near_fall', 'fall', ..."),
+        _f("severity", "string", "'critical', 'warning' or 'info'"),
+        _f("event_duration_s", "float", "event_end - event_start"),
+        _f("confidence", "float", "detector confidence, 0..1, when the evidence has one"),
+    ),
+    written_by="alert_to_line(AlertRecord) (lead wires it)",
+)
+SESSION = Measurement(
+    MEASUREMENT_SESSION, RP_LONGTERM,
+    "start of the session",
+    "one point per recording session, rewritten as the session grows",
+    (
+        _SESSION,
+        _f("duration_s", "float", "time from the first to the last sample so far"),
+        _f("n_steps", "integer", "steps so far"),
+        _f("walking_s", "float", "time spent walking so far"),
+        _f("n_bouts", "integer", "walking bouts so far"),
+        _f("ended", "boolean", "the session is closed"),
+    ),
+    written_by="processor (lead wires it)",
+)
+FALL_RISK = Measurement(
+    MEASUREMENT_FALL_RISK, RP_LONGTERM,
+    "time of the assessment (end of the data it used)",
+    "fall-risk score of a patient, from the gait and the near-falls of recent days",
+    (
+        _f("risk_score", "float", "fall risk, 0 (low) .. 1 (high)"),
+        _f("risk_level", "string", "'low', 'moderate' or 'high'"),
+        _f("model", "string", "name and version of the model that computed it"),
+        _f("horizon_d", "integer", "days of data the score is based on"),
+    ),
+    tags=ROLLUP_TAGS,
+    written_by="fall-risk model of issue #4 (lead wires it)",
+)
+
+# --------------------------------------------------------------------------- rollups
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """One rollup field: ``expression AS name`` over a source measurement."""
+
+    name: str
+    kind: str
+    expression: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class RollupSource:
+    """One SELECT of the rollups: aggregates of one measurement under one condition."""
+
+    key: str
+    source: Measurement
+    where: str
+    aggregates: tuple[Aggregate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A rollup period: ``GROUP BY time(interval, offset)`` into ``target``."""
+
+    key: str
+    interval: str
+    offset: str
+    target: str
+    resample_every: str
+    resample_for: str
+    interval_td: timedelta
+    offset_td: timedelta
+
+
+_WALKING = '"walking" = true'
+
+ROLLUP_SOURCES: tuple[RollupSource, ...] = (
+    RollupSource("wear", GAIT_WINDOW, "", (
+        Aggregate("steps", "integer", 'sum("n_steps")', "steps"),
+        Aggregate("monitored_min", "float", 'sum("window_s") / 60',
+                  "minutes with data from the device (wear time)"),
+    )),
+    RollupSource("walking", GAIT_WINDOW, _WALKING, (
+        Aggregate("walking_min", "float", 'sum("window_s") / 60', "minutes spent walking"),
+        Aggregate("cadence_mean_spm", "float", 'mean("cadence_spm")',
+                  "mean cadence over the walking windows"),
+        Aggregate("walking_speed_mean_mps", "float", 'mean("walking_speed_mps")',
+                  "mean walking speed over the walking windows"),
+        Aggregate("walking_speed_p90_mps", "float", 'percentile("walking_speed_mps", 90)',
+                  "90th percentile of window speed (the patient's best walking)"),
+        Aggregate("stride_length_mean_m", "float", 'mean("stride_length_m")',
+                  "mean stride length over the walking windows"),
+        Aggregate("stride_time_cv_mean_pct", "float", 'mean("stride_time_cv_pct")',
+                  "mean stride-time CV over the walking windows"),
+        Aggregate("step_time_asymmetry_mean_pct", "float", 'mean("step_time_asymmetry_pct")',
+                  "mean step-time asymmetry over the walking windows"),
+    )),
+    RollupSource("bouts", BOUT, "", (
+        Aggregate("bouts", "integer", 'count("duration_s")', "walking bouts"),
+        Aggregate("bout_duration_max_s", "float", 'max("duration_s")', "longest bout"),
+    )),
+    RollupSource("turns", EVENT, f"\"event_type\" = '{EVENT_TURN}'", (
+        Aggregate("turns", "integer", 'count("duration_s")', "turns"),
+    )),
+    RollupSource("near_falls", EVENT, f"\"event_type\" = '{EVENT_NEAR_FALL}'", (
+        Aggregate("near_falls", "integer", 'count("duration_s")', "near-falls"),
+    )),
+    RollupSource("falls", EVENT, f"\"event_type\" = '{EVENT_FALL}'", (
+        Aggregate("falls", "integer", 'count("duration_s")', "falls"),
+    )),
+    RollupSource("fall_risk", FALL_RISK, "", (
+        Aggregate("fall_risk_mean", "float", 'mean("risk_score")', "mean fall-risk score"),
+        Aggregate("fall_risk_max", "float", 'max("risk_score")', "highest fall-risk score"),
+    )),
+)
+
+PERIOD_DAILY = Period("daily", "1d", "0s", MEASUREMENT_DAILY, "30m", "2d",
+                      timedelta(days=1), timedelta(0))
+# InfluxDB's epoch (1970-01-01) was a Thursday; a 4-day offset starts weeks on Monday.
+PERIOD_WEEKLY = Period("weekly", "1w", "4d", MEASUREMENT_WEEKLY, "6h", "2w",
+                       timedelta(weeks=1), timedelta(days=4))
+PERIODS = (PERIOD_DAILY, PERIOD_WEEKLY)
+
+_ROLLUP_FIELDS = tuple(
+    Field(a.name, a.kind, f"{a.description} ({a.expression} of {s.source.name}"
+          + (f" where {s.where}" if s.where else "") + ")")
+    for s in ROLLUP_SOURCES for a in s.aggregates
+)
+
+DAILY = Measurement(
+    MEASUREMENT_DAILY, RP_LONGTERM,
+    "start of the UTC day",
+    "per-patient daily rollup (continuous queries); days without data have no point",
+    _ROLLUP_FIELDS, tags=ROLLUP_TAGS, written_by="continuous queries cq_daily_*",
+)
+WEEKLY = Measurement(
+    MEASUREMENT_WEEKLY, RP_LONGTERM,
+    "Monday 00:00 UTC of the week",
+    "per-patient weekly rollup (continuous queries), computed from the same raw points as "
+    "the daily one (a weekly mean is the mean over the week's windows, not of daily means)",
+    _ROLLUP_FIELDS, tags=ROLLUP_TAGS, written_by="continuous queries cq_weekly_*",
+)
+
+MEASUREMENTS: tuple[Measurement, ...] = (
+    STEP, GAIT_WINDOW, BOUT, EVENT, ALERT, SESSION, FALL_RISK, DAILY, WEEKLY,
+)
+_BY_NAME = {m.name: m for m in MEASUREMENTS}
+
+
+def measurement(name: str) -> Measurement:
+    """The schema's measurement called ``name``."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"the schema has no measurement {name!r}") from None
+
+
+def retention_policy_for(measurement_name: str) -> str:
+    """Name of the retention policy a measurement's points are written to."""
+    return measurement(measurement_name).retention_policy.name
+
+
+def qualified(measurement_name: str) -> str:
+    """``"rp"."measurement"`` for InfluxQL ``FROM`` clauses."""
+    return measurement(measurement_name).qualified
+
+
+# --------------------------------------------------------------------------- continuous queries
+
+
+@dataclass(frozen=True, slots=True)
+class ContinuousQuery:
+    """One rollup CQ: a SELECT ... INTO that InfluxDB re-runs every ``resample_every``."""
+
+    name: str
+    period: Period
+    source: RollupSource
+
+    def select(self, database: str, time_condition: str = "") -> str:
+        """The ``SELECT ... INTO ...`` (``time_condition`` added for a backfill)."""
+        conditions = [c for c in (self.source.where, time_condition) if c]
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        fields = ", ".join(f'{a.expression} AS "{a.name}"' for a in self.source.aggregates)
+        offset = "" if self.period.offset == "0s" else f", {self.period.offset}"
+        group = ", ".join(f'"{t}"' for t in ROLLUP_TAGS)
+        src = self.source.source
+        return (
+            f'SELECT {fields} INTO "{database}"."{RP_LONGTERM.name}"."{self.period.target}" '
+            f'FROM "{database}"."{src.retention_policy.name}"."{src.name}"{where} '
+            f"GROUP BY time({self.period.interval}{offset}), {group}"
+        )
+
+    def create(self, database: str) -> str:
+        """``CREATE CONTINUOUS QUERY`` statement for ``database``."""
+        p = self.period
+        return (
+            f'CREATE CONTINUOUS QUERY "{self.name}" ON "{database}" '
+            f"RESAMPLE EVERY {p.resample_every} FOR {p.resample_for} "
+            f"BEGIN {self.select(database)} END"
+        )
+
+
+CONTINUOUS_QUERIES: tuple[ContinuousQuery, ...] = tuple(
+    ContinuousQuery(f"cq_{p.key}_{s.key}", p, s) for p in PERIODS for s in ROLLUP_SOURCES
+)
+
+
+def _floor(t: datetime, p: Period) -> datetime:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC) + p.offset_td
+    return epoch + ((t - epoch) // p.interval_td) * p.interval_td
+
+
+def period_bounds(start: datetime, end: datetime, period: Period) -> tuple[datetime, datetime]:
+    """``[start, end)`` widened to whole periods, so no bucket is rolled up from part of it."""
+    lo = _floor(start, period)
+    hi = _floor(end, period)
+    if hi < end:
+        hi += period.interval_td
+    return lo, hi
+
+
+def backfill_statements(database: str, start: datetime, end: datetime) -> list[str]:
+    """Every CQ's SELECT ... INTO over whole periods covering ``[start, end)``.
+
+    A CQ only recomputes the last ``resample_for``; this is how older data is rolled up
+    (late uploads, a restored database, the tests). Rerunning it is harmless: the rollup
+    points of a period are overwritten with the same values.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("backfill bounds must be timezone-aware")
+    out = []
+    for cq in CONTINUOUS_QUERIES:
+        lo, hi = period_bounds(start, end, cq.period)
+        cond = f"time >= '{_rfc3339(lo)}' AND time < '{_rfc3339(hi)}'"
+        out.append(cq.select(database, cond))
+    return out
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- line protocol
 
 
 def _no_newline(s: str) -> str:
@@ -67,6 +513,47 @@ def line(
     return f"{_escape_measurement(measurement)}{tag_part} {field_part} {t_ns}"
 
 
+_KIND_CHECK: dict[str, tuple[type, ...]] = {
+    "float": (float,),
+    "integer": (int,),
+    "boolean": (bool,),
+    "string": (str,),
+}
+
+
+def point(
+    measurement_name: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, FieldValue | None],
+    t_us: int,
+) -> str:
+    """One line for a schema measurement, checked against the schema.
+
+    Unknown tags or fields, and values of the wrong type, raise ``ValueError`` (InfluxDB
+    would otherwise create a new field or reject the whole batch on a type conflict).
+    Integers are accepted for float fields and written as floats.
+    """
+    m = measurement(measurement_name)
+    unknown_tags = set(tags) - set(m.tags)
+    if unknown_tags:
+        raise ValueError(f"{m.name} has no tags {sorted(unknown_tags)}")
+    checked: dict[str, FieldValue | None] = {}
+    for name, value in fields.items():
+        try:
+            kind = m.field(name).kind
+        except KeyError:
+            raise ValueError(f"{m.name} has no field {name!r}") from None
+        if value is not None:
+            if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            ok = isinstance(value, _KIND_CHECK[kind]) and not (
+                kind == "integer" and isinstance(value, bool))
+            if not ok:
+                raise ValueError(f"{m.name}.{name} is {kind}, got {value!r}")
+        checked[name] = value
+    return line(m.name, tags, checked, t_us * 1000)
+
+
 def record_to_line(record: Record) -> str:
     """The InfluxDB point for one output record."""
     tags = {k: getattr(record, k) for k in TAG_KEYS}
@@ -101,3 +588,60 @@ def record_to_line(record: Record) -> str:
 def records_to_lines(records: Iterable[Record]) -> str:
     """Line-protocol body for a batch of records."""
     return "\n".join(record_to_line(r) for r in records)
+
+
+def alert_to_line(alert: AlertRecord) -> str:
+    """The ``alert`` point of one alert (timestamp: the event's start, device clock)."""
+    confidence = alert.evidence.get("confidence")
+    return point(
+        MEASUREMENT_ALERT,
+        {k: getattr(alert, k) for k in TAG_KEYS},
+        {
+            "session_id": alert.session_id,
+            "alert_id": alert.alert_id,
+            "alert_type": alert.type,
+            "severity": alert.severity,
+            "event_duration_s": (alert.event_end_us - alert.event_start_us) / 1e6,
+            "confidence": float(confidence) if isinstance(confidence, int | float) else None,
+        },
+        alert.event_start_us,
+    )
+
+
+def measurement_of_line(text: str) -> str:
+    """The (unescaped) measurement name of one line of line protocol."""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c in ", ":
+            break
+        i += 1
+    return text[:i].replace("\\,", ",").replace("\\ ", " ")
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+def describe() -> str:
+    """The schema as Markdown (``deploy/README.md`` embeds it; a test keeps it current)."""
+    out = ["| retention policy | duration | default | holds |", "|---|---|---|---|"]
+    for rp in RETENTION_POLICIES:
+        holds = ", ".join(f"`{m.name}`" for m in MEASUREMENTS if m.retention_policy is rp)
+        out.append(f"| `{rp.name}` | {rp.duration} | {'yes' if rp.default else ''} | {holds} |")
+    out.append("")
+    out.append(f"Tags: {', '.join(f'`{t}`' for t in ALL_TAGS)} (rollups and `fall_risk`: "
+               f"{', '.join(f'`{t}`' for t in ROLLUP_TAGS)}). Everything else is a field.")
+    for m in MEASUREMENTS:
+        out += ["", f"#### `{m.retention_policy.name}.{m.name}`", "",
+                f"{m.description}. Time: {m.time}. Written by: {m.written_by}.", "",
+                "| field | type | meaning |", "|---|---|---|"]
+        out += [f"| `{f.name}` | {f.kind} | {f.description} |" for f in m.fields]
+    out += ["", "#### Continuous queries", "",
+            "| name | runs every | looks back | statement |", "|---|---|---|---|"]
+    for cq in CONTINUOUS_QUERIES:
+        out.append(f"| `{cq.name}` | {cq.period.resample_every} | {cq.period.resample_for} | "
+                   f"`{cq.select('justwalk')}` |")
+    return "\n".join(out) + "\n"

@@ -24,7 +24,14 @@ from typing import Any
 
 import aiohttp
 
-from justwalk.schema import RETENTION_DURATION, RETENTION_POLICY
+from justwalk.schema import (
+    CONTINUOUS_QUERIES,
+    RETENTION_DURATION,
+    RETENTION_POLICIES,
+    RETENTION_POLICY,
+    measurement_of_line,
+    retention_policy_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,15 +179,32 @@ class InfluxClient:
             raise InfluxUnavailable(f"ping: HTTP {status} {_error_text(text)}", status=status)
 
     async def write_lines(
-        self, body: str, *, retention_policy: str = RETENTION_POLICY
+        self, body: str, *, retention_policy: str | None = RETENTION_POLICY
     ) -> None:
         """Write line protocol (nanosecond timestamps) into ``db``/``retention_policy``.
+
+        ``retention_policy=None`` writes each line to the policy the schema assigns its
+        measurement (``justwalk.schema.retention_policy_for``; measurements the schema does
+        not know go to the default policy), one request per policy.
 
         Raises ``InfluxWriteError`` when the server rejects the data (nothing to gain by
         retrying the same body; InfluxDB 1.x has still written the valid lines), and
         ``InfluxUnavailable`` when it should be retried.
         """
         if not body:
+            return
+        if retention_policy is None:
+            groups: dict[str, list[str]] = {}
+            for text in body.splitlines():
+                if not text:
+                    continue
+                try:
+                    rp = retention_policy_for(measurement_of_line(text))
+                except KeyError:
+                    rp = ""
+                groups.setdefault(rp, []).append(text)
+            for rp, lines in groups.items():
+                await self.write_lines("\n".join(lines), retention_policy=rp)
             return
         params = {"db": self.db, "precision": "ns"}
         if retention_policy:
@@ -259,9 +283,11 @@ class InfluxClient:
         retention_policy: str = RETENTION_POLICY,
         duration: str = RETENTION_DURATION,
     ) -> None:
-        """Create ``db`` and its retention policy (as the default) unless they exist.
+        """Create ``db``, the schema's retention policies and its continuous queries.
 
-        An existing retention policy is left as the operator configured it.
+        ``retention_policy`` (the schema's default unless told otherwise) is created as the
+        database default. Existing retention policies are left as the operator configured
+        them. Continuous queries are code: one whose definition changed is replaced.
         """
         if not _DURATION_RE.match(duration):
             raise ValueError(f"not an InfluxQL duration: {duration!r}")
@@ -271,22 +297,49 @@ class InfluxClient:
             row["name"]: row
             for row in await self.query_rows(f"SHOW RETENTION POLICIES ON {db}")
         }
-        existing = policies.get(retention_policy)
-        if existing is None:
+        shards = {rp.name: rp.shard_duration for rp in RETENTION_POLICIES}
+        wanted = [(retention_policy, duration, shards.get(retention_policy, ""), True)]
+        wanted += [(rp.name, rp.duration, rp.shard_duration, False)
+                   for rp in RETENTION_POLICIES if rp.name != retention_policy]
+        for name, rp_duration, shard, default in wanted:
+            existing = policies.get(name)
+            if existing is None:
+                await self._create_retention_policy(name, rp_duration, shard, default=default)
+            elif default and not existing.get("default"):
+                log.info("InfluxDB %s: retention policy %s exists but is not the default",
+                         self.db, name)
+        await self.ensure_continuous_queries()
+
+    async def _create_retention_policy(
+        self, name: str, duration: str, shard: str, *, default: bool
+    ) -> None:
+        shard_part = f" SHARD DURATION {shard}" if shard else ""
+        try:
+            await self.query(
+                f"CREATE RETENTION POLICY {quote_ident(name)} ON {quote_ident(self.db)} "
+                f"DURATION {duration} REPLICATION 1{shard_part}{' DEFAULT' if default else ''}"
+            )
+        except InfluxQueryError as exc:
+            # Another process created it between SHOW and CREATE, with other settings.
+            if "already exists" not in exc.message:
+                raise
+        log.info("InfluxDB %s: retention policy %s (%s) created%s",
+                 self.db, name, duration, " as default" if default else "")
+
+    async def ensure_continuous_queries(self) -> None:
+        """Create the schema's continuous queries; replace any whose definition changed."""
+        for cq in CONTINUOUS_QUERIES:
+            statement = cq.create(self.db)
             try:
-                await self.query(
-                    f"CREATE RETENTION POLICY {quote_ident(retention_policy)} ON {db} "
-                    f"DURATION {duration} REPLICATION 1 DEFAULT"
-                )
+                await self.query(statement)  # an identical existing CQ is a no-op
             except InfluxQueryError as exc:
-                # Another process created it between SHOW and CREATE, with other settings.
                 if "already exists" not in exc.message:
                     raise
-            log.info("InfluxDB %s: retention policy %s (%s) created as default",
-                     self.db, retention_policy, duration)
-        elif not existing.get("default"):
-            log.info("InfluxDB %s: retention policy %s exists but is not the default",
-                     self.db, retention_policy)
+                await self.query(
+                    f"DROP CONTINUOUS QUERY {quote_ident(cq.name)} ON {quote_ident(self.db)}"
+                )
+                await self.query(statement)
+                log.info("InfluxDB %s: continuous query %s replaced", self.db, cq.name)
 
 
 def _error_text(text: str) -> str:

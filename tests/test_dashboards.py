@@ -1,0 +1,328 @@
+"""Every query the Grafana provisioning files hold runs on the real InfluxDB and returns what
+its panel shows.
+
+Data: live steps and windows come from the real processor path (simulated IMU chunks ->
+``SessionProcessor`` -> records -> ``schema.record_to_line``); the gait fields issue #3
+adds to windows, and bouts, events, alerts, sessions and fall-risk scores are written with
+the schema's line builders; weeks of history are rolled up with the continuous queries'
+own SELECT ... INTO (see tests/test_schema.py for why).
+
+Queries are read from the committed files under deploy/grafana (not from the generator),
+the template variables and Grafana macros are substituted the way Grafana does, and each
+query must parse, return rows, carry every column it names with ``AS "..."`` with at least
+one value, and be grouped by the tags it names in ``GROUP BY``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from justwalk import dashboards, schema
+from justwalk.config import Settings
+from justwalk.device_protocol import DeviceCredential
+from justwalk.records import AlertRecord
+from justwalk.simulator.device import make_chunks
+from justwalk.simulator.run import default_profiles, prepare_patients
+from sinks.influx import InfluxClient, InfluxQueryError, quote_ident
+from stream_processors.session import SessionProcessor
+from tests.test_schema import synthetic_history
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+CLINIC, PATIENT = "clinic-a", "pt-001"
+LIVE_PATIENTS = ("pt-001", "pt-002", "pt-003")
+
+
+# -- what the provisioning files hold -------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    where: str
+    text: str
+    time_from: str = "now-6h"
+    time_to: str = "now"
+    show: bool = False
+
+
+def dashboard_files() -> list[Path]:
+    return sorted((DEPLOY / dashboards.DASHBOARD_DIR).glob("*.json"))
+
+
+def _panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for p in board.get("panels", []):
+        yield p
+        yield from p.get("panels", [])  # rows
+
+
+def provisioned_queries() -> list[Query]:
+    out: list[Query] = []
+    for path in dashboard_files():
+        board = json.loads(path.read_text())
+        t = board["time"]
+        for p in _panels(board):
+            for tg in p.get("targets", []):
+                assert tg["rawQuery"] and tg["datasource"]["uid"] == dashboards.DATASOURCE_UID
+                out.append(Query(f"{path.name}: {p['title']} [{tg['refId']}]", tg["query"],
+                                 t["from"], t["to"]))
+        for a in board["annotations"]["list"]:
+            if not a.get("builtIn"):
+                out.append(Query(f"{path.name}: annotation {a['name']}", a["query"],
+                                 t["from"], t["to"]))
+        for v in board["templating"]["list"]:
+            out.append(Query(f"{path.name}: variable ${v['name']}", v["query"], show=True))
+    alerting = yaml.safe_load((DEPLOY / dashboards.PROVISIONING_DIR / "alerting" /
+                               "justwalk.yaml").read_text())
+    for group in alerting["groups"]:
+        for rule in group["rules"]:
+            for d in rule["data"]:
+                if d["datasourceUid"] == dashboards.DATASOURCE_UID:
+                    r = d["relativeTimeRange"]
+                    out.append(Query(f"alert {rule['uid']} [{d['refId']}]", d["model"]["query"],
+                                     f"now-{r['from']}s", f"now-{r['to']}s"))
+    return out
+
+
+QUERIES = provisioned_queries()
+
+
+def test_committed_files_are_what_the_code_generates() -> None:
+    assert dashboards.build(DEPLOY, check=True) == [], "run `justwalk dashboards build`"
+
+
+def test_alert_rules_are_well_formed() -> None:
+    alerting = yaml.safe_load((DEPLOY / dashboards.PROVISIONING_DIR / "alerting" /
+                               "justwalk.yaml").read_text())
+    receivers = {cp["name"] for cp in alerting["contactPoints"]}
+    mutes = {m["name"] for m in alerting["muteTimes"]}
+    uids = set()
+    for group in alerting["groups"]:
+        assert group["folder"] == dashboards.FOLDER_TITLE
+        for rule in group["rules"]:
+            uids.add(rule["uid"])
+            refs = [d["refId"] for d in rule["data"]]
+            assert rule["condition"] in refs
+            for d in rule["data"]:
+                assert d["datasourceUid"] in (dashboards.DATASOURCE_UID, "__expr__")
+                expr = d["model"].get("expression", "")
+                for ref in re.findall(r"\$([A-Z])\b", expr) + ([expr] if d["model"].get(
+                        "type") in ("reduce", "threshold") else []):
+                    assert ref in refs and refs.index(ref) < refs.index(d["refId"]), rule["uid"]
+            ns = rule["notification_settings"]
+            assert ns["receiver"] in receivers
+            assert set(ns.get("mute_time_intervals", [])) <= mutes
+    assert len(uids) == sum(len(g["rules"]) for g in alerting["groups"])
+    ds = yaml.safe_load((DEPLOY / dashboards.PROVISIONING_DIR / "datasources" /
+                         "justwalk.yaml").read_text())["datasources"][0]
+    assert ds["uid"] == dashboards.DATASOURCE_UID and ds["jsonData"]["version"] == "InfluxQL"
+    assert ds["secureJsonData"]["password"].startswith("$"), "secrets come from env"
+
+
+def test_table_overrides_name_columns_the_queries_return() -> None:
+    """A renamed alias must not silently leave a panel's override pointing at nothing."""
+    for path in dashboard_files():
+        for p in _panels(json.loads(path.read_text())):
+            columns = {c for tg in p.get("targets", []) for c in aliases(tg["query"])}
+            columns |= {t for tg in p.get("targets", []) for t in group_tags(tg["query"])}
+            renamed = {}
+            for tr in p.get("transformations", []):
+                if tr["id"] == "organize":
+                    renamed = tr["options"]["renameByName"]
+                if tr["id"] == "calculateField":
+                    columns.add(tr["options"]["alias"])
+                    assert set(tr["options"]["reduce"]["include"]) <= columns
+            shown = columns | {renamed.get(c, c) for c in columns} | set(renamed.values())
+            for o in p["fieldConfig"]["overrides"]:
+                assert o["matcher"]["options"] in shown, (path.name, p["title"], o)
+            for s in p["options"].get("sortBy", []):
+                assert s["displayName"] in shown | {"Time"}, (path.name, p["title"], s)
+
+
+# -- substituting what Grafana substitutes ---------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def grafana_time(expr: str, now: datetime) -> datetime:
+    """``now``, ``now-6h``, ``now-180d``, ``now/d`` (UTC), ``now-1209600s``."""
+    if expr == "now":
+        return now
+    if expr == "now/d":
+        return now.replace(hour=0, minute=0, second=0, microsecond=0)
+    m = re.fullmatch(r"now-(\d+)([smhdw])", expr)
+    assert m, f"time expression {expr!r} not handled by the test"
+    return now - timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+
+
+def substitute(query: Query, now: datetime, variables: dict[str, str]) -> str:
+    start, end = grafana_time(query.time_from, now), grafana_time(query.time_to, now)
+    span_s = (end - start).total_seconds()
+    interval = "1d" if span_s > 14 * 86400 else "10m" if span_s > 86400 else "1m"
+    text = query.text
+    text = text.replace("$timeFilter", f"time >= {int(start.timestamp() * 1000)}ms and "
+                                       f"time <= {int(end.timestamp() * 1000)}ms")
+    text = text.replace("$__interval", interval)
+    for name, value in variables.items():
+        text = text.replace(f"${name}", value)
+    assert "$" not in text.replace("$tag_", ""), f"unsubstituted variable in {text}"
+    return text
+
+
+def aliases(query: str) -> list[str]:
+    select = query.split(" FROM ", 1)[0]
+    return re.findall(r' AS "([^"]+)"', select)
+
+
+def group_tags(query: str) -> list[str]:
+    """Tags of the outer query's GROUP BY (a subquery's own grouping is not the result's)."""
+    outer = query.rsplit(")", 1)[-1] if "FROM (SELECT" in query else query.rsplit(" FROM ", 1)[-1]
+    m = re.search(r"GROUP BY (.*?)(?: fill\(|$)", outer)
+    return [] if not m else re.findall(r'"([^"]+)"', m[1])
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def live_records(end_us: int) -> list[str]:
+    """A few minutes of three simulated patients through the real processor path."""
+    lines = []
+    creds = [DeviceCredential(f"dev-{i}", p, CLINIC, "t") for i, p in enumerate(LIVE_PATIENTS)]
+    duration_s = 180.0
+    start_us = end_us - int(duration_s * 1e6)
+    profiles = default_profiles(len(creds), np.random.default_rng(3))
+    patients = prepare_patients(creds, profiles, duration_s, start_us=start_us, window_s=5.0,
+                                seed=1)
+    rng = np.random.default_rng(4)
+    for p in patients:
+        proc = SessionProcessor(window_s=5.0)
+        state = proc.new_state()
+        chunks = make_chunks(p.credential, p.recording.samples, start_us=start_us,
+                             sample_rate_hz=p.recording.sample_rate_hz,
+                             session_id=f"{p.credential.patient_id}-live")
+        for chunk in chunks:
+            out = proc.process(state, dataclasses.replace(chunk, clinic_id=CLINIC))
+            for r in [*out.steps, *out.windows]:
+                lines.append(schema.record_to_line(r))
+            for w in out.windows:
+                if w.walking:  # what issue #3 adds to the same points (same series and time)
+                    lines.append(schema.point("gait_window", {
+                        "clinic_id": w.clinic_id, "patient_id": w.patient_id,
+                        "device_id": w.device_id}, {
+                        "walking_speed_mps": float(rng.uniform(0.6, 1.3)),
+                        "stride_length_m": float(rng.uniform(0.9, 1.4)),
+                        "stride_time_cv_pct": float(rng.uniform(1, 8)),
+                        "step_time_asymmetry_pct": float(rng.uniform(0, 10)),
+                        "n_turns": 0}, w.window_start_us))
+    return lines
+
+
+def today_points(now: datetime) -> list[str]:
+    """Bouts, events, alerts and a session of the live patient, earlier today."""
+    tags = {"clinic_id": CLINIC, "patient_id": PATIENT, "device_id": "dev-0"}
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    t0 = max(midnight + timedelta(minutes=1), now - timedelta(hours=2))
+
+    def us(t: datetime) -> int:
+        return int(t.timestamp() * 1e6)
+
+    lines = [
+        schema.point("gait_bout", tags, {
+            "session_id": "s-today", "bout_index": i, "duration_s": 42.0 + i,
+            "n_steps": 70 + i, "cadence_spm": 101.0, "walking_speed_mps": 1.01,
+            "stride_length_m": 1.2, "stride_time_cv_pct": 3.3, "n_turns": 2,
+            "turn_angle_deg": 270.0}, us(t0 + timedelta(minutes=5 * i))) for i in range(3)
+    ]
+    events = [(schema.EVENT_TURN, {"turn_angle_deg": 180.0, "turn_peak_rate_dps": 95.0}),
+              (schema.EVENT_NEAR_FALL, {"confidence": 0.8, "peak_acc_mps2": 21.0}),
+              (schema.EVENT_FALL, {"confidence": 0.9, "trunk_tilt_after_deg": 80.0})]
+    for i, (kind, extra) in enumerate(events):
+        lines.append(schema.point("gait_event", tags, {
+            "session_id": "s-today", "event_type": kind, "duration_s": 1.5, **extra},
+            us(t0 + timedelta(minutes=7 + i))))
+    for i, (kind, severity) in enumerate((("near_fall", "warning"), ("fall", "critical"))):
+        start = us(t0 + timedelta(minutes=8 + i))
+        lines.append(schema.alert_to_line(AlertRecord(
+            AlertRecord.make_id(PATIENT, "s-today", kind, start), CLINIC, PATIENT, "dev-0",
+            "s-today", kind, severity, start, start + 2_000_000, us(now), {"confidence": 0.8})))
+    lines.append(schema.point("session", tags, {
+        "session_id": "s-today", "duration_s": 3600.0, "n_steps": 2100, "walking_s": 1500.0,
+        "n_bouts": 3, "ended": False}, us(t0)))
+    return lines
+
+
+@pytest.fixture(scope="module")
+def loaded(local_stack: Any) -> Iterator[tuple[Settings, datetime]]:
+    import asyncio
+
+    settings = local_stack.settings(Settings()).replace(
+        influx_db=f"justwalk_dash_{int(time.time() * 1000)}")
+
+    async def load() -> datetime:
+        async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+            await client.ensure_database()
+            now = datetime.now(UTC)
+            today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            history, _ = synthetic_history(today - timedelta(days=50), days=50, seed=9)
+            body = [*history, *live_records(int(now.timestamp() * 1e6)), *today_points(now)]
+            await client.write_lines("\n".join(body), retention_policy=None)
+            for s in schema.backfill_statements(client.db, today - timedelta(days=50), now):
+                await client.query(s)
+            return now
+
+    now = asyncio.run(load())
+    yield settings, now
+
+    async def drop() -> None:
+        async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+            await client.query(f"DROP DATABASE {quote_ident(client.db)}")
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def client(loaded: tuple[Settings, datetime]) -> AsyncIterator[InfluxClient]:
+    settings, _ = loaded
+    async with InfluxClient(settings.influx_url, settings.influx_db) as c:
+        yield c
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("query", QUERIES, ids=[q.where for q in QUERIES])
+async def test_every_provisioned_query_returns_what_its_panel_shows(
+    query: Query, client: InfluxClient, loaded: tuple[Settings, datetime]
+) -> None:
+    _, loaded_at = loaded
+    # Live panels look at the last minutes: the data was written ending at `loaded_at`.
+    assert datetime.now(UTC) - loaded_at < timedelta(seconds=50), "live data went stale"
+    text = substitute(query, datetime.now(UTC), {"clinic": CLINIC, "patient": PATIENT})
+    try:
+        results = await client.query(text)
+    except InfluxQueryError as exc:
+        pytest.fail(f"{query.where}: InfluxDB refused the query: {exc.message}")
+    assert len(results) == 1
+    series = results[0].get("series", [])
+    assert series, f"{query.where}: no data for\n{text}"
+    if query.show:  # SHOW TAG VALUES: the ids the variable offers
+        values = {v[1] for s in series for v in s["values"]}
+        assert values & {CLINIC, PATIENT}, (query.where, values)
+        return
+    for name in aliases(query.text):
+        column = [v[s["columns"].index(name)] for s in series if name in s["columns"]
+                  for v in s["values"]]
+        assert column, f"{query.where}: no column {name!r} in {series[0]['columns']}"
+        assert any(v is not None for v in column), f"{query.where}: {name!r} is always null"
+    for tag in group_tags(query.text):
+        assert all(tag in (s.get("tags") or {}) for s in series), (query.where, tag)
+    if "$clinic" in query.text:  # the variables really filter
+        assert all((s.get("tags") or {}).get("clinic_id", CLINIC) == CLINIC for s in series)
