@@ -32,7 +32,7 @@ from justwalk.gait.cadence import window_start
 from justwalk.kafka_topics import ensure_topics
 from justwalk.localstack import LocalStack
 from justwalk.pipeline import Pipeline
-from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP
+from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP, qualified
 
 CLINIC_ID = "clinic-demo"
 REPLAY_PATIENT = "pt-ms-001"
@@ -64,13 +64,13 @@ def _free_port() -> int:
 
 async def read_patients(client: Any, rows: dict[str, PatientRow]) -> None:
     """Fill ``rows`` from InfluxDB: steps, last window's cadence and state, last update."""
-    step, win = MEASUREMENT_STEP, MEASUREMENT_GAIT_WINDOW
+    step, win = qualified(MEASUREMENT_STEP), qualified(MEASUREMENT_GAIT_WINDOW)
     q = (
-        f'SELECT count("step_index") FROM "{step}" GROUP BY "patient_id";'
-        f'SELECT last("step_index") FROM "{step}" GROUP BY "patient_id";'
-        f'SELECT last("walking") FROM "{win}" GROUP BY "patient_id";'
-        f'SELECT last("cadence_spm") FROM "{win}" GROUP BY "patient_id";'
-        f'SELECT mean("cadence_spm") FROM "{win}" WHERE "walking" = true GROUP BY "patient_id"'
+        f'SELECT count("step_index") FROM {step} GROUP BY "patient_id";'
+        f'SELECT last("step_index") FROM {step} GROUP BY "patient_id";'
+        f'SELECT last("walking") FROM {win} GROUP BY "patient_id";'
+        f'SELECT last("cadence_spm") FROM {win} GROUP BY "patient_id";'
+        f'SELECT mean("cadence_spm") FROM {win} WHERE "walking" = true GROUP BY "patient_id"'
     )
     from sinks.influx import result_rows
 
@@ -151,8 +151,8 @@ async def count_points(client: Any) -> int:
     from sinks.influx import result_rows
 
     results = await client.query(
-        f'SELECT count("step_index") FROM "{MEASUREMENT_STEP}";'
-        f'SELECT count("n_steps") FROM "{MEASUREMENT_GAIT_WINDOW}"'
+        f'SELECT count("step_index") FROM {qualified(MEASUREMENT_STEP)};'
+        f'SELECT count("n_steps") FROM {qualified(MEASUREMENT_GAIT_WINDOW)}'
     )
     return sum(int(r["count"]) for res in results for r in result_rows(res))
 

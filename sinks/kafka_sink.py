@@ -72,7 +72,7 @@ class InfluxSink:
         topics: Sequence[str],
         batch_points: int = 5000,
         flush_interval_s: float = 0.5,
-        retention_policy: str = RETENTION_POLICY,
+        retention_policy: str | None = None,
         retention_duration: str = RETENTION_DURATION,
         retry_initial_s: float = 0.2,
         retry_max_s: float = 10.0,
@@ -273,7 +273,8 @@ class InfluxSink:
 
     async def _ensure_database(self) -> None:
         try:
-            await self.client.ensure_database(self.retention_policy, self.retention_duration)
+            await self.client.ensure_database(self.retention_policy or RETENTION_POLICY,
+                                              self.retention_duration)
         except InfluxQueryError as exc:
             # e.g. a user without admin rights: the database may well exist already.
             log.warning("could not create the database or retention policy (%s); "

@@ -16,7 +16,7 @@ from ingest.registry import provision
 from justwalk.device_protocol import auth_headers
 from justwalk.gait.cadence import window_start
 from justwalk.pipeline import Pipeline
-from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP
+from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP, qualified
 from justwalk.simulator.gait_model import GaitProfile, synthesize
 from justwalk.simulator.run import simulation_start_us, stream_simulated_patients
 from justwalk.wire import ImuChunk, Placement, encode_chunk
@@ -34,7 +34,7 @@ async def poll_windows(client: InfluxClient, patient_ids, expected_per_patient: 
     deadline = time.monotonic() + timeout_s
     while True:
         rows = await client.query_rows(
-            f'SELECT "cadence_spm", "walking", "n_steps" FROM "{MEASUREMENT_GAIT_WINDOW}" '
+            f'SELECT "cadence_spm", "walking", "n_steps" FROM {qualified(MEASUREMENT_GAIT_WINDOW)} '
             'GROUP BY "patient_id"', epoch="u")
         by_patient: dict[str, list[dict]] = {p: [] for p in patient_ids}
         for r in rows:
@@ -91,7 +91,7 @@ async def test_three_patients_cadence_reaches_influxdb(pipeline):
     async with InfluxClient(settings.influx_url, settings.influx_db) as client:
         windows = await poll_windows(client, list(truths), expected)
         steps = await client.query_rows(
-            f'SELECT count("step_index") FROM "{MEASUREMENT_STEP}" GROUP BY "patient_id"')
+            f'SELECT count("step_index") FROM {qualified(MEASUREMENT_STEP)} GROUP BY "patient_id"')
 
     for pid, truth in truths.items():
         true_by_start = {w.window_start_us: w for w in truth.windows}

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,14 +26,15 @@ from justwalk import procs
 from justwalk.config import Settings
 from justwalk.kafka_topics import ensure_topics
 from justwalk.records import GaitWindowRecord, Record, StepRecord
-from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP
+from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP, qualified
 from sinks.influx import InfluxClient, InfluxQueryError, InfluxUnavailable, quote_ident
 from sinks.kafka_sink import InfluxSink
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
-T0_US = 1_700_000_000_000_000
+# recent: steps live in the 90-day raw retention policy
+T0_US = (time.time_ns() // 1000 - 3600 * 1_000_000) // 5_000_000 * 5_000_000
 Message = tuple[str, bytes | None, bytes | None]  # topic, value, key
 
 
@@ -119,7 +121,7 @@ class Feed:
 async def count(client: InfluxClient, measurement: str) -> int:
     try:
         rows = await client.query_rows(
-            f"SELECT count(session_id) FROM {quote_ident(measurement)}"
+            f"SELECT count(session_id) FROM {qualified(measurement)}"
         )
     except InfluxUnavailable:
         return -1
@@ -153,7 +155,7 @@ async def wait_for_points(client: InfluxClient, n_steps: int, n_windows: int,
 
 
 async def stored_steps(client: InfluxClient) -> set[tuple[Any, ...]]:
-    rows = await client.query_rows(f"SELECT * FROM {quote_ident(MEASUREMENT_STEP)} GROUP BY *")
+    rows = await client.query_rows(f"SELECT * FROM {qualified(MEASUREMENT_STEP)} GROUP BY *")
     return {(r["clinic_id"], r["patient_id"], r["device_id"], r["session_id"], r["time"],
              r["step_index"], r.get("step_time_s")) for r in rows}
 
@@ -165,7 +167,7 @@ def expected_steps(records: Iterable[StepRecord]) -> set[tuple[Any, ...]]:
 
 async def stored_windows(client: InfluxClient) -> set[tuple[Any, ...]]:
     rows = await client.query_rows(
-        f"SELECT * FROM {quote_ident(MEASUREMENT_GAIT_WINDOW)} GROUP BY *"
+        f"SELECT * FROM {qualified(MEASUREMENT_GAIT_WINDOW)} GROUP BY *"
     )
     return {(r["patient_id"], r["session_id"], r["time"], r["n_steps"], r["walking"],
              r.get("cadence_spm"), r.get("mean_step_time_s"), float(r["window_s"]))
