@@ -149,10 +149,11 @@ def decode_alert(data: bytes) -> AlertRecord:
         raise ValueError(f"not an alert: {exc!r}") from exc
 
 
-Record = StepRecord | GaitWindowRecord
-_KINDS: dict[str, type[StepRecord] | type[GaitWindowRecord]] = {
+Record = StepRecord | GaitWindowRecord | AlertRecord
+_KINDS: dict[str, type[StepRecord] | type[GaitWindowRecord] | type[AlertRecord]] = {
     StepRecord.KIND: StepRecord,
     GaitWindowRecord.KIND: GaitWindowRecord,
+    AlertRecord.KIND: AlertRecord,
 }
 
 

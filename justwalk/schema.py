@@ -582,6 +582,8 @@ def record_to_line(record: Record) -> str:
             },
             record.window_start_us * 1000,
         )
+    if isinstance(record, AlertRecord):
+        return alert_to_line(record)
     raise TypeError(f"no InfluxDB mapping for {type(record).__name__}")
 
 

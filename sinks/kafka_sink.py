@@ -127,7 +127,7 @@ class InfluxSink:
         return cls(
             consumer=build_consumer(settings),
             client=client,
-            topics=[settings.topic_steps, settings.topic_windows],
+            topics=[settings.topic_steps, settings.topic_windows, settings.topic_alerts],
             **options,
         )
 

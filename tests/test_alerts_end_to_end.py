@@ -13,7 +13,9 @@ from ingest.registry import provision
 from justwalk.alert_receiver import AlertReceiver, channels_for
 from justwalk.gait.cadence import window_start
 from justwalk.pipeline import Pipeline
+from justwalk.schema import MEASUREMENT_ALERT, qualified
 from justwalk.simulator.device import stream_samples
+from sinks.influx import InfluxClient
 from tests.test_end_to_end import _free_port
 from tests.test_falls_detectors import fall_recording, walking
 
@@ -59,3 +61,10 @@ async def test_a_fall_reaches_the_clinic_webhook(stack_settings, tmp_path):
     assert abs(alert["evidence"]["peak_us"] - (start_us + impact_s * 1e6)) < 300_000
     # from the gateway receiving the chunk that completed the event to the clinic
     assert got.latency_s is not None and 0 < got.latency_s < 1.0, got.latency_s
+
+    # the sink also wrote it to InfluxDB, for the dashboards' annotations
+    async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+        rows = await client.query_rows(
+            f'SELECT * FROM {qualified(MEASUREMENT_ALERT)} GROUP BY "patient_id"', epoch="u")
+    assert [(r["patient_id"], r["alert_id"]) for r in rows] == [("pt-fall", alert["alert_id"])]
+    assert rows[0]["time"] == alert["event_start_us"]
