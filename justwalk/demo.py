@@ -158,18 +158,30 @@ async def count_points(client: Any) -> int:
 
 
 async def _simulated(gateway_url: str, creds: list[DeviceCredential], settings: Settings,
-                     duration_s: float, rows: dict[str, PatientRow]) -> None:
+                     duration_s: float, rows: dict[str, PatientRow],
+                     injected: dict[str, int]) -> None:
+    from justwalk.simulator.events import with_random_events
     from justwalk.simulator.run import default_profiles, prepare_patients, stream_patients
 
-    profiles = default_profiles(len(creds), np.random.default_rng(7))
+    rng = np.random.default_rng(7)
+    profiles = default_profiles(len(creds), rng)
     segment = 0
     while True:
         length = SEGMENT_S if duration_s <= 0 else duration_s
-        patients = prepare_patients(creds, profiles, length,
+        # a few stumbles and falls while walking: about one per patient every 200 s
+        n_events = max(1, round(len(creds) * length / 200))
+        try:
+            seg_profiles = with_random_events(profiles, n_events, length, rng,
+                                              fall_fraction=1 / 3)
+        except ValueError:  # too short to place them: walk without events
+            seg_profiles = profiles
+        patients = prepare_patients(creds, seg_profiles, length,
                                     start_us=time.time_ns() // 1000,
                                     window_s=settings.cadence_window_s, seed=segment)
         for p in patients:
             rows[p.truth.patient_id].true_cadence_spm = p.truth.mean_cadence_spm
+            for e in p.truth.events:
+                injected[str(e.type)] = injected.get(str(e.type), 0) + 1
         await stream_patients(gateway_url, patients, speed=1.0)
         if duration_s > 0:
             return
@@ -201,8 +213,9 @@ async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCr
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sim_creds = [c for c in creds if c.patient_id != REPLAY_PATIENT]
+    injected: dict[str, int] = {}
     tasks = [asyncio.create_task(_simulated(pipeline.gateway_url, sim_creds, settings,
-                                            duration_s, rows))]
+                                            duration_s, rows, injected))]
     if recording is not None:
         replay_cred = next(c for c in creds if c.patient_id == REPLAY_PATIENT)
         tasks.append(asyncio.create_task(_replayed(pipeline.gateway_url, replay_cred,
@@ -240,6 +253,17 @@ async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCr
         points = await count_points(client)
         console.print(summary_table(rows, points))
         console.print(alerts_table(receiver.received, limit=50))
+        got: dict[str, int] = {}
+        for r in receiver.received:
+            got[r.alert["type"]] = got.get(r.alert["type"], 0) + 1
+        latencies = [r.latency_s for r in receiver.received if r.latency_s is not None]
+        console.print(
+            "injected into the simulated walks (events while the demo ran): "
+            + (", ".join(f"{v} {k}" for k, v in sorted(injected.items())) or "none")
+            + "; alerts delivered: "
+            + (", ".join(f"{v} {k}" for k, v in sorted(got.items())) or "none")
+            + (f"; latency gateway -> webhook median {np.median(latencies):.2f} s, "
+               f"max {max(latencies):.2f} s" if latencies else ""))
         return 0
     finally:
         await client.close()
