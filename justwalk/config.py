@@ -30,6 +30,9 @@ class Settings:
     kafka_session_timeout_s: float = 10.0
     kafka_heartbeat_interval_s: float = 1.0
     kafka_rebalance_timeout_s: float = 5.0
+    # Longest a consumer's fetch waits for data. Small, because Tansu (the local broker)
+    # answers a long poll only when it times out; Kafka answers as soon as data arrives.
+    kafka_fetch_max_wait_ms: int = 100
 
     influx_url: str = "http://127.0.0.1:8086"
     influx_db: str = "justwalk"

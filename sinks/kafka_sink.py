@@ -374,6 +374,7 @@ def build_consumer(settings: Settings) -> AIOKafkaConsumer:
         session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
         heartbeat_interval_ms=int(settings.kafka_heartbeat_interval_s * 1000),
         rebalance_timeout_ms=int(settings.kafka_rebalance_timeout_s * 1000),
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
 
 

@@ -27,6 +27,7 @@ import faust
 from justwalk.config import Settings
 from justwalk.records import RejectRecord
 from justwalk.wire import ChunkError, ImuChunk, decode_chunk, received_us_from_headers
+from stream_processors.faust_tuning import bound_fetch_wait
 from stream_processors.session import SessionProcessor, state_key
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def _reject(code: str, reason: str, position: str, chunk: ImuChunk | None = None
 
 def create_app(settings: Settings) -> faust.App:
     """Build the Faust app for these settings."""
+    bound_fetch_wait(settings.kafka_fetch_max_wait_ms)
     app = faust.App(
         settings.processor_group,
         broker=broker_urls(settings.kafka_bootstrap),

@@ -366,7 +366,7 @@ def build_consumer(settings: Settings) -> AIOKafkaConsumer:
         client_id="justwalk-alerts",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=50,
+        fetch_max_wait_ms=min(settings.kafka_fetch_max_wait_ms, 50),
         session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
         heartbeat_interval_ms=int(settings.kafka_heartbeat_interval_s * 1000),
         rebalance_timeout_ms=int(settings.kafka_rebalance_timeout_s * 1000),
