@@ -25,6 +25,11 @@ class Settings:
     topic_windows: str = "gait.windows"
     topic_rejects: str = "imu.rejected"
     topic_alerts: str = "alerts"
+    topic_bouts: str = "gait.bouts"
+    topic_events: str = "gait.events"
+    """Turns, near-falls and falls (GaitEventRecord)."""
+    topic_risk: str = "fall.risk"
+    """Fall-risk scores per patient (FallRiskRecord); risk alerts go to ``topic_alerts``."""
     topic_partitions: int = 8
     # Consumer-group timings; the defaults of Kafka clients make joins slow on a small broker.
     kafka_session_timeout_s: float = 10.0
@@ -51,6 +56,9 @@ class Settings:
     processor_group: str = "justwalk-processor"
     processor_data_dir: Path = Path("run/processor")
     cadence_window_s: float = 5.0
+    default_sensor_height_m: float = 1.0
+    """Sensor height above the ground for walking speed and stride length (inverted
+    pendulum), used for every patient until per-patient profiles exist."""
 
     alert_group: str = "justwalk-alerts"
     alert_channels: Path = Path("deploy/local/alert_channels.json")

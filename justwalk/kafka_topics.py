@@ -21,6 +21,9 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_windows,
         settings.topic_rejects,
         settings.topic_alerts,
+        settings.topic_bouts,
+        settings.topic_events,
+        settings.topic_risk,
     ]
 
 

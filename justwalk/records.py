@@ -1,14 +1,29 @@
 """Output records of the stream processors: the contract of the gait.* Kafka topics.
 
-Records are small JSON objects (one per step, one per window). Each carries the identity
-tags (clinic, patient, device, session) and an event time taken from the device clock,
-so writing the same record twice produces the same InfluxDB point (idempotent replay).
+Records are small JSON objects (one per step, window, bout, event or fall-risk
+assessment). Each carries the identity tags (clinic, patient, device, session) and an event
+time taken from the device clock, so writing the same record twice produces the same
+InfluxDB point (idempotent replay). Values that are not available (NaN in the gait core)
+are ``None`` here: JSON has no NaN.
+
+=================== ===================== ================================================
+record              topic (``Settings``)  InfluxDB measurement (``justwalk.schema``)
+=================== ===================== ================================================
+StepRecord          ``topic_steps``       ``step``
+GaitWindowRecord    ``topic_windows``     ``gait_window`` (issue-2 cadence fields)
+GaitMetricsRecord   ``topic_windows``     ``gait_window`` (issue-3 fields of the same point)
+BoutRecord          ``topic_bouts``       ``gait_bout``
+GaitEventRecord     ``topic_events``      ``gait_event`` (turns, near-falls, falls)
+FallRiskRecord      ``topic_risk``        ``fall_risk``
+AlertRecord         ``topic_alerts``      ``alert``
+=================== ===================== ================================================
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Self
 
@@ -55,6 +70,203 @@ class GaitWindowRecord:
     cadence_spm: float | None
     """Steps per minute while walking in this window; None when the patient was not walking."""
     mean_step_time_s: float | None
+
+    def to_json(self) -> bytes:
+        """Serialise for Kafka."""
+        return _dump(self.KIND, asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Inverse of ``to_json`` after json parsing."""
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+def finite_or_none(x: float) -> float | None:
+    """``x`` as a plain float, or None when it is NaN or infinite (not available)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+@dataclass(frozen=True, slots=True)
+class GaitMetricsRecord:
+    """The validated gait pipeline's metrics over one event-time window (issue #3).
+
+    The window is the same as a ``GaitWindowRecord``'s ([window_start_us, + window_s),
+    aligned to multiples of the window since the epoch), and the record fills the other
+    fields of the same ``gait_window`` point: stride time, variability, regularity,
+    stride length, walking speed, turns. Steps, walking and cadence of that point stay
+    those of the ``GaitWindowRecord`` (the step detector of issue #2), so the two records
+    never write the same field. Gait values are None when the pipeline saw fewer than 3
+    initial contacts in the window (not walking) or could not compute them.
+    """
+
+    KIND: ClassVar[str] = "gait_metrics"
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+    window_start_us: int
+    window_s: float
+    stride_time_s: float | None
+    stride_time_cv_pct: float | None
+    step_time_asymmetry_pct: float | None
+    step_regularity: float | None
+    stride_regularity: float | None
+    stride_length_m: float | None
+    walking_speed_mps: float | None
+    n_turns: int
+    """Turns that ended in the window."""
+
+    def to_json(self) -> bytes:
+        """Serialise for Kafka."""
+        return _dump(self.KIND, asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Inverse of ``to_json`` after json parsing."""
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class BoutRecord:
+    """One walking bout, from its first to its last initial contact (issue #3).
+
+    Published when the bout has ended. ``bout_index`` runs within the session. Gait values
+    are None when not available (too few strides, no step length).
+    """
+
+    KIND: ClassVar[str] = "gait_bout"
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+    bout_index: int
+    start_us: int
+    end_us: int
+    duration_s: float
+    n_steps: int
+    cadence_spm: float | None
+    step_time_s: float | None
+    stride_time_s: float | None
+    stride_time_cv_pct: float | None
+    step_time_asymmetry_pct: float | None
+    step_regularity: float | None
+    stride_regularity: float | None
+    stride_length_m: float | None
+    walking_speed_mps: float | None
+    n_turns: int
+    turn_angle_deg: float
+    """Sum of the absolute angles of the turns in the bout."""
+
+    def to_json(self) -> bytes:
+        """Serialise for Kafka."""
+        return _dump(self.KIND, asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Inverse of ``to_json`` after json parsing."""
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+EVENT_TURN = "turn"
+EVENT_NEAR_FALL = "near_fall"
+EVENT_FALL = "fall"
+
+
+@dataclass(frozen=True, slots=True)
+class GaitEventRecord:
+    """One turn (issue #3), near-fall or fall (issue #4), from its start to its end.
+
+    Turns carry ``turn_angle_deg`` (signed, positive to the left) and
+    ``turn_peak_rate_dps``; near-falls and falls carry the detector's peak values, trunk
+    tilts, confidence and the id of the alert raised for them. Fields that do not apply
+    are None.
+    """
+
+    KIND: ClassVar[str] = "gait_event"
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+    event_type: str
+    """``"turn"``, ``"near_fall"`` or ``"fall"``."""
+    start_us: int
+    end_us: int
+    duration_s: float
+    turn_angle_deg: float | None = None
+    turn_peak_rate_dps: float | None = None
+    peak_acc_mps2: float | None = None
+    peak_gyr_radps: float | None = None
+    trunk_tilt_before_deg: float | None = None
+    trunk_tilt_after_deg: float | None = None
+    confidence: float | None = None
+    alert_id: str | None = None
+
+    def to_json(self) -> bytes:
+        """Serialise for Kafka."""
+        return _dump(self.KIND, asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Inverse of ``to_json`` after json parsing."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+RISK_UPDATE = "update"
+RISK_DAILY = "daily"
+RISK_LEVEL_CUTOFFS_PTS = (30.0, 60.0)
+"""Scores (points) from which the level is 'moderate' and 'high' (the dashboards' colours)."""
+
+
+def risk_level(score_pts: float) -> str:
+    """'low', 'moderate' or 'high' for a fall-risk score in points (0..100)."""
+    moderate, high = RISK_LEVEL_CUTOFFS_PTS
+    return "high" if score_pts >= high else "moderate" if score_pts >= moderate else "low"
+
+
+@dataclass(frozen=True, slots=True)
+class FallRiskRecord:
+    """A patient's fall-risk score (issue #4; formula in ``justwalk.risk``).
+
+    ``assessment`` is ``"update"`` (recomputed after a counted walking bout, near-fall or
+    fall; ``t_us`` = end of that input) or ``"daily"`` (a clinic day's closing score;
+    ``t_us`` = the last microsecond of that day, ``trend_r2`` set). The score is per
+    patient; device and session are those of the chunk that produced it. ``score_pts`` is
+    0..100 points, the sum of ``components_pts`` (keys ``justwalk.risk.COMPONENTS``);
+    ``inputs`` the gait values behind them (None = no qualifying walking);
+    ``trend_pts_per_day`` the slope of the daily scores over the last 7 days.
+    """
+
+    KIND: ClassVar[str] = "fall_risk"
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+    assessment: str
+    t_us: int
+    day: str
+    """ISO date of the clinic day the score belongs to."""
+    score_pts: float
+    components_pts: dict[str, float]
+    inputs: dict[str, float | None]
+    n_bouts: int
+    n_near_falls: int
+    n_falls: int
+    trend_pts_per_day: float | None
+    trend_r2: float | None
+    n_trend_days: int
+    horizon_d: int
+    """Days of data the score looks back over (its longest window)."""
+    model: str
+
+    @property
+    def level(self) -> str:
+        """'low', 'moderate' or 'high' (``risk_level``)."""
+        return risk_level(self.score_pts)
 
     def to_json(self) -> bytes:
         """Serialise for Kafka."""
@@ -149,11 +361,12 @@ def decode_alert(data: bytes) -> AlertRecord:
         raise ValueError(f"not an alert: {exc!r}") from exc
 
 
-Record = StepRecord | GaitWindowRecord | AlertRecord
-_KINDS: dict[str, type[StepRecord] | type[GaitWindowRecord] | type[AlertRecord]] = {
-    StepRecord.KIND: StepRecord,
-    GaitWindowRecord.KIND: GaitWindowRecord,
-    AlertRecord.KIND: AlertRecord,
+Record = (StepRecord | GaitWindowRecord | GaitMetricsRecord | BoutRecord | GaitEventRecord
+          | FallRiskRecord | AlertRecord)
+_KINDS: dict[str, type[Record]] = {
+    cls.KIND: cls
+    for cls in (StepRecord, GaitWindowRecord, GaitMetricsRecord, BoutRecord, GaitEventRecord,
+                FallRiskRecord, AlertRecord)
 }
 
 

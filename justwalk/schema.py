@@ -28,7 +28,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from justwalk.records import AlertRecord, GaitWindowRecord, Record, StepRecord
+from justwalk.records import (
+    AlertRecord,
+    BoutRecord,
+    FallRiskRecord,
+    GaitEventRecord,
+    GaitMetricsRecord,
+    GaitWindowRecord,
+    Record,
+    StepRecord,
+)
 
 DATABASE_DEFAULT = "justwalk"
 
@@ -182,7 +191,8 @@ GAIT_WINDOW = Measurement(
         *_GAIT_PARAMETERS,
         _f("n_turns", "integer", "turns that ended in the window (issue #3)"),
     ),
-    written_by="sink (GaitWindowRecord)",
+    written_by="sink (GaitWindowRecord: steps, walking, cadence; GaitMetricsRecord: the "
+               "issue #3 fields of the same point)",
 )
 BOUT = Measurement(
     MEASUREMENT_BOUT, RP_LONGTERM,
@@ -193,11 +203,12 @@ BOUT = Measurement(
         _f("bout_index", "integer", "running number of the bout within the session"),
         _f("duration_s", "float", "bout duration"),
         _f("n_steps", "integer", "steps in the bout"),
+        _f("step_time_s", "float", "mean step time (added with the processor wiring)"),
         *_GAIT_PARAMETERS,
         _f("n_turns", "integer", "turns in the bout"),
         _f("turn_angle_deg", "float", "sum of absolute turn angles in the bout"),
     ),
-    written_by="processor output of issue #3 (lead wires it)",
+    written_by="sink (BoutRecord)",
 )
 EVENT = Measurement(
     MEASUREMENT_EVENT, RP_LONGTERM,
@@ -216,7 +227,7 @@ EVENT = Measurement(
         _f("confidence", "float", "detector confidence, 0..1"),
         _f("alert_id", "string", "id of the alert raised for it, if any"),
     ),
-    written_by="processor outputs of issues #3 (turns) and #4 (near-falls, falls)",
+    written_by="sink (GaitEventRecord: turns of issue #3, near-falls and falls of #4)",
 )
 ALERT = Measurement(
     MEASUREMENT_ALERT, RP_LONGTERM,
@@ -255,9 +266,25 @@ FALL_RISK = Measurement(
         _f("risk_level", "string", "'low', 'moderate' or 'high'"),
         _f("model", "string", "name and version of the model that computed it"),
         _f("horizon_d", "integer", "days of data the score is based on"),
+        # Added with the processor wiring: why the score is what it is (justwalk.risk).
+        _f("assessment", "string",
+           "'update' (after a bout, near-fall or fall) or 'daily' (a day's closing score)"),
+        *(_f(f"pts_{c}", "float", f"points of the {c.replace('_', ' ')} component, 0..weight")
+          for c in ("walking_speed", "stride_time_cv", "step_time_asymmetry", "near_falls",
+                    "falls")),
+        _f("walking_speed_mps", "float", "bout-weighted mean walking speed, gait window"),
+        _f("stride_time_cv_pct", "float", "bout-weighted mean stride-time CV, gait window"),
+        _f("step_time_asymmetry_pct", "float",
+           "bout-weighted mean step-time asymmetry, gait window"),
+        _f("walking_s", "float", "walking time in the qualifying bouts of the gait window"),
+        _f("n_bouts", "integer", "qualifying bouts in the gait window"),
+        _f("n_near_falls", "integer", "near-falls in the event window"),
+        _f("n_falls", "integer", "falls in the event window"),
+        _f("trend_pts_per_day", "float", "slope of the daily scores over the last 7 days"),
+        _f("trend_r2", "float", "R^2 of that line (daily scores)"),
     ),
     tags=ROLLUP_TAGS,
-    written_by="fall-risk model of issue #4 (lead wires it)",
+    written_by="sink (FallRiskRecord; risk_score = points / 100)",
 )
 
 # --------------------------------------------------------------------------- rollups
@@ -582,9 +609,92 @@ def record_to_line(record: Record) -> str:
             },
             record.window_start_us * 1000,
         )
+    if isinstance(record, GaitMetricsRecord):
+        return point(
+            MEASUREMENT_GAIT_WINDOW,
+            tags,
+            {
+                "stride_time_s": record.stride_time_s,
+                "stride_time_cv_pct": record.stride_time_cv_pct,
+                "step_time_asymmetry_pct": record.step_time_asymmetry_pct,
+                "step_regularity": record.step_regularity,
+                "stride_regularity": record.stride_regularity,
+                "stride_length_m": record.stride_length_m,
+                "walking_speed_mps": record.walking_speed_mps,
+                "n_turns": record.n_turns,
+            },
+            record.window_start_us,
+        )
+    if isinstance(record, BoutRecord):
+        return point(
+            MEASUREMENT_BOUT,
+            tags,
+            {
+                "session_id": record.session_id,
+                "bout_index": record.bout_index,
+                "duration_s": record.duration_s,
+                "n_steps": record.n_steps,
+                "step_time_s": record.step_time_s,
+                "cadence_spm": record.cadence_spm,
+                "stride_time_s": record.stride_time_s,
+                "stride_time_cv_pct": record.stride_time_cv_pct,
+                "step_time_asymmetry_pct": record.step_time_asymmetry_pct,
+                "step_regularity": record.step_regularity,
+                "stride_regularity": record.stride_regularity,
+                "stride_length_m": record.stride_length_m,
+                "walking_speed_mps": record.walking_speed_mps,
+                "n_turns": record.n_turns,
+                "turn_angle_deg": record.turn_angle_deg,
+            },
+            record.start_us,
+        )
+    if isinstance(record, GaitEventRecord):
+        return point(
+            MEASUREMENT_EVENT,
+            tags,
+            {
+                "session_id": record.session_id,
+                "event_type": record.event_type,
+                "duration_s": record.duration_s,
+                "turn_angle_deg": record.turn_angle_deg,
+                "turn_peak_rate_dps": record.turn_peak_rate_dps,
+                "peak_acc_mps2": record.peak_acc_mps2,
+                "peak_gyr_radps": record.peak_gyr_radps,
+                "trunk_tilt_before_deg": record.trunk_tilt_before_deg,
+                "trunk_tilt_after_deg": record.trunk_tilt_after_deg,
+                "confidence": record.confidence,
+                "alert_id": record.alert_id,
+            },
+            record.start_us,
+        )
+    if isinstance(record, FallRiskRecord):
+        return fall_risk_to_line(record)
     if isinstance(record, AlertRecord):
         return alert_to_line(record)
     raise TypeError(f"no InfluxDB mapping for {type(record).__name__}")
+
+
+def fall_risk_to_line(risk: FallRiskRecord) -> str:
+    """The ``fall_risk`` point of one assessment (per patient: clinic and patient tags only).
+
+    ``risk_score`` is the score in points divided by 100 (the schema's 0..1 scale).
+    """
+    fields: dict[str, FieldValue | None] = {
+        "risk_score": risk.score_pts / 100.0,
+        "risk_level": risk.level,
+        "model": risk.model,
+        "horizon_d": risk.horizon_d,
+        "assessment": risk.assessment,
+    }
+    for name, pts in risk.components_pts.items():
+        fields[f"pts_{name}"] = pts
+    for name in ("walking_speed_mps", "stride_time_cv_pct", "step_time_asymmetry_pct",
+                 "walking_s"):
+        fields[name] = risk.inputs.get(name)
+    fields.update(n_bouts=risk.n_bouts, n_near_falls=risk.n_near_falls, n_falls=risk.n_falls,
+                  trend_pts_per_day=risk.trend_pts_per_day, trend_r2=risk.trend_r2)
+    return point(MEASUREMENT_FALL_RISK, {k: getattr(risk, k) for k in ROLLUP_TAGS}, fields,
+                 risk.t_us)
 
 
 def records_to_lines(records: Iterable[Record]) -> str:

@@ -1,4 +1,7 @@
-"""The InfluxDB sink: gait.steps and gait.windows records -> InfluxDB points.
+"""The InfluxDB sink: the processor's gait, event, fall-risk and alert records -> points.
+
+Every record becomes one point of its measurement (``justwalk.schema.record_to_line``),
+written to that measurement's retention policy.
 
 Delivery is at-least-once. Records are buffered by ``add()`` and written in one
 ``write(batch)``; the consumed offsets are committed only after InfluxDB has acknowledged
@@ -127,7 +130,8 @@ class InfluxSink:
         return cls(
             consumer=build_consumer(settings),
             client=client,
-            topics=[settings.topic_steps, settings.topic_windows, settings.topic_alerts],
+            topics=[settings.topic_steps, settings.topic_windows, settings.topic_alerts,
+                    settings.topic_bouts, settings.topic_events, settings.topic_risk],
             **options,
         )
 

@@ -1,20 +1,27 @@
-"""The Faust stream processor: IMU chunks in, steps and cadence windows out.
+"""The Faust stream processor: IMU chunks in; steps, windows, bouts, events, risk out.
 
-    imu.chunks (key = patient id)  ->  [gait agent]  ->  gait.steps, gait.windows, alerts
-                                         |
-                                         +-- table "gait-state": one GaitStreamState per
-                                             (patient, device, session), changelogged to
-                                             Kafka so a restarted worker resumes from it
+    imu.chunks (key = patient id)  ->  [gait agent]  ->  gait.steps, gait.windows (cadence
+                                         |               and gait metrics), gait.bouts,
+                                         |               gait.events, fall.risk, alerts
+                                         +-- table "gait-state": one SessionState per
+                                         |   (patient, device, session)
+                                         +-- table "risk-state": one FallRiskState per
+                                             patient
+                                         (both changelogged to Kafka, so a restarted worker
+                                         resumes from them)
 
 The app is built by ``create_app(settings)``; nothing is created at import time. Event
 time comes from the chunks (device clock); no window here ever closes on the wall clock.
 Chunks of one patient are on one partition (keyed by patient id), hence processed in
-order by one worker; several workers share the partitions of a consumer group.
+order by one worker; several workers share the partitions of a consumer group. Faust
+writes a table entry to the changelog partition of the message being processed, so both
+tables are co-partitioned with the chunks.
 
 Delivery is at least once: Faust commits a chunk's offset after the agent has handled it,
 and the outputs are idempotent (event-time timestamps), so a redelivered chunk is either
 skipped (its sequence number is not new for the session's state) or recomputed to the
-same records.
+same records. Both states of a chunk are stored only after all its records were sent; a
+chunk whose processing fails leaves both as they were.
 """
 
 from __future__ import annotations
@@ -28,11 +35,12 @@ from justwalk.config import Settings
 from justwalk.records import RejectRecord
 from justwalk.wire import ChunkError, ImuChunk, decode_chunk, received_us_from_headers
 from stream_processors.faust_tuning import bound_fetch_wait
-from stream_processors.session import SessionProcessor, state_key
+from stream_processors.session import SessionProcessor, risk_key, state_key
 
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "gait-state"
+RISK_TABLE_NAME = "risk-state"
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -80,9 +88,16 @@ def create_app(settings: Settings) -> faust.App:
     rejects_topic = app.topic(settings.topic_rejects, key_serializer="raw",
                               value_serializer="raw")
     alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
+    bouts_topic = app.topic(settings.topic_bouts, key_serializer="raw", value_serializer="raw")
+    events_topic = app.topic(settings.topic_events, key_serializer="raw",
+                             value_serializer="raw")
+    risk_topic = app.topic(settings.topic_risk, key_serializer="raw", value_serializer="raw")
     table = app.Table(TABLE_NAME, key_type=str, value_type=str, default=None,
                       partitions=settings.topic_partitions)
-    processor = SessionProcessor(window_s=settings.cadence_window_s)
+    risk_table = app.Table(RISK_TABLE_NAME, key_type=str, value_type=str, default=None,
+                           partitions=settings.topic_partitions)
+    processor = SessionProcessor(window_s=settings.cadence_window_s,
+                                 sensor_height_m=settings.default_sensor_height_m)
 
     async def gait_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -100,22 +115,39 @@ def create_app(settings: Settings) -> faust.App:
                 saved = table.get(key)
                 state = processor.new_state() if saved is None else processor.load_state(
                     saved.encode())
-                result = processor.process(state, chunk,
-                                           received_us_from_headers(msg.headers))
+                received_us = received_us_from_headers(msg.headers)
+                result = processor.process(state, chunk, received_us)
                 if result.duplicate:
                     continue
+                rkey = risk_key(chunk)
+                saved_risk = risk_table.get(rkey)
+                risk_state = (processor.new_risk_state() if saved_risk is None
+                              else processor.load_risk_state(saved_risk.encode()))
+                risk = processor.update_risk(risk_state, chunk, result, received_us)
+                new_risk = processor.dump_risk_state(risk_state).decode()
                 patient_key = chunk.patient_id.encode()
                 # alerts first: they are what a clinician waits for
-                for alert in result.alerts:
+                for alert in (*result.alerts, *risk.alerts):
                     await alerts_topic.send(key=patient_key, value=alert.to_json())
+                for gait_event in result.events:
+                    await events_topic.send(key=patient_key, value=gait_event.to_json())
                 for step in result.steps:
                     await steps_topic.send(key=patient_key, value=step.to_json())
                 for window in result.windows:
                     await windows_topic.send(key=patient_key, value=window.to_json())
+                for metrics in result.metrics:
+                    await windows_topic.send(key=patient_key, value=metrics.to_json())
+                for bout in result.bouts:
+                    await bouts_topic.send(key=patient_key, value=bout.to_json())
+                for score in risk.scores:
+                    await risk_topic.send(key=patient_key, value=score.to_json())
                 table[key] = processor.dump_state(state).decode()
+                if new_risk != saved_risk:  # most chunks leave the patient's risk as it was
+                    risk_table[rkey] = new_risk
             except Exception as exc:
                 # A chunk that breaks the maths must not stop the other patients; the
-                # session's stored state is left as it was before this chunk.
+                # session's and the patient's stored states are left as they were before
+                # this chunk (both are written only above, after every record was sent).
                 log.exception("processing failed for patient %s session %s seq %d",
                               chunk.patient_id, chunk.session_id, chunk.sequence)
                 await rejects_topic.send(

@@ -1,10 +1,25 @@
 """Turning IMU chunks into output records, one device session at a time (no I/O).
 
 The Faust app (``stream_processors.app``) keeps one serialised ``SessionState`` per
-(patient, device, session) in a changelogged table and calls ``SessionProcessor.process``
-for every chunk. Everything here is plain Python so the whole path from chunk to records
-is tested without a broker. The wall clock is injected; it only stamps ``raised_at_us`` on
-alerts (for latency measurement), never decides anything.
+(patient, device, session) and one serialised ``FallRiskState`` per patient in two
+changelogged tables, and for every chunk calls ``SessionProcessor.process`` (session
+state) and then ``SessionProcessor.update_risk`` (patient state). Everything here is plain
+Python so the whole path from chunk to records is tested without a broker. The wall clock
+is injected; it only stamps ``raised_at_us`` on alerts (for latency measurement), never
+decides anything.
+
+Per session three I/O-free cores run side by side on the same samples:
+
+- ``GaitStream`` (issue #2): steps and 5 s cadence windows (``step``, ``gait_window``);
+- ``GaitPipeline`` (issue #3): walking bouts, turns and the full gait metrics of the same
+  windows (``gait_bout``, ``gait_event`` turns, the other ``gait_window`` fields). It
+  assumes contiguous samples: after a gap longer than the step detector's (50 ms), an
+  overlap or a new sample rate, the open segment is flushed (its bout and windows are
+  closed) and a new one starts; bout numbers continue across segments;
+- ``FallMonitor`` (issue #4): near-falls and falls (``alert``, ``gait_event``).
+
+Per patient, ``FallRiskScorer`` (issue #4) turns the session's bouts and fall events into
+fall-risk scores and risk alerts; ``on_time(chunk.t0_us)`` closes clinic days.
 """
 
 from __future__ import annotations
@@ -12,16 +27,48 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
 from justwalk.falls import EventType, FallEvent, FallMonitor, FallMonitorState
 from justwalk.gait import GaitStream, GaitStreamState
-from justwalk.records import AlertRecord, GaitWindowRecord, StepRecord
+from justwalk.gait.pipeline import (
+    BoutResult,
+    GaitPipeline,
+    PipelineOutput,
+    PipelineState,
+    TurnResult,
+    WindowResult,
+)
+from justwalk.records import (
+    EVENT_TURN,
+    RISK_DAILY,
+    RISK_UPDATE,
+    AlertRecord,
+    BoutRecord,
+    FallRiskRecord,
+    GaitEventRecord,
+    GaitMetricsRecord,
+    GaitWindowRecord,
+    StepRecord,
+    finite_or_none,
+)
+from justwalk.risk import (
+    US_PER_DAY,
+    BoutSummary,
+    DailyRiskScore,
+    FallRiskScorer,
+    FallRiskState,
+    RiskScore,
+    RiskUpdate,
+)
 from justwalk.wire import ImuChunk
 
 SEVERITY = {EventType.FALL: "critical", EventType.NEAR_FALL: "warning"}
+RISK_MODEL = "justwalk-points-1"
+"""Name and version of the fall-risk formula (``justwalk.risk``) in the ``fall_risk`` points."""
+DEFAULT_SENSOR_HEIGHT_M = 1.0
 
 
 def wall_clock_us() -> int:
@@ -37,17 +84,28 @@ class SessionState:
     falls: FallMonitorState
     last_seq: int = -1
     """Sequence number of the last chunk processed (duplicate protection)."""
+    pipeline: PipelineState | None = None
+    """The gait pipeline's contiguous segment (None before the first chunk)."""
+    bout_base: int = 0
+    """Bout number of the current segment's first bout (bouts of earlier segments)."""
+    n_bouts: int = 0
+    """Bouts published so far in the session."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready representation."""
         return {"gait": self.gait.to_dict(), "falls": self.falls.to_dict(),
-                "last_seq": self.last_seq}
+                "last_seq": self.last_seq,
+                "pipeline": None if self.pipeline is None else self.pipeline.to_dict(),
+                "bout_base": self.bout_base, "n_bouts": self.n_bouts}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SessionState:
-        """Inverse of ``to_dict``."""
+        """Inverse of ``to_dict`` (a state stored before the gait pipeline lacks its keys)."""
+        pipeline = d.get("pipeline")
         return cls(GaitStreamState.from_dict(d["gait"]), FallMonitorState.from_dict(d["falls"]),
-                   int(d["last_seq"]))
+                   int(d["last_seq"]),
+                   None if pipeline is None else PipelineState.from_dict(pipeline),
+                   int(d.get("bout_base", 0)), int(d.get("n_bouts", 0)))
 
 
 def state_key(chunk: ImuChunk) -> str:
@@ -55,23 +113,65 @@ def state_key(chunk: ImuChunk) -> str:
     return f"{chunk.patient_id}|{chunk.device_id}|{chunk.session_id}"
 
 
+def risk_key(chunk: ImuChunk) -> str:
+    """Key of a patient's fall-risk state (the patient id, as the chunk topic's key)."""
+    return chunk.patient_id
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessResult:
-    """Records made final by one chunk, and whether the chunk was a duplicate."""
+    """Records made final by one chunk, and whether the chunk was a duplicate.
+
+    ``bout_results`` and ``fall_events`` are the core's own results behind ``bouts`` and
+    the near-fall/fall ``events``: the inputs of the patient's fall-risk score.
+    """
 
     steps: list[StepRecord]
     windows: list[GaitWindowRecord]
     alerts: list[AlertRecord] = field(default_factory=list)
     duplicate: bool = False
+    metrics: list[GaitMetricsRecord] = field(default_factory=list)
+    bouts: list[BoutRecord] = field(default_factory=list)
+    events: list[GaitEventRecord] = field(default_factory=list)
+    bout_results: list[BoutResult] = field(default_factory=list)
+    fall_events: list[FallEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskResult:
+    """What one chunk changed in the patient's fall risk: scores and risk alerts."""
+
+    scores: list[FallRiskRecord] = field(default_factory=list)
+    alerts: list[AlertRecord] = field(default_factory=list)
+
+
+class Identity(TypedDict):
+    """The identity every record carries."""
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+
+
+def _identity(chunk: ImuChunk) -> Identity:
+    return {"clinic_id": chunk.clinic_id, "patient_id": chunk.patient_id,
+            "device_id": chunk.device_id, "session_id": chunk.session_id}
 
 
 class SessionProcessor:
-    """Applies the gait stream to chunks and labels its output with the chunk's identity."""
+    """Applies the gait, fall and fall-risk cores to chunks and labels their output."""
 
-    def __init__(self, *, window_s: float, clock: Callable[[], int] = wall_clock_us) -> None:
+    def __init__(self, *, window_s: float, clock: Callable[[], int] = wall_clock_us,
+                 sensor_height_m: float = DEFAULT_SENSOR_HEIGHT_M,
+                 risk: FallRiskScorer | None = None) -> None:
         self.gait = GaitStream(window_s=window_s)
+        self.pipeline = GaitPipeline(sensor_height_m=sensor_height_m, window_s=window_s)
         self.falls = FallMonitor()
+        self.risk = risk or FallRiskScorer()
         self.clock = clock
+
+    # ------------------------------------------------------------------ state
 
     def new_state(self) -> SessionState:
         """State for a session never seen before."""
@@ -87,6 +187,22 @@ class SessionProcessor:
         """Inverse of ``dump_state``."""
         return SessionState.from_dict(orjson.loads(data))
 
+    def new_risk_state(self) -> FallRiskState:
+        """Fall-risk state for a patient never seen before."""
+        return self.risk.initial_state()
+
+    @staticmethod
+    def dump_risk_state(state: FallRiskState) -> bytes:
+        """Serialise a patient's fall-risk state for its table."""
+        return orjson.dumps(state.to_dict())
+
+    @staticmethod
+    def load_risk_state(data: bytes) -> FallRiskState:
+        """Inverse of ``dump_risk_state``."""
+        return FallRiskState.from_dict(orjson.loads(data))
+
+    # ------------------------------------------------------------------ per session
+
     def process(self, state: SessionState, chunk: ImuChunk,
                 received_at_us: int | None = None) -> ProcessResult:
         """Consume one chunk; ``state`` is updated in place unless the chunk is a duplicate.
@@ -98,15 +214,11 @@ class SessionProcessor:
         if chunk.sequence <= state.last_seq:
             return ProcessResult([], [], duplicate=True)
         out = self.gait.process(state.gait, chunk.acc_mps2, chunk.t0_us, chunk.sample_rate_hz)
+        pipeline_outs = self._run_pipeline(state, chunk)
         events = self.falls.process(state.falls, chunk.samples, chunk.t0_us,
                                     chunk.sample_rate_hz)
         state.last_seq = chunk.sequence
-        ident = {
-            "clinic_id": chunk.clinic_id,
-            "patient_id": chunk.patient_id,
-            "device_id": chunk.device_id,
-            "session_id": chunk.session_id,
-        }
+        ident = _identity(chunk)
         steps = [
             StepRecord(**ident, t_us=s.t_us, step_index=s.step_index, step_time_s=s.step_time_s)
             for s in out.steps
@@ -123,8 +235,45 @@ class SessionProcessor:
             )
             for w in out.windows
         ]
+        metrics: list[GaitMetricsRecord] = []
+        bouts: list[BoutRecord] = []
+        turns: list[GaitEventRecord] = []
+        bout_results: list[BoutResult] = []
+        for base, po in pipeline_outs:
+            metrics += [_metrics(ident, w) for w in po.windows]
+            for b in po.bouts:
+                bouts.append(_bout(ident, base + b.bout_index, b))
+                state.n_bouts = max(state.n_bouts, base + b.bout_index + 1)
+            bout_results += po.bouts
+            turns += [_turn(ident, t) for t in po.turns]
         alerts = [self._alert(chunk, e, received_at_us) for e in events]
-        return ProcessResult(steps, windows, alerts)
+        fall_records = [_fall_event(ident, e, a.alert_id)
+                        for e, a in zip(events, alerts, strict=True)]
+        return ProcessResult(steps, windows, alerts, metrics=metrics, bouts=bouts,
+                             events=turns + fall_records, bout_results=bout_results,
+                             fall_events=events)
+
+    def _run_pipeline(self, state: SessionState, chunk: ImuChunk
+                      ) -> list[tuple[int, PipelineOutput]]:
+        """Feed the gait pipeline, restarting it on a discontinuity; (bout base, output)."""
+        outs: list[tuple[int, PipelineOutput]] = []
+        seg = state.pipeline
+        if seg is not None:
+            expected_us = self.pipeline.time_us(seg, seg.n_seen)
+            if (seg.sample_rate_hz != chunk.sample_rate_hz or abs(chunk.t0_us - expected_us)
+                    > self.gait.detector.max_gap_s * 1e6):
+                flushed = self.pipeline.flush(seg)
+                outs.append((state.bout_base, flushed))
+                state.bout_base = max(
+                    [state.n_bouts, *(state.bout_base + b.bout_index + 1
+                                      for b in flushed.bouts)])
+                seg = None
+        if seg is None:
+            seg = state.pipeline = self.pipeline.initial_state(
+                t0_us=chunk.t0_us, sample_rate_hz=chunk.sample_rate_hz)
+        outs.append((state.bout_base, self.pipeline.process(seg, chunk.acc_mps2,
+                                                            chunk.gyr_radps)))
+        return outs
 
     def _alert(self, chunk: ImuChunk, event: FallEvent,
                received_at_us: int | None) -> AlertRecord:
@@ -151,3 +300,110 @@ class SessionProcessor:
             },
             chunk_received_at_us=received_at_us,
         )
+
+    # ------------------------------------------------------------------ per patient
+
+    def update_risk(self, state: FallRiskState, chunk: ImuChunk, result: ProcessResult,
+                    received_at_us: int | None = None) -> RiskResult:
+        """Feed one chunk's bouts and fall events, then its time, to the patient's score.
+
+        ``state`` (the patient's, shared by all their sessions) is updated in place. Inputs
+        go in start-time order, then ``on_time(chunk.t0_us)`` closes past clinic days. Risk
+        alerts carry the chunk's identity and ``received_at_us``, like fall alerts.
+        """
+        if result.duplicate:
+            return RiskResult()
+        inputs: list[tuple[int, BoutResult | FallEvent]] = [
+            *((b.start_us, b) for b in result.bout_results),
+            *((e.start_us, e) for e in result.fall_events)]
+        inputs.sort(key=lambda x: x[0])
+        updates: list[RiskUpdate] = []
+        for _, item in inputs:
+            if isinstance(item, BoutResult):
+                updates.append(self.risk.on_bout(state, BoutSummary.from_bout_result(item)))
+            else:
+                updates.append(self.risk.on_event(state, item))
+        updates.append(self.risk.on_time(state, chunk.t0_us))
+        ident = _identity(chunk)
+        scores: list[FallRiskRecord] = []
+        alerts: list[AlertRecord] = []
+        for u in updates:
+            scores += [self._daily_record(ident, d) for d in u.daily]
+            if u.score is not None:
+                scores.append(self._score_record(ident, u.score))
+            alerts += [a.to_record(**ident, raised_at_us=self.clock(),
+                                   chunk_received_at_us=received_at_us) for a in u.alerts]
+        return RiskResult(scores, alerts)
+
+    @property
+    def risk_horizon_d(self) -> int:
+        """Days the score looks back over (its longest window)."""
+        return max(self.risk.gait_window_days, self.risk.event_window_days)
+
+    def _score_record(self, ident: Identity, s: RiskScore) -> FallRiskRecord:
+        return FallRiskRecord(
+            **ident, assessment=RISK_UPDATE, t_us=s.t_us, day=s.day, score_pts=s.score,
+            components_pts=dict(s.components), inputs=dict(s.inputs), n_bouts=s.n_bouts,
+            n_near_falls=s.n_near_falls, n_falls=s.n_falls,
+            trend_pts_per_day=s.trend_per_day, trend_r2=None, n_trend_days=s.n_trend_days,
+            horizon_d=self.risk_horizon_d, model=RISK_MODEL)
+
+    def _daily_record(self, ident: Identity, d: DailyRiskScore) -> FallRiskRecord:
+        return FallRiskRecord(
+            **ident, assessment=RISK_DAILY, t_us=d.day_start_us + US_PER_DAY - 1, day=d.day,
+            score_pts=d.score, components_pts=dict(d.components), inputs=dict(d.inputs),
+            n_bouts=d.n_bouts, n_near_falls=d.n_near_falls, n_falls=d.n_falls,
+            trend_pts_per_day=d.trend_per_day, trend_r2=d.trend_r2,
+            n_trend_days=d.n_trend_days, horizon_d=self.risk_horizon_d, model=RISK_MODEL)
+
+
+# ---------------------------------------------------------------------- core -> records
+
+
+def _metrics(ident: Identity, w: WindowResult) -> GaitMetricsRecord:
+    p = w.params
+
+    def v(x: float) -> float | None:
+        return finite_or_none(x) if w.walking else None
+
+    return GaitMetricsRecord(
+        **ident, window_start_us=w.window_start_us, window_s=w.window_s,
+        stride_time_s=v(p.stride_time_s), stride_time_cv_pct=v(p.stride_time_cv_pct),
+        step_time_asymmetry_pct=v(p.step_time_asymmetry_pct),
+        step_regularity=v(p.step_regularity), stride_regularity=v(p.stride_regularity),
+        stride_length_m=v(p.stride_length_m), walking_speed_mps=v(p.walking_speed_mps),
+        n_turns=w.n_turns)
+
+
+def _bout(ident: Identity, index: int, b: BoutResult) -> BoutRecord:
+    p = b.params
+    return BoutRecord(
+        **ident, bout_index=index, start_us=b.start_us, end_us=b.end_us,
+        duration_s=b.duration_s, n_steps=p.n_steps,
+        cadence_spm=finite_or_none(p.cadence_spm), step_time_s=finite_or_none(p.step_time_s),
+        stride_time_s=finite_or_none(p.stride_time_s),
+        stride_time_cv_pct=finite_or_none(p.stride_time_cv_pct),
+        step_time_asymmetry_pct=finite_or_none(p.step_time_asymmetry_pct),
+        step_regularity=finite_or_none(p.step_regularity),
+        stride_regularity=finite_or_none(p.stride_regularity),
+        stride_length_m=finite_or_none(p.stride_length_m),
+        walking_speed_mps=finite_or_none(p.walking_speed_mps),
+        n_turns=b.n_turns, turn_angle_deg=b.turn_angle_deg)
+
+
+def _turn(ident: Identity, t: TurnResult) -> GaitEventRecord:
+    return GaitEventRecord(
+        **ident, event_type=EVENT_TURN, start_us=t.start_us, end_us=t.end_us,
+        duration_s=t.duration_s, turn_angle_deg=finite_or_none(t.angle_deg),
+        turn_peak_rate_dps=finite_or_none(t.peak_rate_dps))
+
+
+def _fall_event(ident: Identity, e: FallEvent, alert_id: str) -> GaitEventRecord:
+    return GaitEventRecord(
+        **ident, event_type=e.type.value, start_us=e.start_us, end_us=e.end_us,
+        duration_s=(e.end_us - e.start_us) / 1e6,
+        peak_acc_mps2=finite_or_none(e.peak_acc_mps2),
+        peak_gyr_radps=finite_or_none(e.peak_gyr_radps),
+        trunk_tilt_before_deg=finite_or_none(e.trunk_tilt_before_deg),
+        trunk_tilt_after_deg=finite_or_none(e.trunk_tilt_after_deg),
+        confidence=finite_or_none(e.confidence), alert_id=alert_id)

@@ -16,7 +16,13 @@ from ingest.registry import provision
 from justwalk.device_protocol import auth_headers
 from justwalk.gait.cadence import window_start
 from justwalk.pipeline import Pipeline
-from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP, qualified
+from justwalk.schema import (
+    MEASUREMENT_BOUT,
+    MEASUREMENT_FALL_RISK,
+    MEASUREMENT_GAIT_WINDOW,
+    MEASUREMENT_STEP,
+    qualified,
+)
 from justwalk.simulator.gait_model import GaitProfile, synthesize
 from justwalk.simulator.run import simulation_start_us, stream_simulated_patients
 from justwalk.wire import ImuChunk, Placement, encode_chunk
@@ -26,6 +32,24 @@ pytestmark = pytest.mark.integration
 
 CADENCES = (90.0, 105.0, 120.0)
 DURATION_S = 60.0
+WALKING_S = (0.0, 50.0)
+"""The patients walk, then stand: the walking bout ends, so its gait_bout point is written."""
+
+
+async def poll_rows(client: InfluxClient, query: str, patient_ids,
+                    timeout_s: float = 60.0) -> dict[str, list[dict]]:
+    """Wait until every patient has at least one row of ``query`` (GROUP BY patient_id)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        by_patient: dict[str, list[dict]] = {p: [] for p in patient_ids}
+        for r in await client.query_rows(query, epoch="u"):
+            by_patient.setdefault(r["patient_id"], []).append(r)
+        if all(by_patient[p] for p in patient_ids):
+            return by_patient
+        if time.monotonic() > deadline:
+            counts = {p: len(v) for p, v in by_patient.items()}
+            raise AssertionError(f"rows after {timeout_s} s for {query!r}: {counts}")
+        await asyncio.sleep(0.5)
 
 
 async def poll_windows(client: InfluxClient, patient_ids, expected_per_patient: int,
@@ -74,7 +98,7 @@ def _free_port() -> int:
 async def test_three_patients_cadence_reaches_influxdb(pipeline):
     p, creds = pipeline
     settings = p.settings
-    profiles = [GaitProfile(cadence_spm=c, step_time_cv=0.02, walking_s=((0.0, DURATION_S),))
+    profiles = [GaitProfile(cadence_spm=c, step_time_cv=0.02, walking_s=(WALKING_S,))
                 for c in CADENCES]
     start_us = simulation_start_us(time.time_ns() // 1000, DURATION_S, 0)
     result = await stream_simulated_patients(
@@ -92,6 +116,19 @@ async def test_three_patients_cadence_reaches_influxdb(pipeline):
         windows = await poll_windows(client, list(truths), expected)
         steps = await client.query_rows(
             f'SELECT count("step_index") FROM {qualified(MEASUREMENT_STEP)} GROUP BY "patient_id"')
+        # the validated pipeline's bout, and the fall-risk score it updated, per patient;
+        # each in its own retention policy (longterm)
+        bouts = await poll_rows(
+            client, f'SELECT * FROM {qualified(MEASUREMENT_BOUT)} GROUP BY "patient_id"',
+            list(truths))
+        risk = await poll_rows(
+            client, f'SELECT * FROM {qualified(MEASUREMENT_FALL_RISK)} GROUP BY "patient_id"',
+            list(truths))
+        # the same windows also hold the pipeline's speed, stride length and variability
+        metrics = await client.query_rows(
+            f'SELECT "walking_speed_mps", "stride_length_m", "stride_time_cv_pct" FROM '
+            f'{qualified(MEASUREMENT_GAIT_WINDOW)} WHERE "walking" = true '
+            'GROUP BY "patient_id"', epoch="u")
 
     for pid, truth in truths.items():
         true_by_start = {w.window_start_us: w for w in truth.windows}
@@ -107,6 +144,25 @@ async def test_three_patients_cadence_reaches_influxdb(pipeline):
         assert np.max(np.abs(errors)) <= 3.0, (pid, errors)
         mean_ours = np.mean([w["cadence_spm"] for w in ours])
         assert abs(mean_ours - truth.mean_cadence_spm) <= 3.0
+    for pid, truth in truths.items():
+        [bout] = bouts[pid]
+        true_ics = truth.step_times_us
+        true_cadence = 60e6 / float(np.mean(np.diff(true_ics)))
+        # the walk starts with the recording: its first contact may lack filter history
+        assert -300_000 < bout["time"] - true_ics[0] < 1_000_000, (pid, bout)
+        assert abs(bout["cadence_spm"] - true_cadence) <= 3.0, (pid, bout)
+        assert abs(bout["n_steps"] - len(true_ics)) <= 3, (pid, bout)
+        assert 0.3 < bout["walking_speed_mps"] < 2.0 and 0.5 < bout["stride_length_m"] < 2.0
+        assert bout["stride_time_cv_pct"] < 5.0  # 2 % step-time CV in the profile
+        [score] = risk[pid]  # one counted bout, no event: one update of the score
+        assert score["assessment"] == "update" and score["n_bouts"] == 1
+        assert 0.0 <= score["risk_score"] < 0.5 and score["risk_level"] in ("low", "moderate")
+        assert score["walking_speed_mps"] == pytest.approx(bout["walking_speed_mps"])
+        assert score["time"] == bout["time"] + round(bout["duration_s"] * 1e6)  # bout end
+        speeds = [r["walking_speed_mps"] for r in metrics if r["patient_id"] == pid
+                  and r["walking_speed_mps"] is not None]
+        assert len(speeds) >= expected - 4, (pid, speeds)
+        assert abs(np.median(speeds) - bout["walking_speed_mps"]) < 0.15
     # clean walking raises no alert (false alarms would reach clinicians); the same reader
     # does see the processor's other output
     assert await read_topic(settings.kafka_bootstrap, settings.topic_alerts) == []

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from justwalk.records import GaitWindowRecord, StepRecord, decode_record
+from justwalk.records import (
+    AlertRecord,
+    BoutRecord,
+    FallRiskRecord,
+    GaitEventRecord,
+    GaitMetricsRecord,
+    GaitWindowRecord,
+    StepRecord,
+    decode_record,
+)
+from justwalk.risk import COMPONENTS, US_PER_DAY, FallRiskScorer, RiskAlertPolicy
 from justwalk.schema import record_to_line
+from justwalk.simulator.gait_model import GaitProfile, SyntheticRecording, synthesize
 from justwalk.wire import ImuChunk, Placement, decode_chunk, encode_chunk
-from stream_processors.session import SessionProcessor, state_key
+from stream_processors.session import RiskResult, SessionProcessor, state_key
 
 T0 = 1_700_000_000_000_000
 
@@ -89,3 +101,200 @@ def test_a_fall_raises_one_critical_alert_with_a_stable_id():
     # the same event replayed gives the same id (receivers de-duplicate on it)
     assert [a.alert_id for a in replay] == [alert.alert_id]
     assert replay[0].raised_at_us != alert.raised_at_us
+
+
+# -- the validated gait pipeline (issue #3) and the fall-risk score (issue #4) ---------------
+
+WALK = (2.0, 50.0)
+"""Walking interval (s) of the simulated recording; standing before and after."""
+
+
+@pytest.fixture(scope="module")
+def walk() -> SyntheticRecording:
+    profile = GaitProfile(cadence_spm=100.0, step_time_cv=0.02, walking_s=(WALK,))
+    return synthesize(profile, 60.0, 100.0, np.random.default_rng(7))
+
+
+def sim_chunks(samples: np.ndarray, *, t0_us: int = T0, patient: str = "pt-001",
+               session: str = "sess-1", first_seq: int = 0, skip_s: tuple[float, float] = (0, 0)):
+    """0.5 s chunks through the wire; chunks starting inside ``skip_s`` are dropped (a gap)."""
+    for seq, k in enumerate(range(0, len(samples), 50)):
+        if skip_s[0] <= k / 100 < skip_s[1]:
+            continue
+        c = ImuChunk(patient, "dev-001", session, first_seq + seq, t0_us + k * 10_000, 100.0,
+                     Placement.LOWER_BACK, samples[k : k + 50].astype(np.float32),
+                     clinic_id="clinic-a")
+        yield decode_chunk(encode_chunk(c))
+
+
+def run_all(proc: SessionProcessor, chunks, received_at_us: int | None = None):
+    state, risk = proc.new_state(), proc.new_risk_state()
+    results, risks = [], []
+    for c in chunks:
+        r = proc.process(state, c, received_at_us)
+        results.append(r)
+        risks.append(proc.update_risk(risk, c, r, received_at_us))
+    return results, risks, state, risk
+
+
+def records(results, risks) -> dict[str, list]:
+    out: dict[str, list] = {k: [] for k in ("steps", "windows", "metrics", "bouts", "events",
+                                            "alerts", "scores", "risk_alerts")}
+    for r in results:
+        for k in ("steps", "windows", "metrics", "bouts", "events", "alerts"):
+            out[k] += getattr(r, k)
+    for r in risks:
+        out["scores"] += r.scores
+        out["risk_alerts"] += r.alerts
+    return out
+
+
+def test_a_simulated_walk_gives_one_bout_and_window_metrics_near_the_truth(walk):
+    proc = SessionProcessor(window_s=5.0)
+    out = records(*run_all(proc, sim_chunks(walk.samples))[:2])
+    truth_ic = walk.truth.step_times_s
+    truth_cadence = 60.0 / float(np.mean(np.diff(truth_ic)))
+
+    [bout] = out["bouts"]
+    assert isinstance(bout, BoutRecord) and bout.bout_index == 0
+    assert (bout.clinic_id, bout.patient_id, bout.session_id) == ("clinic-a", "pt-001", "sess-1")
+    assert abs(bout.start_us - (T0 + truth_ic[0] * 1e6)) < 300_000
+    assert abs(bout.end_us - (T0 + truth_ic[-1] * 1e6)) < 300_000
+    assert abs(bout.duration_s - (truth_ic[-1] - truth_ic[0])) < 0.5
+    assert abs(bout.n_steps - truth_ic.size) <= 2
+    assert abs(bout.cadence_spm - truth_cadence) < 2.0
+    assert abs(bout.stride_time_s - 120.0 / truth_cadence) < 0.03
+    assert abs(bout.step_time_s - 60.0 / truth_cadence) < 0.02
+    assert 0.0 <= bout.stride_time_cv_pct < 5.0  # 2 % step-time CV in the profile
+    assert 0.0 <= bout.step_time_asymmetry_pct < 5.0  # no asymmetry in the profile
+    assert 0.8 < bout.step_regularity <= 1.0 and 0.8 < bout.stride_regularity <= 1.0
+    assert 0.5 < bout.stride_length_m < 2.0 and 0.3 < bout.walking_speed_mps < 2.0
+    assert abs(bout.walking_speed_mps - bout.stride_length_m * bout.cadence_spm / 120) < 0.01
+    assert (bout.n_turns, bout.turn_angle_deg) == (0, 0.0)
+    assert out["events"] == [] and out["alerts"] == []  # straight, clean walking
+
+    # metrics of the same 5 s windows as the cadence windows (the same gait_window points)
+    metrics = out["metrics"]
+    assert all(isinstance(m, GaitMetricsRecord) for m in metrics)
+    starts = [m.window_start_us for m in metrics]
+    assert starts == [T0 + i * 5_000_000 for i in range(len(starts))]
+    assert set(starts) <= {w.window_start_us for w in out["windows"]} | {starts[-1]}
+    inside = [m for m in metrics
+              if T0 + (WALK[0] + 1) * 1e6 <= m.window_start_us <= T0 + (WALK[1] - 6) * 1e6]
+    assert len(inside) >= 8
+    for m in inside:
+        assert abs(120.0 / m.stride_time_s - truth_cadence) < 4.0, m
+        assert abs(m.walking_speed_mps - bout.walking_speed_mps) < 0.15, m
+        assert abs(m.stride_length_m - bout.stride_length_m) < 0.15, m
+    standing = [m for m in metrics if m.window_start_us >= T0 + WALK[1] * 1e6]
+    assert standing and all(m.walking_speed_mps is None for m in standing)
+
+    # the JSON contract round-trips and maps onto the schema's measurements
+    for r in (bout, inside[0], standing[0]):
+        assert decode_record(r.to_json()) == r
+    line = record_to_line(bout)
+    assert line.startswith("gait_bout,clinic_id=clinic-a,device_id=dev-001,patient_id=pt-001 ")
+    assert f"cadence_spm={bout.cadence_spm!r}" in line and 'session_id="sess-1"' in line
+    assert line.endswith(f" {bout.start_us * 1000}")
+    line = record_to_line(inside[0])
+    assert line.startswith("gait_window,") and "cadence_spm" not in line  # GaitStream's
+    assert line.endswith(f" {inside[0].window_start_us * 1000}")
+    assert record_to_line(standing[0]).split(" ")[1] == "n_turns=0i"
+
+
+def test_fall_risk_scores_follow_bouts_and_falls_and_close_days(walk):
+    from tests.test_falls_detectors import fall_recording
+
+    proc = SessionProcessor(window_s=5.0)
+    results, risks, _, risk_state = run_all(proc, sim_chunks(walk.samples))
+    out = records(results, risks)
+    [bout] = out["bouts"]
+    [score] = out["scores"]  # one counted bout, nothing else changed the score
+    assert isinstance(score, FallRiskRecord) and score.assessment == "update"
+    assert score.t_us == bout.end_us and score.n_bouts == 1
+    assert score.inputs["walking_speed_mps"] == pytest.approx(bout.walking_speed_mps)
+    assert score.score_pts == pytest.approx(sum(score.components_pts.values()))
+    assert set(score.components_pts) == set(COMPONENTS)
+    assert (score.n_falls, score.components_pts["falls"]) == (0, 0.0)
+    assert decode_record(score.to_json()) == score
+    line = record_to_line(score)
+    assert line.startswith("fall_risk,clinic_id=clinic-a,patient_id=pt-001 ")  # per patient
+    assert f"risk_score={score.score_pts / 100!r}" in line and 'assessment="update"' in line
+    assert line.endswith(f" {score.t_us * 1000}")
+
+    # a fall later that day, in another session of the same patient: the patient's state
+    fall, _ = fall_recording()
+    later = T0 + 120_000_000
+    state = proc.new_state()
+    fall_scores, fall_events = [], []
+    for c in sim_chunks(fall, t0_us=later, session="sess-2"):
+        r = proc.process(state, c)
+        fall_events += r.events
+        fall_scores += proc.update_risk(risk_state, c, r).scores
+    [event] = fall_events
+    assert isinstance(event, GaitEventRecord) and event.event_type == "fall"
+    assert event.alert_id == AlertRecord.make_id("pt-001", "sess-2", "fall", event.start_us)
+    assert decode_record(event.to_json()) == event
+    assert record_to_line(event).startswith("gait_event,")
+    assert 'event_type="fall"' in record_to_line(event)
+    [after] = [s for s in fall_scores if s.n_falls == 1]
+    assert after.n_bouts == 1 and after.session_id == "sess-2"
+    assert after.score_pts == pytest.approx(score.score_pts + 20.0)  # a fall: 20 points
+
+    # the first chunk of the next day closes this one
+    next_day = (T0 // US_PER_DAY + 1) * US_PER_DAY + 3_600_000_000
+    [c] = list(sim_chunks(walk.samples[:50], t0_us=next_day, session="sess-3"))
+    r = proc.process(proc.new_state(), c)
+    [daily] = proc.update_risk(risk_state, c, r).scores
+    assert daily.assessment == "daily" and daily.score_pts == pytest.approx(after.score_pts)
+    assert daily.t_us == (T0 // US_PER_DAY + 1) * US_PER_DAY - 1  # the day's last us
+    assert daily.day == "2023-11-14" and decode_record(daily.to_json()) == daily
+    assert 'assessment="daily"' in record_to_line(daily)
+
+
+def test_a_risk_over_the_clinic_threshold_raises_one_alert_with_the_chunks_receipt(walk):
+    proc = SessionProcessor(window_s=5.0, clock=lambda: 42,
+                            risk=FallRiskScorer(policy=RiskAlertPolicy(threshold=1.0,
+                                                                       hysteresis=0.5)))
+    results, risks, _, _ = run_all(proc, sim_chunks(walk.samples), received_at_us=7)
+    out = records(results, risks)
+    [alert] = out["risk_alerts"]
+    assert (alert.type, alert.severity, alert.patient_id) == ("fall_risk", "warning", "pt-001")
+    assert alert.chunk_received_at_us == 7 and alert.raised_at_us == 42
+    assert alert.evidence["score"] == round(out["scores"][0].score_pts, 1)
+    # with the default policy (50 points) the same walk raises nothing
+    default = records(*run_all(SessionProcessor(window_s=5.0), sim_chunks(walk.samples))[:2])
+    assert default["risk_alerts"] == []
+
+
+def test_states_round_trip_between_chunks_and_replays_are_skipped(walk):
+    proc = SessionProcessor(window_s=5.0, clock=lambda: 0)
+    all_chunks = list(sim_chunks(walk.samples))
+    reference = records(*run_all(proc, all_chunks)[:2])
+    assert reference["bouts"] and reference["scores"] and reference["metrics"]
+
+    state, risk = proc.new_state(), proc.new_risk_state()
+    results, risks = [], []
+    for i, c in enumerate(all_chunks):
+        # as the app does: both states from their tables before every chunk
+        state = proc.load_state(proc.dump_state(state))
+        risk = proc.load_risk_state(proc.dump_risk_state(risk))
+        r = proc.process(state, c)
+        results.append(r)
+        risks.append(proc.update_risk(risk, c, r))
+        if i % 7 == 6:  # a redelivery of the last three chunks after a "restart"
+            for old in all_chunks[i - 2 : i + 1]:
+                dup = proc.process(state, old)
+                assert dup.duplicate
+                assert proc.update_risk(risk, old, dup) == RiskResult()
+    assert records(results, risks) == reference
+    assert proc.dump_state(proc.load_state(proc.dump_state(state))) == proc.dump_state(state)
+
+
+def test_a_gap_restarts_the_pipeline_and_bout_numbers_continue(walk):
+    proc = SessionProcessor(window_s=5.0)
+    out = records(*run_all(proc, sim_chunks(walk.samples, skip_s=(20.0, 23.0)))[:2])
+    bouts = out["bouts"]
+    assert [b.bout_index for b in bouts] == [0, 1]
+    assert bouts[0].end_us < T0 + 20_000_000 < T0 + 23_000_000 <= bouts[1].start_us
+    assert all(abs(b.cadence_spm - 100.0) < 3.0 for b in bouts)

@@ -167,7 +167,10 @@ class PipelineState:
             "projection": self.projection.to_dict(), "icd": self.icd.to_dict(),
             "lr": self.lr.to_dict(), "bouts": self.bouts.to_dict(),
             "spatial": self.spatial.to_dict(), "turns": self.turns.to_dict(),
-            "acc_v": self.acc_v.to_dict(), "steps": [list(s) for s in self.steps],
+            "acc_v": self.acc_v.to_dict(),
+            # a step length is NaN when unknown; strict JSON (orjson) has no NaN: None
+            "steps": [[s[0], s[1], s[2], s[3] if math.isfinite(s[3]) else None]
+                      for s in self.steps],
             "recent_turns": [list(t) for t in self.recent_turns],
             "open_window": self.open_window,
         }
@@ -181,7 +184,8 @@ class PipelineState:
             icd=IcState.from_dict(d["icd"]), lr=LrState.from_dict(d["lr"]),
             bouts=BoutState.from_dict(d["bouts"]), spatial=SpatialState.from_dict(d["spatial"]),
             turns=TurnState.from_dict(d["turns"]), acc_v=History.from_dict(d["acc_v"]),
-            steps=[[int(s[0]), str(s[1]), int(s[2]), float(s[3])] for s in d["steps"]],
+            steps=[[int(s[0]), str(s[1]), int(s[2]), math.nan if s[3] is None else float(s[3])]
+                   for s in d["steps"]],
             recent_turns=[[int(t[0]), int(t[1]), float(t[2])] for t in d["recent_turns"]],
             open_window=d["open_window"],
         )
