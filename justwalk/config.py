@@ -56,6 +56,9 @@ class Settings:
     processor_group: str = "justwalk-processor"
     processor_data_dir: Path = Path("run/processor")
     cadence_window_s: float = 5.0
+    # A session's state is written to its changelogged table every this many chunks
+    # (see stream_processors.live_state for the trade-off).
+    processor_snapshot_every: int = 20
     default_sensor_height_m: float = 1.0
     """Sensor height above the ground for walking speed and stride length (inverted
     pendulum), used for every patient until per-patient profiles exist."""

@@ -35,6 +35,7 @@ from justwalk.config import Settings
 from justwalk.records import RejectRecord
 from justwalk.wire import ChunkError, ImuChunk, decode_chunk, received_us_from_headers
 from stream_processors.faust_tuning import bound_fetch_wait
+from stream_processors.live_state import LiveStates
 from stream_processors.session import SessionProcessor, risk_key, state_key
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,21 @@ def create_app(settings: Settings) -> faust.App:
     processor = SessionProcessor(window_s=settings.cadence_window_s,
                                  sensor_height_m=settings.default_sensor_height_m)
 
+    sessions = LiveStates(table, new=processor.new_state,
+                          load=lambda s: processor.load_state(s.encode()),
+                          dump=lambda st: processor.dump_state(st).decode(),
+                          snapshot_every=settings.processor_snapshot_every)
+    risks = LiveStates(risk_table, new=processor.new_risk_state,
+                       load=lambda s: processor.load_risk_state(s.encode()),
+                       dump=lambda st: processor.dump_risk_state(st).decode(),
+                       snapshot_every=settings.processor_snapshot_every)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _forget_states(app: faust.App, revoked: object, **kwargs: object) -> None:
+        # Another worker may own these keys now; it resumes from the table.
+        sessions.clear()
+        risks.clear()
+
     async def gait_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             msg = event.message
@@ -110,21 +126,15 @@ def create_app(settings: Settings) -> faust.App:
                 await rejects_topic.send(key=event.key,
                                          value=_reject(exc.code, exc.reason, where))
                 continue
-            key = state_key(chunk)
+            key, rkey = state_key(chunk), risk_key(chunk)
             try:
-                saved = table.get(key)
-                state = processor.new_state() if saved is None else processor.load_state(
-                    saved.encode())
+                state = sessions.get(key)
                 received_us = received_us_from_headers(msg.headers)
                 result = processor.process(state, chunk, received_us)
                 if result.duplicate:
                     continue
-                rkey = risk_key(chunk)
-                saved_risk = risk_table.get(rkey)
-                risk_state = (processor.new_risk_state() if saved_risk is None
-                              else processor.load_risk_state(saved_risk.encode()))
+                risk_state = risks.get(rkey)
                 risk = processor.update_risk(risk_state, chunk, result, received_us)
-                new_risk = processor.dump_risk_state(risk_state).decode()
                 patient_key = chunk.patient_id.encode()
                 # alerts first: they are what a clinician waits for
                 for alert in (*result.alerts, *risk.alerts):
@@ -141,13 +151,14 @@ def create_app(settings: Settings) -> faust.App:
                     await bouts_topic.send(key=patient_key, value=bout.to_json())
                 for score in risk.scores:
                     await risk_topic.send(key=patient_key, value=score.to_json())
-                table[key] = processor.dump_state(state).decode()
-                if new_risk != saved_risk:  # most chunks leave the patient's risk as it was
-                    risk_table[rkey] = new_risk
+                sessions.done(key)
+                risks.done(rkey, force=bool(risk.scores or risk.alerts))
             except Exception as exc:
-                # A chunk that breaks the maths must not stop the other patients; the
-                # session's and the patient's stored states are left as they were before
-                # this chunk (both are written only above, after every record was sent).
+                # A chunk that breaks the maths must not stop the other patients. The
+                # half-updated states are dropped; the next chunk resumes from the last
+                # snapshots (see stream_processors.live_state).
+                sessions.discard(key)
+                risks.discard(rkey)
                 log.exception("processing failed for patient %s session %s seq %d",
                               chunk.patient_id, chunk.session_id, chunk.sequence)
                 await rejects_topic.send(
