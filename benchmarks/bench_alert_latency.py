@@ -68,19 +68,23 @@ async def _run(settings: Settings, work: Path, args: argparse.Namespace) -> None
     injected = {(p.truth.patient_id, str(e.type)) for p in patients for e in p.truth.events}
     n_injected = sum(len(p.truth.events) for p in patients)
 
-    pipeline = Pipeline(settings, log_dir=work / "logs", with_alerts=True)
+    pipeline = Pipeline(settings, log_dir=work / "logs", with_alerts=True,
+                        n_processors=args.processors)
     pipeline.start()  # from the main thread: children die with the thread that started them
     try:
         print(f"streaming {args.patients} patients for {args.duration:.0f} s in real time, "
               f"{n_injected} injected events ...", flush=True)
-        stats = await stream_patients(pipeline.gateway_url, patients, speed=1.0)
-        await receiver.wait_for(n_injected, timeout_s=15)
+        stats = await stream_patients(pipeline.gateway_url, patients, speed=1.0,
+                                      chunk_s=args.chunk_s)
+        await receiver.wait_for(n_injected, timeout_s=30)
         await asyncio.sleep(2.0)
     finally:
         codes = await asyncio.to_thread(pipeline.stop)
         await receiver.stop()
 
-    alerts = [r for r in receiver.received if "alert" in r.body]
+    delivered = [r for r in receiver.received if "alert" in r.body]
+    alerts = [r for r in delivered if r.alert["type"] in ("fall", "near_fall")]
+    n_risk = len(delivered) - len(alerts)
     total = [r.latency_s for r in alerts if r.latency_s is not None]
     to_proc = [(r.alert["raised_at_us"] - r.alert["chunk_received_at_us"]) / 1e6
                for r in alerts if r.alert.get("chunk_received_at_us")]
@@ -90,7 +94,8 @@ async def _run(settings: Settings, work: Path, args: argparse.Namespace) -> None
     errors = sum(len(s.errors) for s in stats)
     print(f"\n{args.patients} patients, {sent} chunks sent ({errors} rejected), "
           f"exit codes {codes}")
-    print(f"injected events: {n_injected}; alerts delivered: {len(alerts)} "
+    print(f"injected events: {n_injected}; fall/near-fall alerts delivered: {len(alerts)} "
+          f"(and {n_risk} fall-risk alerts) "
           f"(grouped follow-ups: {len(receiver.received) - len(alerts)}, "
           f"duplicates: {receiver.duplicates}); injected (patient, type) alerted: "
           f"{len(injected & hits)}/{len(injected)}; alerts without an injected event: "
@@ -109,6 +114,8 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200)
     ap.add_argument("--duration", type=float, default=120.0)
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--chunk-s", type=float, default=0.5, help="device chunk length")
+    ap.add_argument("--processors", type=int, default=1, help="processor workers")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="justwalk-bench-") as tmp:
         work = Path(tmp)

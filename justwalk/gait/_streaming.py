@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from justwalk.gait._filters import sosfilt_1d
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -45,7 +47,7 @@ def sos_run(sos: FloatArray, x: FloatArray, zi: list[list[float]] | None
             ) -> tuple[FloatArray, list[list[float]]]:
     """Streaming ``sosfilt``; ``zi=None`` starts from rest."""
     z = np.zeros((sos.shape[0], 2)) if zi is None else np.asarray(zi, dtype=np.float64)
-    y, zf = signal.sosfilt(sos, x, zi=z)
+    y, zf = sosfilt_1d(sos, x, z)
     return y, zf.tolist()
 
 

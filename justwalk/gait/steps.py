@@ -32,6 +32,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage, signal
 
+from justwalk.gait._filters import sosfilt_1d
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -169,7 +171,7 @@ class StreamingStepDetector:
             if abs(gap_us) > self.max_gap_s * 1e6:
                 self._start_segment(state, t0_us, sample_rate_hz, float(norm[0]))
         sos, _, rms_coeffs = _design(sample_rate_hz, *self.band_hz, self.rms_time_constant_s)
-        y, zf = signal.sosfilt(sos, norm, zi=np.asarray(state.zi))
+        y, zf = sosfilt_1d(sos, norm, state.zi)
         state.zi = zf.tolist()
         # causal running mean square: ms[i] = a*y[i]^2 + (1-a)*ms[i-1]
         a, b = rms_coeffs
