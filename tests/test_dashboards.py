@@ -33,6 +33,7 @@ from justwalk.config import Settings
 from justwalk.device_protocol import DeviceCredential
 from justwalk.records import AlertRecord
 from justwalk.simulator.device import make_chunks
+from justwalk.simulator.events import with_random_events
 from justwalk.simulator.run import default_profiles, prepare_patients
 from sinks.influx import InfluxClient, InfluxQueryError, quote_ident
 from stream_processors.session import SessionProcessor
@@ -195,35 +196,32 @@ def group_tags(query: str) -> list[str]:
 
 
 def live_records(end_us: int) -> list[str]:
-    """A few minutes of three simulated patients through the real processor path."""
+    """A few minutes of three simulated patients, with a stumble and a fall injected,
+    through the real processor path: every record it emits (steps, windows and their gait
+    metrics, bouts, turns, near-falls and falls, alerts, fall-risk scores) as the sink
+    writes it."""
     lines = []
     creds = [DeviceCredential(f"dev-{i}", p, CLINIC, "t") for i, p in enumerate(LIVE_PATIENTS)]
     duration_s = 180.0
     start_us = end_us - int(duration_s * 1e6)
-    profiles = default_profiles(len(creds), np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    profiles = with_random_events(default_profiles(len(creds), rng), 3, duration_s, rng,
+                                  fall_fraction=1 / 3)
     patients = prepare_patients(creds, profiles, duration_s, start_us=start_us, window_s=5.0,
                                 seed=1)
-    rng = np.random.default_rng(4)
     for p in patients:
         proc = SessionProcessor(window_s=5.0)
-        state = proc.new_state()
+        state, risk = proc.new_state(), proc.new_risk_state()
         chunks = make_chunks(p.credential, p.recording.samples, start_us=start_us,
                              sample_rate_hz=p.recording.sample_rate_hz,
                              session_id=f"{p.credential.patient_id}-live")
         for chunk in chunks:
-            out = proc.process(state, dataclasses.replace(chunk, clinic_id=CLINIC))
-            for r in [*out.steps, *out.windows]:
+            chunk = dataclasses.replace(chunk, clinic_id=CLINIC)
+            out = proc.process(state, chunk)
+            scores = proc.update_risk(risk, chunk, out)
+            for r in [*out.steps, *out.windows, *out.metrics, *out.bouts, *out.events,
+                      *out.alerts, *scores.scores, *scores.alerts]:
                 lines.append(schema.record_to_line(r))
-            for w in out.windows:
-                if w.walking:  # what issue #3 adds to the same points (same series and time)
-                    lines.append(schema.point("gait_window", {
-                        "clinic_id": w.clinic_id, "patient_id": w.patient_id,
-                        "device_id": w.device_id}, {
-                        "walking_speed_mps": float(rng.uniform(0.6, 1.3)),
-                        "stride_length_m": float(rng.uniform(0.9, 1.4)),
-                        "stride_time_cv_pct": float(rng.uniform(1, 8)),
-                        "step_time_asymmetry_pct": float(rng.uniform(0, 10)),
-                        "n_turns": 0}, w.window_start_us))
     return lines
 
 
