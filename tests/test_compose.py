@@ -46,7 +46,7 @@ def test_every_app_service_runs_a_real_justwalk_subcommand(service: str) -> None
     svc = SPEC["services"][service]
     args = build_parser().parse_args(svc["command"])
     assert callable(args.func)
-    assert svc["command"][0] in ("gateway", "processor", "sink")
+    assert svc["command"][0] in ("gateway", "processor", "sink", "alerts")
 
 
 def test_the_image_entrypoint_is_the_justwalk_cli() -> None:
@@ -66,7 +66,7 @@ def test_dependencies_wait_for_health_and_the_topics() -> None:
             assert cond["condition"] == expected, (name, dep)
             if expected == "service_healthy":
                 assert "healthcheck" in services[dep], dep
-    for name in ("gateway", "processor", "sink"):
+    for name in ("gateway", "processor", "sink", "alerts"):
         assert services[name]["depends_on"]["kafka-topics"]
     assert "influxdb" in services["sink"]["depends_on"]
     assert services["processor"]["deploy"]["replicas"]
