@@ -59,6 +59,8 @@ class Settings:
     # A session's state is written to its changelogged table every this many chunks
     # (see stream_processors.live_state for the trade-off).
     processor_snapshot_every: int = 20
+    risk_policies: Path = Path("deploy/local/risk_policies.json")
+    """Clinics' fall-risk alert thresholds (optional file; see stream_processors.risk_policies)."""
     default_sensor_height_m: float = 1.0
     """Sensor height above the ground for walking speed and stride length (inverted
     pendulum), used for every patient until per-patient profiles exist."""

@@ -36,6 +36,7 @@ from justwalk.records import RejectRecord
 from justwalk.wire import ChunkError, ImuChunk, decode_chunk, received_us_from_headers
 from stream_processors.faust_tuning import bound_fetch_wait
 from stream_processors.live_state import LiveStates
+from stream_processors.risk_policies import load_risk_policies
 from stream_processors.session import SessionProcessor, risk_key, state_key
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,9 @@ def create_app(settings: Settings) -> faust.App:
                       partitions=settings.topic_partitions)
     risk_table = app.Table(RISK_TABLE_NAME, key_type=str, value_type=str, default=None,
                            partitions=settings.topic_partitions)
-    processor = SessionProcessor(window_s=settings.cadence_window_s,
+    default_risk, clinic_risk = load_risk_policies(settings.risk_policies)
+    processor = SessionProcessor(window_s=settings.cadence_window_s, risk=default_risk,
+                                 clinic_risk=clinic_risk,
                                  sensor_height_m=settings.default_sensor_height_m)
 
     sessions = LiveStates(table, new=processor.new_state,

@@ -25,7 +25,7 @@ fall-risk scores and risk alerts; ``on_time(chunk.t0_us)`` closes clinic days.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -164,11 +164,14 @@ class SessionProcessor:
 
     def __init__(self, *, window_s: float, clock: Callable[[], int] = wall_clock_us,
                  sensor_height_m: float = DEFAULT_SENSOR_HEIGHT_M,
-                 risk: FallRiskScorer | None = None) -> None:
+                 risk: FallRiskScorer | None = None,
+                 clinic_risk: Mapping[str, FallRiskScorer] | None = None) -> None:
         self.gait = GaitStream(window_s=window_s)
         self.pipeline = GaitPipeline(sensor_height_m=sensor_height_m, window_s=window_s)
         self.falls = FallMonitor()
         self.risk = risk or FallRiskScorer()
+        """The default fall-risk scorer; ``clinic_risk`` overrides it per clinic."""
+        self.clinic_risk = dict(clinic_risk or {})
         self.clock = clock
 
     # ------------------------------------------------------------------ state
@@ -317,13 +320,14 @@ class SessionProcessor:
             *((b.start_us, b) for b in result.bout_results),
             *((e.start_us, e) for e in result.fall_events)]
         inputs.sort(key=lambda x: x[0])
+        scorer = self.clinic_risk.get(chunk.clinic_id, self.risk)
         updates: list[RiskUpdate] = []
         for _, item in inputs:
             if isinstance(item, BoutResult):
-                updates.append(self.risk.on_bout(state, BoutSummary.from_bout_result(item)))
+                updates.append(scorer.on_bout(state, BoutSummary.from_bout_result(item)))
             else:
-                updates.append(self.risk.on_event(state, item))
-        updates.append(self.risk.on_time(state, chunk.t0_us))
+                updates.append(scorer.on_event(state, item))
+        updates.append(scorer.on_time(state, chunk.t0_us))
         ident = _identity(chunk)
         scores: list[FallRiskRecord] = []
         alerts: list[AlertRecord] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -116,14 +118,15 @@ def walk() -> SyntheticRecording:
 
 
 def sim_chunks(samples: np.ndarray, *, t0_us: int = T0, patient: str = "pt-001",
-               session: str = "sess-1", first_seq: int = 0, skip_s: tuple[float, float] = (0, 0)):
+               session: str = "sess-1", first_seq: int = 0, skip_s: tuple[float, float] = (0, 0),
+               clinic: str = "clinic-a"):
     """0.5 s chunks through the wire; chunks starting inside ``skip_s`` are dropped (a gap)."""
     for seq, k in enumerate(range(0, len(samples), 50)):
         if skip_s[0] <= k / 100 < skip_s[1]:
             continue
         c = ImuChunk(patient, "dev-001", session, first_seq + seq, t0_us + k * 10_000, 100.0,
                      Placement.LOWER_BACK, samples[k : k + 50].astype(np.float32),
-                     clinic_id="clinic-a")
+                     clinic_id=clinic)
         yield decode_chunk(encode_chunk(c))
 
 
@@ -298,3 +301,22 @@ def test_a_gap_restarts_the_pipeline_and_bout_numbers_continue(walk):
     assert [b.bout_index for b in bouts] == [0, 1]
     assert bouts[0].end_us < T0 + 20_000_000 < T0 + 23_000_000 <= bouts[1].start_us
     assert all(abs(b.cadence_spm - 100.0) < 3.0 for b in bouts)
+
+
+def test_each_clinic_gets_its_own_risk_threshold(walk, tmp_path):
+    from stream_processors.risk_policies import RiskPolicyError, load_risk_policies
+
+    path = tmp_path / "risk_policies.json"
+    path.write_text(json.dumps({"default": {"threshold": 50},
+                                "clinics": {"clinic-low": {"threshold": 1.0,
+                                                           "hysteresis": 0.5}}}))
+    default, clinics = load_risk_policies(path)
+    proc = SessionProcessor(window_s=5.0, risk=default, clinic_risk=clinics)
+    low = records(*run_all(proc, sim_chunks(walk.samples, clinic="clinic-low"))[:2])
+    other = records(*run_all(proc, sim_chunks(walk.samples, clinic="clinic-b"))[:2])
+    assert len(low["risk_alerts"]) == 1 and other["risk_alerts"] == []
+    # no file: defaults for everyone; a bad key is named
+    assert load_risk_policies(tmp_path / "missing.json")[1] == {}
+    path.write_text(json.dumps({"clinics": {"clinic-x": {"treshold": 3}}}))
+    with pytest.raises(RiskPolicyError, match=r"clinics.clinic-x: unknown keys \['treshold'\]"):
+        load_risk_policies(path)
