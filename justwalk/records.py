@@ -28,8 +28,28 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Self
 
 
+class _TopicRecord:
+    """What every record on a gait/alert topic shares: its JSON form with a ``kind``.
+
+    ``from_dict`` takes the fields the class knows and leaves defaulted ones that a
+    record written by an older version lacks at their defaults.
+    """
+
+    __slots__ = ()
+    KIND: ClassVar[str]
+
+    def to_json(self) -> bytes:
+        """Serialise for Kafka."""
+        return _dump(self.KIND, asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Inverse of ``to_json`` after json parsing."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
-class StepRecord:
+class StepRecord(_TopicRecord):
     """One detected step (an initial contact of a foot), at device time ``t_us``."""
 
     KIND: ClassVar[str] = "step"
@@ -43,18 +63,9 @@ class StepRecord:
     step_time_s: float | None
     """Time since the previous step of the same walking stretch; None for the first one."""
 
-    def to_json(self) -> bytes:
-        """Serialise for Kafka."""
-        return _dump(self.KIND, asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
-        """Inverse of ``to_json`` after json parsing."""
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
-
 
 @dataclass(frozen=True, slots=True)
-class GaitWindowRecord:
+class GaitWindowRecord(_TopicRecord):
     """Gait metrics over one event-time window [window_start_us, + window_s)."""
 
     KIND: ClassVar[str] = "gait_window"
@@ -71,15 +82,6 @@ class GaitWindowRecord:
     """Steps per minute while walking in this window; None when the patient was not walking."""
     mean_step_time_s: float | None
 
-    def to_json(self) -> bytes:
-        """Serialise for Kafka."""
-        return _dump(self.KIND, asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
-        """Inverse of ``to_json`` after json parsing."""
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
-
 
 def finite_or_none(x: float) -> float | None:
     """``x`` as a plain float, or None when it is NaN or infinite (not available)."""
@@ -88,7 +90,7 @@ def finite_or_none(x: float) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
-class GaitMetricsRecord:
+class GaitMetricsRecord(_TopicRecord):
     """The validated gait pipeline's metrics over one event-time window (issue #3).
 
     The window is the same as a ``GaitWindowRecord``'s ([window_start_us, + window_s),
@@ -118,18 +120,9 @@ class GaitMetricsRecord:
     n_turns: int
     """Turns that ended in the window."""
 
-    def to_json(self) -> bytes:
-        """Serialise for Kafka."""
-        return _dump(self.KIND, asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
-        """Inverse of ``to_json`` after json parsing."""
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
-
 
 @dataclass(frozen=True, slots=True)
-class BoutRecord:
+class BoutRecord(_TopicRecord):
     """One walking bout, from its first to its last initial contact (issue #3).
 
     Published when the bout has ended. ``bout_index`` runs within the session. Gait values
@@ -160,15 +153,6 @@ class BoutRecord:
     turn_angle_deg: float
     """Sum of the absolute angles of the turns in the bout."""
 
-    def to_json(self) -> bytes:
-        """Serialise for Kafka."""
-        return _dump(self.KIND, asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
-        """Inverse of ``to_json`` after json parsing."""
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
-
 
 EVENT_TURN = "turn"
 EVENT_NEAR_FALL = "near_fall"
@@ -176,7 +160,7 @@ EVENT_FALL = "fall"
 
 
 @dataclass(frozen=True, slots=True)
-class GaitEventRecord:
+class GaitEventRecord(_TopicRecord):
     """One turn (issue #3), near-fall or fall (issue #4), from its start to its end.
 
     Turns carry ``turn_angle_deg`` (signed, positive to the left) and
@@ -205,15 +189,6 @@ class GaitEventRecord:
     confidence: float | None = None
     alert_id: str | None = None
 
-    def to_json(self) -> bytes:
-        """Serialise for Kafka."""
-        return _dump(self.KIND, asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
-        """Inverse of ``to_json`` after json parsing."""
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
-
 
 RISK_UPDATE = "update"
 RISK_DAILY = "daily"
@@ -228,7 +203,7 @@ def risk_level(score_pts: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class FallRiskRecord:
+class FallRiskRecord(_TopicRecord):
     """A patient's fall-risk score (issue #4; formula in ``justwalk.risk``).
 
     ``assessment`` is ``"update"`` (recomputed after a counted walking bout, near-fall or
@@ -268,15 +243,6 @@ class FallRiskRecord:
         """'low', 'moderate' or 'high' (``risk_level``)."""
         return risk_level(self.score_pts)
 
-    def to_json(self) -> bytes:
-        """Serialise for Kafka."""
-        return _dump(self.KIND, asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
-        """Inverse of ``to_json`` after json parsing."""
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
-
 
 @dataclass(frozen=True, slots=True)
 class RejectRecord:
@@ -305,7 +271,7 @@ ALERT_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
-class AlertRecord:
+class AlertRecord(_TopicRecord):
     """One alert on the ``alerts`` topic: the single alert format of the whole system.
 
     ``alert_id`` is stable for the event it describes (derived from patient, session, type
@@ -339,15 +305,6 @@ class AlertRecord:
         """The stable id of an event's alert."""
         key = f"{patient_id}|{session_id}|{type_}|{event_start_us}".encode()
         return hashlib.sha256(key).hexdigest()[:32]
-
-    def to_json(self) -> bytes:
-        """Serialise for Kafka."""
-        return _dump(self.KIND, asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
-        """Inverse of ``to_json`` after json parsing."""
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
 def decode_alert(data: bytes) -> AlertRecord:
