@@ -1,10 +1,11 @@
-"""Create the project's Kafka topics with the configured partition counts (idempotent)."""
+"""The project's Kafka topics (created idempotently) and its consumers' common settings."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
@@ -50,3 +51,23 @@ async def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> None:
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+def group_consumer(settings: Settings, *, group_id: str, client_id: str,
+                   fetch_max_wait_ms: int | None = None) -> AIOKafkaConsumer:
+    """An unsubscribed consumer in ``group_id`` that commits manually, after its work.
+
+    Group timings and the fetch wait come from the settings (short ones suit the local
+    broker; see ``Settings.kafka_fetch_max_wait_ms``).
+    """
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_max_wait_ms or settings.kafka_fetch_max_wait_ms,
+        session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
+        heartbeat_interval_ms=int(settings.kafka_heartbeat_interval_s * 1000),
+        rebalance_timeout_ms=int(settings.kafka_rebalance_timeout_s * 1000),
+    )

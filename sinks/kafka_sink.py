@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from justwalk.config import Settings
-from justwalk.kafka_topics import ensure_topics
+from justwalk.kafka_topics import ensure_topics, group_consumer
 from justwalk.records import decode_record
 from justwalk.schema import RETENTION_DURATION, RETENTION_POLICY, record_to_line
 from sinks.influx import (
@@ -369,17 +369,7 @@ class _Listener(ConsumerRebalanceListener):
 
 def build_consumer(settings: Settings) -> AIOKafkaConsumer:
     """An unsubscribed consumer in the sink's group, committing manually."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=settings.sink_group,
-        client_id="justwalk-sink",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
-        heartbeat_interval_ms=int(settings.kafka_heartbeat_interval_s * 1000),
-        rebalance_timeout_ms=int(settings.kafka_rebalance_timeout_s * 1000),
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-    )
+    return group_consumer(settings, group_id=settings.sink_group, client_id="justwalk-sink")
 
 
 async def run_sink(settings: Settings) -> None:

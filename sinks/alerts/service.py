@@ -45,7 +45,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from justwalk.config import Settings
-from justwalk.kafka_topics import ensure_topics
+from justwalk.kafka_topics import ensure_topics, group_consumer
 from justwalk.records import AlertRecord, decode_alert
 from sinks.alerts.base import Outcome
 from sinks.alerts.channels import Channel, ChannelConfig, EmailRecipient, load_channels
@@ -360,17 +360,8 @@ class AlertService:
 
 def build_consumer(settings: Settings) -> AIOKafkaConsumer:
     """An unsubscribed consumer in the alert group, committing manually, low fetch wait."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=settings.alert_group,
-        client_id="justwalk-alerts",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=min(settings.kafka_fetch_max_wait_ms, 50),
-        session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
-        heartbeat_interval_ms=int(settings.kafka_heartbeat_interval_s * 1000),
-        rebalance_timeout_ms=int(settings.kafka_rebalance_timeout_s * 1000),
-    )
+    return group_consumer(settings, group_id=settings.alert_group, client_id="justwalk-alerts",
+                          fetch_max_wait_ms=min(settings.kafka_fetch_max_wait_ms, 50))
 
 
 async def run_alert_service(settings: Settings) -> None:
