@@ -10,7 +10,7 @@ DURATION ?= 0
 PYTHON ?= python3
 STAMP = $(VENV)/.justwalk-installed
 
-.PHONY: venv influxdb demo test lint clean distclean
+.PHONY: venv influxdb demo test lint clean distclean bench-venv evaluate-gait
 
 venv: $(STAMP)
 
@@ -55,3 +55,14 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# mobgap (Mobilise-D's pipeline) is a benchmark-only dependency: its own venv, never the
+# runtime's. `make evaluate-gait` runs our gait algorithms beside it on ../shared/data.
+bench-venv: .venv-bench/.installed
+.venv-bench/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install mobgap -e .
+	@touch $@
+
+evaluate-gait: bench-venv
+	.venv-bench/bin/python -m justwalk.evaluation.gait
