@@ -93,7 +93,11 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
         tilt_after_window_s: tuple[float, float] = (1.5, 3.5),
         acc_floor_mps2: float = 0.1 * GRAVITY_MPS2,
         gyr_floor_radps: float = math.radians(20.0),
-        min_gait_acc_mps2: float = 1.1 * GRAVITY_MPS2,
+        # Above standing (|a| peaks <= ~1.01 g with sensor noise), below the slowest gait
+        # (~1.07 g at 70-80 steps/min): a physical bound, not a tuned value. It was 1.1 g,
+        # which missed near-falls of slow walkers, common in MS; the SisFall and Mobilise-D
+        # figures are identical for every value from 1.0 to 1.1 g.
+        min_gait_acc_mps2: float = 1.03 * GRAVITY_MPS2,
         min_steps_before: int = 3,
         max_step_interval_cv: float = 0.4,
         min_acc_ratio: float = 3.0,
