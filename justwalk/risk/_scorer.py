@@ -20,7 +20,7 @@ clinic day is a UTC day shifted by the clinic's fixed offset ``utc_offset_min``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -93,13 +93,7 @@ class RiskScore:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready representation."""
-        return {
-            "t_us": self.t_us, "day": self.day, "score": self.score,
-            "components": dict(self.components), "inputs": dict(self.inputs),
-            "n_bouts": self.n_bouts, "n_near_falls": self.n_near_falls,
-            "n_falls": self.n_falls, "trend_per_day": self.trend_per_day,
-            "n_trend_days": self.n_trend_days,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RiskScore:
@@ -136,13 +130,7 @@ class DailyRiskScore:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready representation."""
-        return {
-            "day": self.day, "day_start_us": self.day_start_us, "score": self.score,
-            "components": dict(self.components), "inputs": dict(self.inputs),
-            "n_bouts": self.n_bouts, "n_near_falls": self.n_near_falls,
-            "n_falls": self.n_falls, "trend_per_day": self.trend_per_day,
-            "trend_r2": self.trend_r2, "n_trend_days": self.n_trend_days,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DailyRiskScore:
