@@ -125,8 +125,8 @@ async def count(client: InfluxClient, measurement: str) -> int:
         )
     except InfluxUnavailable:
         return -1
-    except InfluxQueryError as exc:  # before the sink has created the database
-        if "database not found" in exc.message:
+    except InfluxQueryError as exc:  # before the sink has created the database and its RPs
+        if "database not found" in exc.message or "retention policy not found" in exc.message:
             return -1
         raise
     return int(rows[0]["count"]) if rows else 0
