@@ -8,9 +8,16 @@ import math
 import numpy as np
 import pytest
 
+from justwalk.gait._streaming import History
 from justwalk.gait.gsd import BoutAssembler
+from justwalk.gait.icd import IcDetector
 from justwalk.gait.pipeline import GaitPipeline, PipelineOutput, PipelineState
-from justwalk.gait.spatial import MOBILISED_MS_SCALING, pendulum_step_length_m
+from justwalk.gait.spatial import (
+    MOBILISED_MS_SCALING,
+    StepLengthEstimator,
+    pendulum_step_length_m,
+)
+from justwalk.gait.transfers import TransferGate
 from justwalk.gait.turns import TurnDetector
 from justwalk.gait.variability import cv_pct, regularity, step_time_asymmetry_pct
 
@@ -58,13 +65,14 @@ def flat(outs: list[PipelineOutput]) -> tuple[list, list, list, list]:
 def test_regular_walk_at_100_steps_per_min() -> None:
     acc, gyr, ics = synthetic_walk()
     steps, windows, bouts, _ = flat(run(GaitPipeline(sensor_height_m=1.0), acc, gyr))
-    # the causal high-pass may move a peak by one sample; intervals stay exact
-    assert np.abs(np.array([s.sample for s in steps]) - ics).max() <= 1
+    # the causal high-pass may move a peak by one sample; intervals stay exact. The last IC
+    # is the stopping step, which is not part of the bout (BoutAssembler.drop_last_ics).
+    assert np.abs(np.array([s.sample for s in steps]) - ics[:-1]).max() <= 1
     assert set(np.diff([s.sample for s in steps])) == {60}
-    assert [s.side for s in steps] == ["right" if k % 2 == 0 else "left" for k in range(40)]
+    assert [s.side for s in steps] == ["right" if k % 2 == 0 else "left" for k in range(39)]
     assert len(bouts) == 1
     b = bouts[0]
-    assert abs(b.start_sample - ics[0]) <= 1 and abs(b.end_sample - ics[-1]) <= 1
+    assert abs(b.start_sample - ics[0]) <= 1 and abs(b.end_sample - ics[-2]) <= 1
     assert b.params.cadence_spm == pytest.approx(100.0, abs=1e-9)
     assert b.params.step_time_s == pytest.approx(0.6, abs=1e-12)
     assert b.params.stride_time_s == pytest.approx(1.2, abs=1e-12)
@@ -156,7 +164,7 @@ def test_inverted_pendulum_formula() -> None:
 
 
 def test_bout_needs_min_ics_and_breaks_on_long_gap() -> None:
-    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4)
+    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4, drop_last_ics=0)
     st = asm.initial_state()
     ics = [(0, "left"), (60, "right"), (120, "left")]
     out = asm.process(st, ics, 130, FS)
@@ -170,7 +178,7 @@ def test_bout_needs_min_ics_and_breaks_on_long_gap() -> None:
 
 def test_bout_needs_four_strides_to_be_reported() -> None:
     """Steps are released after ``min_ics`` ICs; a bout needs 6 ICs (4 strides, MicroWB)."""
-    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=6)
+    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=6, drop_last_ics=0)
     st = asm.initial_state()
     out = asm.process(st, [(k * 60, "left") for k in range(5)], 250, FS)
     assert [s[0] for s in out.steps] == [0, 60, 120, 180, 240]
@@ -183,7 +191,8 @@ def test_bout_needs_four_strides_to_be_reported() -> None:
 
 def test_bout_edges_off_the_step_rhythm_are_trimmed() -> None:
     """A leading and a trailing IC far off the median step time are not part of the bout."""
-    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4, edge_factor=1.5)
+    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4, edge_factor=1.5,
+                        drop_last_ics=0)
     st = asm.initial_state()
     ics = [0] + [150 + k * 60 for k in range(8)] + [150 + 7 * 60 + 150]
     out = asm.process(st, [(i, "left") for i in ics], ics[-1] + 1, FS)
@@ -194,10 +203,91 @@ def test_bout_edges_off_the_step_rhythm_are_trimmed() -> None:
 
 
 def test_held_back_ic_is_released_when_the_rhythm_resumes() -> None:
-    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4, edge_factor=1.5)
+    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4, edge_factor=1.5,
+                        drop_last_ics=0)
     st = asm.initial_state()
     ics = [k * 60 for k in range(6)] + [300 + 120, 300 + 180, 300 + 240]
     out = asm.process(st, [(i, "left") for i in ics], ics[-1] + 1, FS)
     assert [s[0] for s in out.steps] == ics  # the 1.2 s step is kept once 60-sample steps follow
     state2 = type(st).from_dict(json.loads(json.dumps(st.to_dict())))
     assert state2 == st
+
+
+def test_the_stopping_step_is_not_part_of_the_bout() -> None:
+    """The newest IC is held until another follows; when the walk stops it is dropped."""
+    ics = [(k * 60, "left") for k in range(8)]
+    for drop, expected in ((1, 7), (0, 8)):
+        asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4, drop_last_ics=drop)
+        st = asm.initial_state()
+        out = asm.process(st, ics, ics[-1][0] + 1, FS)
+        assert [s[0] for s in out.steps] == [c[0] for c in ics[:expected]]
+        assert asm.decided_until(st, 10**6) == (ics[-1][0] if drop else 10**6)
+        state2 = type(st).from_dict(json.loads(json.dumps(st.to_dict())))
+        assert state2 == st
+        out = asm.process(st, [], ics[-1][0] + 300, FS)  # 3 s of nothing: the bout closes
+        assert out.steps == []
+        assert [c[0] for c in out.closed[0][1]] == [c[0] for c in ics[:expected]]
+
+
+def test_ics_after_a_postural_transition_cannot_start_a_bout() -> None:
+    asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4, drop_last_ics=0)
+    st = asm.initial_state()
+    ics = [(k * 60, "left") for k in range(10)]
+    out = asm.process(st, ics, 700, FS, transfer={0, 60})
+    assert [s[0] for s in out.steps] == [c[0] for c in ics[2:]]
+    out = asm.process(st, [(600, "left"), (660, "left")], 700, FS, transfer={660})
+    assert [s[0] for s in out.steps] == [600, 660]  # a confirmed bout keeps them
+
+
+def test_standing_up_before_walking_is_not_a_step() -> None:
+    """A 0.6 s trunk pitch at 120 deg/s (sit-to-stand) ending 0.3 s before the first IC."""
+    acc, gyr, ics = synthetic_walk()
+    gyr_stand = gyr.copy()
+    gyr_stand[ics[0] - 90 : ics[0] - 30, 1] = math.radians(120.0)
+    pipe = GaitPipeline(sensor_height_m=1.0)
+    plain = [s.sample for s in flat(run(pipe, acc, gyr))[0]]
+    after_transfer = [s.sample for s in flat(run(pipe, acc, gyr_stand))[0]]
+    assert plain[0] == pytest.approx(ics[0], abs=1)
+    # the ICs within the gate's 1.5 s after the rotation (plus filter lag) start no bout
+    assert ics[0] < after_transfer[0] <= ics[0] - 30 + 250
+    assert after_transfer == [i for i in plain if i >= after_transfer[0]]
+    gate = TransferGate()
+    rate = gate.process(gate.initial_state(FS), np.abs(gyr_stand[:, 1]), FS)
+    assert not gate.accept(rate, ics[0], FS)
+    assert gate.accept(rate, ics[3], FS)  # 1.5 s later the trunk is steady again
+
+
+def test_turning_steps_are_shortened() -> None:
+    """Hand-derived: 45 deg over a 1.2 s stride, 0.6 s step -> 22.5 deg -> factor 1 - 2/8."""
+    fs = FS
+    pos = History(1000)
+    pos.extend(np.where(np.arange(200) % 60 < 30, 0.0, 0.02))  # h = 2 cm in every step
+    straight = History(1000)
+    straight.extend(np.zeros(200))
+    turning = History(1000)
+    turning.extend(np.linspace(0.0, math.radians(45.0), 121).tolist() + [math.radians(45.0)] * 79)
+    est = StepLengthEstimator(turn_shortening=2.0)
+    base = est.step_length_m(pos, 60, 120, fs, 1.0)
+    assert est.step_length_m(pos, 60, 120, fs, 1.0, straight, 0) == base
+    assert est.step_length_m(pos, 60, 120, fs, 1.0, turning, 0) == pytest.approx(
+        base * (1 - 2.0 * math.radians(22.5) / math.pi))
+    assert StepLengthEstimator(turn_shortening=0.0).step_length_m(
+        pos, 60, 120, fs, 1.0, turning, 0) == base
+
+
+def test_search_back_finds_a_weak_step_on_the_rhythm() -> None:
+    """One step's impact at a quarter of the others' is found only through the rhythm."""
+    acc, gyr, ics = synthetic_walk()
+    t = np.arange(len(acc))
+    weak = ics[20]
+    acc[:, 0] -= 0.75 * 3.0 * np.exp(-0.5 * ((t - weak - 6) / 5.0) ** 2)
+    from justwalk.gait.orientation import VerticalProjection
+    vp = VerticalProjection()
+    acc_v, _, _ = vp.process(vp.initial_state(), acc, gyr, FS)
+    found = {}
+    for ratio in (0.5, None):
+        det = IcDetector(weak_ratio=ratio)
+        found[ratio] = det.process(det.initial_state(FS), acc_v, FS).tolist()
+    assert any(abs(i - weak) <= 2 for i in found[0.5])
+    assert not any(abs(i - weak) <= 2 for i in found[None])
+    assert len(found[0.5]) == len(ics)

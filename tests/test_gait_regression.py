@@ -1,7 +1,13 @@
 """Regression of the streaming gait pipeline on the real Mobilise-D recordings (INDIP reference).
 
-Thresholds sit just below what the pipeline reaches today (``justwalk evaluate gait``);
-they catch regressions, they are not the issue #3 targets (not all of which are met yet).
+Three kinds of check (issue #3):
+
+- the issue's targets that are met hold (IC timing, walking speed, stride length);
+- no figure is worse than mobgap's ``MobilisedPipelineImpaired`` on the same trials (its
+  figures from the issue text and ``make evaluate-gait``; mobgap is a benchmark-only
+  dependency, so its numbers are constants here, re-measured by ``make evaluate-gait``);
+- regression thresholds just below what the pipeline reaches today, for the targets not
+  yet met (IC F1 >= 0.85, bout F1 >= 0.75, cadence MAE <= 4 steps/min).
 """
 
 from __future__ import annotations
@@ -32,34 +38,49 @@ def test_seven_referenced_trials(trials) -> None:  # type: ignore[no-untyped-def
     assert sum(len(t.ref_bouts) for t in trials) == 19
 
 
+# mobgap MobilisedPipelineImpaired on these 7 trials (`make evaluate-gait`, and issue #3)
+MOBGAP = {"ic_f1": 0.702, "ic_timing_error_s": 0.07, "bout_f1": 0.486,
+          "cadence_mae_spm": 5.72, "speed_mae_mps": 0.140, "stride_length_mae_m": 0.174}
+
+
+def _no_worse_than_mobgap(s: dict[str, float]) -> None:
+    for key, theirs in MOBGAP.items():
+        if key.endswith("f1"):
+            assert s[key] >= theirs, key
+        else:
+            assert s[key] <= theirs, key
+
+
 def test_accuracy_does_not_regress(trials) -> None:  # type: ignore[no-untyped-def]
     c = Counts()
     for tr in trials:
         c.add(tr, run_ours(tr))
     s = c.summary()
-    # reached when written: IC F1 0.740, timing 0.030 s, bout F1 0.513 / IoU 0.821,
-    # cadence 6.6 spm, speed 0.155 m/s, stride length 0.209 m, stride-time CV 5.2 pp
-    assert s["ic_f1"] >= 0.72
-    assert s["ic_timing_error_s"] <= 0.04
-    assert s["bout_f1"] >= 0.48
-    assert s["bout_f1_iou"] >= 0.78
-    assert s["cadence_mae_spm"] <= 7.2
-    assert s["speed_mae_mps"] <= 0.165
-    assert s["stride_length_mae_m"] <= 0.22
-    assert s["stride_time_cv_mae_pp"] <= 6.0
+    # issue #3 targets that are met
+    assert s["ic_timing_error_s"] <= 0.05
+    assert s["speed_mae_mps"] <= 0.12
+    assert s["stride_length_mae_m"] <= 0.15
+    _no_worse_than_mobgap(s)
+    # reached when written: IC F1 0.779, bout F1 0.718 / IoU 0.872, cadence 5.10 spm,
+    # speed 0.077 m/s, stride length 0.093 m, stride-time CV 6.3 pp
+    assert s["ic_f1"] >= 0.76
+    assert s["bout_f1"] >= 0.69
+    assert s["bout_f1_iou"] >= 0.84
+    assert s["cadence_mae_spm"] <= 5.4
+    assert s["stride_time_cv_mae_pp"] <= 7.0
 
 
 def test_leave_one_participant_out_does_not_regress(trials) -> None:  # type: ignore[no-untyped-def]
     s, chosen = lopo(trials)
     assert len(chosen) == 3
-    # reached when written: IC F1 0.741, bout F1 0.410 / IoU 0.769, cadence 7.2 spm,
-    # speed 0.166 m/s, stride length 0.225 m
-    assert s["ic_f1"] >= 0.72
-    assert s["bout_f1"] >= 0.38
-    assert s["bout_f1_iou"] >= 0.74
-    assert s["cadence_mae_spm"] <= 7.8
-    assert s["speed_mae_mps"] <= 0.175
-    assert s["stride_length_mae_m"] <= 0.24
+    assert s["speed_mae_mps"] <= 0.12
+    assert s["stride_length_mae_m"] <= 0.15
+    _no_worse_than_mobgap(s)
+    # reached when written: IC F1 0.779, bout F1 0.718 / IoU 0.872, cadence 5.10 spm,
+    # speed 0.087 m/s, stride length 0.108 m
+    assert s["ic_f1"] >= 0.76
+    assert s["bout_f1"] >= 0.69
+    assert s["cadence_mae_spm"] <= 5.4
 
 
 def test_short_straight_walks_are_found(trials) -> None:  # type: ignore[no-untyped-def]

@@ -37,6 +37,8 @@ from justwalk.evaluation.gait_reference import Bout, Counts, Detection, Trial, l
 from justwalk.gait.gsd import BoutAssembler
 from justwalk.gait.icd import IcDetector
 from justwalk.gait.pipeline import GaitPipeline
+from justwalk.gait.spatial import StepLengthEstimator
+from justwalk.gait.transfers import TransferGate
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "mobilised"
 JSON_KEYS = {
@@ -53,9 +55,11 @@ JSON_KEYS = {
 
 TUNING_GRID: dict[str, tuple[float, ...]] = {
     "icd.abs_threshold_mps2": (0.1, 0.2, 0.3),
-    "icd.rel_threshold": (0.3, 0.5),
-    "bouts.min_bout_ics": (4, 6),
     "bouts.edge_factor": (1.5, 2.0),
+    "bouts.drop_last_ics": (0, 1),
+    "spatial.turn_shortening": (1.0, 2.0, 3.0),
+    "transfers.max_rate_dps": (60.0, 80.0, 100.0),
+    "icd.weak_ratio": (0.5, 1.0),
 }
 """Parameters tuned by leave-one-participant-out; everything else is from the literature."""
 
@@ -77,14 +81,14 @@ def selection_score(s: dict[str, float]) -> float:
 def make_pipeline(sensor_height_m: float, params: dict[str, float] | None = None,
                   ) -> GaitPipeline:
     """Our pipeline with the defaults, or with ``params`` (keys as in ``TUNING_GRID``)."""
-    icd: dict[str, Any] = {}
-    bouts: dict[str, Any] = {}
+    kw: dict[str, dict[str, Any]] = {"icd": {}, "bouts": {}, "spatial": {}, "transfers": {}}
     for key, val in (params or {}).items():
         stage, name = key.split(".")
-        target = icd if stage == "icd" else bouts
-        target[name] = int(val) if name.startswith("min_") else val
-    return GaitPipeline(sensor_height_m=sensor_height_m, icd=IcDetector(**icd),
-                        bouts=BoutAssembler(**bouts))
+        kw[stage][name] = int(val) if name.startswith(("min_", "drop_")) else val
+    return GaitPipeline(sensor_height_m=sensor_height_m, icd=IcDetector(**kw["icd"]),
+                        bouts=BoutAssembler(**kw["bouts"]),
+                        spatial=StepLengthEstimator(**kw["spatial"]),
+                        transfers=TransferGate(**kw["transfers"]))
 
 
 def lopo(trials: list[Trial]) -> tuple[dict[str, float], list[tuple[str, dict[str, float]]]]:

@@ -12,6 +12,12 @@ Gaussian, which is what is done here, causally, with linear-phase FIR kernels:
    a step is a local maximum over +-``min_step_time_s`` above an adaptive threshold,
    ``max(abs_threshold_mps2, rel_threshold * running RMS)`` (as in Zijlstra & Hof 2003,
    trunk acceleration peaks once per step around heel strike).
+   *Search-back* (after Pan & Tompkins 1985, IEEE Trans Biomed Eng 32:230-236, whose QRS
+   detector keeps a second threshold at half the first for beats where the rhythm expects
+   one): a peak above ``weak_ratio`` (0.5) times the threshold but below it is a step too
+   when it lies within ``rhythm_tolerance`` (20 %) of the median of the last step
+   intervals after the previous step. Slow and turning steps of people with MS leave only
+   small trunk impacts; the rhythm decides for them, the look-ahead does not change.
 3. The IC is placed at the maximum of a *fine* Gaussian (``fine_sigma_s``) within
    [-``search_back_s``, +``search_fwd_s``] of the coarse peak, i.e. at the heel-strike
    impact, then moved earlier by ``offset_s``: the trunk's vertical acceleration peaks a
@@ -25,7 +31,8 @@ than the first version's 0.3 / 0.5 so that the small heel-strike peaks of slow, 
 are kept, while the bout assembly (``gsd``) removes isolated and edge detections.
 
 Look-ahead: coarse-kernel half length + ``min_step_time_s`` (0.55 s with the defaults).
-State: filter delays, two short signal histories, a running mean square; round-trips
+State: filter delays, two short signal histories, a running mean square, the last few
+step peaks; round-trips
 exactly through ``to_dict``/``from_dict``. ICs are absolute sample indices of the stream.
 """
 
@@ -66,6 +73,8 @@ class IcState:
     """First coarse-signal index without a final verdict."""
     last_peak: int = -(10**9)
     last_ic: int = -(10**9)
+    recent_peaks: list[int] = field(default_factory=list)
+    """The last accepted coarse peaks (for the step-rhythm search-back)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready representation."""
@@ -75,6 +84,7 @@ class IcState:
             "fine": self.fine.to_dict(), "coarse": self.coarse.to_dict(),
             "threshold": self.threshold.to_dict(), "next_eval": self.next_eval,
             "last_peak": self.last_peak, "last_ic": self.last_ic,
+            "recent_peaks": list(self.recent_peaks),
         }
 
     @classmethod
@@ -86,6 +96,7 @@ class IcState:
             fine=History.from_dict(d["fine"]), coarse=History.from_dict(d["coarse"]),
             threshold=History.from_dict(d["threshold"]), next_eval=int(d["next_eval"]),
             last_peak=int(d["last_peak"]), last_ic=int(d["last_ic"]),
+            recent_peaks=[int(v) for v in d.get("recent_peaks", [])],
         )
 
 
@@ -105,7 +116,13 @@ class IcDetector:
         search_back_s: float = 0.2,
         search_fwd_s: float = 0.1,
         offset_s: float = 0.06,
+        weak_ratio: float | None = 0.5,
+        rhythm_tolerance: float = 0.2,
+        max_step_time_s: float = 1.5,
     ) -> None:
+        self.weak_ratio = weak_ratio
+        self.rhythm_tolerance = rhythm_tolerance
+        self.max_step_time_s = max_step_time_s
         self.highpass_hz = highpass_hz
         self.fine_sigma_s = fine_sigma_s
         self.coarse_sigma_s = coarse_sigma_s
@@ -140,6 +157,27 @@ class IcDetector:
         """No IC reported later can lie before this sample index."""
         _, back, _, off, _ = self._sizes(sample_rate_hz)
         return state.next_eval - back - off
+
+    def _expected_step(self, state: IcState, fs: float) -> int:
+        """Median of the recent step intervals (samples); 0 without a running rhythm."""
+        d = np.diff(state.recent_peaks)
+        d = d[d <= self.max_step_time_s * fs]
+        return int(np.median(d)) if d.size >= 3 else 0
+
+    @staticmethod
+    def _ic_at(state: IcState, p: int, fine_all: History, back: int, fwd: int,
+               off: int) -> int:
+        lo = max(p - back, fine_all.start)
+        seg = fine_all.slice(lo, p + fwd + 1)
+        return lo + int(np.argmax(seg)) - off if seg.size else -1
+
+    @staticmethod
+    def _accept(state: IcState, p: int, ic: int, ics: list[int]) -> None:
+        state.last_peak = p
+        state.recent_peaks = [*state.recent_peaks[-4:], p]
+        if ic > state.last_ic and ic >= 0:
+            ics.append(ic)
+            state.last_ic = ic
 
     def process(self, state: IcState, acc_v_mps2: FloatArray, sample_rate_hz: float) -> IntArray:
         """Consume one chunk of vertical acceleration; return the new ICs (sample indices)."""
@@ -177,19 +215,17 @@ class IcDetector:
         lm = ndimage.maximum_filter1d(buf, size=2 * h + 1, mode="nearest")
         c = buf[h:-h]
         t = thr_all.slice(first, last + 1)
-        peaks = np.nonzero((c >= lm[h:-h]) & (c > t))[0] + first
+        low = t * (self.weak_ratio if self.weak_ratio is not None else 1.0)
+        peaks = np.nonzero((c >= lm[h:-h]) & (c > low))[0] + first
+        strong = set((np.nonzero((c >= lm[h:-h]) & (c > t))[0] + first).tolist())
         state.next_eval = last + 1
         ics: list[int] = []
         for p in peaks.tolist():
             if p - state.last_peak <= h:
                 continue
-            state.last_peak = p
-            lo = max(p - back, fine_all.start)
-            seg = fine_all.slice(lo, p + fwd + 1)
-            if seg.size == 0:
-                continue
-            ic = lo + int(np.argmax(seg)) - off
-            if ic > state.last_ic and ic >= 0:
-                ics.append(ic)
-                state.last_ic = ic
+            if p not in strong:
+                step = self._expected_step(state, fs)
+                if not step or abs(p - state.last_peak - step) > self.rhythm_tolerance * step:
+                    continue
+            self._accept(state, p, self._ic_at(state, p, fine_all, back, fwd, off), ics)
         return np.asarray(ics, dtype=np.int64)

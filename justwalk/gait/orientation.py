@@ -8,7 +8,9 @@ accelerometer (time constant ``gravity_tau_s``), the classic static tilt estimat
 - ``acc_v``: the dynamic vertical acceleration (specific force along gravity minus |g|), the
   input of initial-contact detection and the inverted-pendulum model;
 - ``yaw``: the angular rate about the vertical (turning; positive = to the left, by the
-  right-hand rule about an upward axis).
+  right-hand rule about an upward axis);
+- ``tilt_rate``: the magnitude of the angular rate about horizontal axes (trunk pitch and
+  roll, whatever the sensor's mounting), which ``transfers`` uses.
 
 State is the low-pass value (3 floats); feeding whole or chunked gives identical output.
 """
@@ -53,12 +55,12 @@ class VerticalProjection:
         return ProjectionState()
 
     def process(self, state: ProjectionState, acc_mps2: FloatArray, gyr_radps: FloatArray,
-                sample_rate_hz: float) -> tuple[FloatArray, FloatArray]:
-        """Return ``(acc_v_mps2, yaw_radps)`` for one chunk; ``state`` is updated in place."""
+                sample_rate_hz: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """``(acc_v_mps2, yaw_radps, tilt_rate_radps)`` of one chunk; updates ``state``."""
         acc = np.asarray(acc_mps2, dtype=np.float64)
         gyr = np.asarray(gyr_radps, dtype=np.float64)
         if acc.shape[0] == 0:
-            return np.zeros(0), np.zeros(0)
+            return np.zeros(0), np.zeros(0), np.zeros(0)
         a = 1.0 - np.exp(-1.0 / (self.gravity_tau_s * sample_rate_hz))
         zi = np.asarray(state.zi)[None, :] if state.zi else ((1.0 - a) * acc[0])[None, :]
         g, zf = signal.lfilter([a], [1.0, a - 1.0], acc, axis=0, zi=zi)
@@ -67,4 +69,6 @@ class VerticalProjection:
         unit = g / norm[:, None]
         acc_v = np.einsum("ij,ij->i", acc, unit) - norm
         yaw = np.einsum("ij,ij->i", gyr, unit)
-        return acc_v, yaw
+        horizontal = gyr - yaw[:, None] * unit
+        tilt_rate = np.sqrt(np.einsum("ij,ij->i", horizontal, horizontal))
+        return acc_v, yaw, tilt_rate
