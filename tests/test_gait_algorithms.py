@@ -252,7 +252,8 @@ def test_standing_up_before_walking_is_not_a_step() -> None:
     assert ics[0] < after_transfer[0] <= ics[0] - 30 + 250
     assert after_transfer == [i for i in plain if i >= after_transfer[0]]
     gate = TransferGate()
-    rate = gate.process(gate.initial_state(FS), np.abs(gyr_stand[:, 1]), FS)
+    up = np.tile([1.0, 0.0, 0.0], (len(acc), 1))
+    rate, _ = gate.process(gate.initial_state(FS), np.abs(gyr_stand[:, 1]), up, FS)
     assert not gate.accept(rate, ics[0], FS)
     assert gate.accept(rate, ics[3], FS)  # 1.5 s later the trunk is steady again
 
@@ -283,7 +284,7 @@ def test_search_back_finds_a_weak_step_on_the_rhythm() -> None:
     acc[:, 0] -= 0.75 * 3.0 * np.exp(-0.5 * ((t - weak - 6) / 5.0) ** 2)
     from justwalk.gait.orientation import VerticalProjection
     vp = VerticalProjection()
-    acc_v, _, _ = vp.process(vp.initial_state(), acc, gyr, FS)
+    acc_v = vp.process(vp.initial_state(), acc, gyr, FS).acc_v
     found = {}
     for ratio in (0.5, None):
         det = IcDetector(weak_ratio=ratio)
@@ -291,3 +292,22 @@ def test_search_back_finds_a_weak_step_on_the_rhythm() -> None:
     assert any(abs(i - weak) <= 2 for i in found[0.5])
     assert not any(abs(i - weak) <= 2 for i in found[None])
     assert len(found[0.5]) == len(ics)
+
+
+def test_steps_while_bent_far_from_the_walking_posture_are_not_steps() -> None:
+    """After 6 rhythmic ICs upright, ICs with the trunk bent 40 deg are rejected, 15 deg not."""
+    gate = TransferGate()
+    st = gate.initial_state(FS)
+    n = 2000
+    up = np.tile([1.0, 0.0, 0.0], (n, 1))
+    bent, slight = math.radians(40.0), math.radians(15.0)
+    up[1500:1700] = [math.cos(bent), 0.0, math.sin(bent)]
+    up[1700:] = [math.cos(slight), 0.0, math.sin(slight)]
+    _, ups = gate.process(st, np.zeros(n), up, FS)
+    verdicts = [gate.upright(st, ups, ic) for ic in range(100, 1000, 60)]
+    assert all(verdicts) and st.n_posture >= 6
+    assert not gate.upright(st, ups, 1550)
+    assert gate.upright(st, ups, 1750)
+    fresh = gate.initial_state(FS)  # no walking posture learnt yet: nothing is rejected
+    _, ups2 = gate.process(fresh, np.zeros(n), up, FS)
+    assert gate.upright(fresh, ups2, 1550)

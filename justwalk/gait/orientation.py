@@ -10,7 +10,8 @@ accelerometer (time constant ``gravity_tau_s``), the classic static tilt estimat
 - ``yaw``: the angular rate about the vertical (turning; positive = to the left, by the
   right-hand rule about an upward axis);
 - ``tilt_rate``: the magnitude of the angular rate about horizontal axes (trunk pitch and
-  roll, whatever the sensor's mounting), which ``transfers`` uses.
+  roll, whatever the sensor's mounting), which ``transfers`` uses;
+- ``up``: the unit vector of the estimated vertical in sensor axes (the trunk's posture).
 
 State is the low-pass value (3 floats); feeding whole or chunked gives identical output.
 """
@@ -18,7 +19,7 @@ State is the low-pass value (3 floats); feeding whole or chunked gives identical
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +45,16 @@ class ProjectionState:
         return cls(zi=[float(v) for v in d["zi"]])
 
 
+class Projected(NamedTuple):
+    """One chunk projected on the estimated vertical."""
+
+    acc_v: FloatArray
+    yaw: FloatArray
+    tilt_rate: FloatArray
+    up: FloatArray
+    """(n, 3) unit vectors."""
+
+
 class VerticalProjection:
     """Projects acceleration and angular rate on the estimated vertical."""
 
@@ -55,12 +66,12 @@ class VerticalProjection:
         return ProjectionState()
 
     def process(self, state: ProjectionState, acc_mps2: FloatArray, gyr_radps: FloatArray,
-                sample_rate_hz: float) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """``(acc_v_mps2, yaw_radps, tilt_rate_radps)`` of one chunk; updates ``state``."""
+                sample_rate_hz: float) -> Projected:
+        """The projections of one chunk (SI units); ``state`` is updated in place."""
         acc = np.asarray(acc_mps2, dtype=np.float64)
         gyr = np.asarray(gyr_radps, dtype=np.float64)
         if acc.shape[0] == 0:
-            return np.zeros(0), np.zeros(0), np.zeros(0)
+            return Projected(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 3)))
         a = 1.0 - np.exp(-1.0 / (self.gravity_tau_s * sample_rate_hz))
         zi = np.asarray(state.zi)[None, :] if state.zi else ((1.0 - a) * acc[0])[None, :]
         g, zf = signal.lfilter([a], [1.0, a - 1.0], acc, axis=0, zi=zi)
@@ -71,4 +82,4 @@ class VerticalProjection:
         yaw = np.einsum("ij,ij->i", gyr, unit)
         horizontal = gyr - yaw[:, None] * unit
         tilt_rate = np.sqrt(np.einsum("ij,ij->i", horizontal, horizontal))
-        return acc_v, yaw, tilt_rate
+        return Projected(acc_v, yaw, tilt_rate, unit)

@@ -273,12 +273,13 @@ class GaitPipeline:
         gyr = np.asarray(gyr_radps, dtype=np.float64)
         if acc.shape != gyr.shape or acc.ndim != 2 or acc.shape[1] != 3:
             raise ValueError(f"acc {acc.shape} and gyr {gyr.shape} must both be (n, 3)")
-        acc_v, yaw, tilt_rate = self.projection.process(state.projection, acc, gyr, fs)
-        tilt = self.transfers.process(state.transfers, tilt_rate, fs)
+        acc_v, yaw, tilt_rate, up = self.projection.process(state.projection, acc, gyr, fs)
+        tilt, ups = self.transfers.process(state.transfers, tilt_rate, up, fs)
         av = state.acc_v.extend(acc_v)
         state.n_seen += acc.shape[0]
         position, heading = self.spatial.process(state.spatial, acc_v, fs, yaw)
-        new_ics = self.icd.process(state.icd, acc_v, fs).tolist()
+        new_ics = [ic for ic in self.icd.process(state.icd, acc_v, fs).tolist()
+                   if self.transfers.upright(state.transfers, ups, ic)]
         state.transfer_ics += [ic for ic in new_ics if not self.transfers.accept(tilt, ic, fs)]
         labelled = self.lr.process(state.lr, acc[:, 1], new_ics, fs)
         final = self.icd.final_until(state.icd, fs)
