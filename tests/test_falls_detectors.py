@@ -227,3 +227,36 @@ def test_works_at_other_sample_rates():
     events = FallDetector().process(state, x200, T0_US, 200.0)
     assert len(events) == 1 and events[0].type is EventType.FALL
     assert abs((events[0].peak_us - T0_US) / 1e6 - t_impact) < 0.1
+
+
+@pytest.mark.parametrize("det", [NearFallDetector(), FallDetector()])
+def test_decision_params_do_not_change_features(det):
+    """The evaluation re-decides stored candidates for any value of ``decision_params``."""
+    x = _both()
+    params = {k: v for k, v in vars(det).items() if not k.startswith("_")}
+    base = det.scan(det.initial_state(), x, T0_US, FS)
+    assert base
+    for name in det.decision_params:
+        other = type(det)(**{**params, name: params[name] * 0.8})
+        cands = other.scan(other.initial_state(), x, T0_US, FS)
+        gate = max(det.gate_acc_mps2, other.gate_acc_mps2)
+        assert ([(c.peak, c.features) for c in cands if c.peak.acc_mps2 >= gate]
+                == [(c.peak, c.features) for c in base if c.peak.acc_mps2 >= gate]), name
+
+
+@pytest.mark.parametrize("det", [NearFallDetector(), FallDetector()])
+def test_accepts_on_arrays_equals_decide_per_candidate(det):
+    import dataclasses
+
+    x = np.concatenate([_both(), walking(20.0, seed=4)])
+    low = type(det)(**{**{k: v for k, v in vars(det).items() if not k.startswith("_")},
+                       **({"gate_acc_mps2": 1.1 * G} if isinstance(det, NearFallDetector)
+                          else {"min_impact_acc_mps2": 1.1 * G})})
+    feats = [c.features for c in low.scan(low.initial_state(), x, T0_US, FS)]
+    assert len(feats) > 3
+    cls = type(feats[0])
+    cols = cls(**{f.name: np.array([getattr(v, f.name) for v in feats], dtype=float)
+                  for f in dataclasses.fields(cls)})
+    decided = [det.decide(f) for f in feats]
+    assert True in decided and False in decided
+    assert list(np.asarray(det.accepts(cols))) == decided

@@ -46,13 +46,23 @@ def test_loader_converts_units_and_axes():
     assert lying[2] > 9.0 and abs(lying[0]) < 2.0
 
 
+def _meets_issue_targets(m):
+    assert m["near_fall_sensitivity"] >= 0.90
+    assert m["near_fall_specificity"] >= 0.95
+    assert m["fall_sensitivity"] >= 0.95
+    assert m["fall_specificity"] >= 0.98
+    assert m["false_alarms_per_hour_walking"] <= 0.5
+
+
 def test_shipped_thresholds_on_shared_subjects(recordings):
     m = ev.metrics(ev.decide_all(recordings, NearFallDetector(), FallDetector()))
-    # achieved: near-fall 1.000 / 1.000, fall 1.000 / 0.989 (SE06 D13, lying down quickly),
-    # no false alarm in 0.52 h of real walking, median latency 2.07 s
+    _meets_issue_targets(m)
+    # achieved: near-fall 1.000 / 1.000; fall 0.979 / 0.989 (misses SE06 F14, which ends
+    # 52 deg from vertical, short of the 60 deg lying posture of Kangas et al.; SE06 D13,
+    # lying down quickly, is a fall), no false alarm in 1.02 h of walking, latency 2.07 s
     assert m["near_fall_sensitivity"] >= 1.0
     assert m["near_fall_specificity"] >= 1.0
-    assert m["fall_sensitivity"] >= 1.0
+    assert m["fall_sensitivity"] >= 0.978
     assert m["fall_specificity"] >= 0.989
     assert m["false_alarms_walking"] == 0
     assert m["median_detection_latency_s"] <= 2.2
@@ -61,14 +71,33 @@ def test_shipped_thresholds_on_shared_subjects(recordings):
 def test_leave_one_subject_out(recordings):
     outcomes, chosen = ev.loso(recordings, NearFallDetector(), FallDetector())
     m = ev.metrics(outcomes)
-    # achieved: near-fall 0.938 / 1.000 (misses SE06 D18 R04), fall 0.979 / 1.000 (misses
-    # SE06 F13, a slow faint from a chair), no false alarm while walking
-    assert m["near_fall_sensitivity"] >= 0.93
+    _meets_issue_targets(m)
+    # achieved: near-fall 1.000 / 1.000, fall 0.957 / 0.989 (misses SE06 F13, a slow faint
+    # from a chair at 1.74 g when the SE06 fold tunes the impact to 1.8 g, and SE06 F14;
+    # SE06 D13 is a fall), no false alarm while walking
+    assert m["near_fall_sensitivity"] >= 1.0
     assert m["near_fall_specificity"] >= 1.0
-    assert m["fall_sensitivity"] >= 0.97
-    assert m["fall_specificity"] >= 1.0
+    assert m["fall_sensitivity"] >= 0.957
+    assert m["fall_specificity"] >= 0.989
     assert m["false_alarms_walking"] == 0
-    assert len(chosen) == len({r.group for r in recordings})
+    assert [c.group for c in chosen] == sorted({r.group for r in recordings})
+
+
+def test_shipped_defaults_are_the_settings_most_folds_chose(recordings):
+    near, fall = NearFallDetector(), FallDetector()
+    _, chosen = ev.loso(recordings, near, fall)
+    most_near, most_fall = ev.most_chosen(chosen)
+    assert most_near == {k: getattr(near, k) for k in ev.NEAR_FALL_GRID}
+    assert most_fall == {k: getattr(fall, k) for k in ev.FALL_GRID}
+
+
+@pytest.mark.parametrize("held_out", ["SA06", "SE06"])
+def test_a_fold_is_tuned_on_the_other_subjects_only(recordings, held_out):
+    near, fall = NearFallDetector(), FallDetector()
+    fold = next(f for f in ev.folds(recordings) if f.group == held_out)
+    assert all(recordings[i].group != held_out for i in fold.train)
+    train = [recordings[i] for i in fold.train]
+    assert ev.Tuner(recordings, near, fall).choose(fold.train) == ev.tune(train, near, fall)
 
 
 def test_evaluation_equals_streaming_events(recordings):
@@ -91,4 +120,4 @@ def test_command_prints_exactly_the_issue_keys(capsys):
     assert ev.main(["--json", "--data", str(SISFALL)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert list(out) == list(ev.JSON_KEYS)
-    assert out["fall_sensitivity"] >= 1.0
+    assert out["fall_sensitivity"] >= 0.978

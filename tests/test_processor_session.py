@@ -162,8 +162,9 @@ def test_a_simulated_walk_gives_one_bout_and_window_metrics_near_the_truth(walk)
     assert isinstance(bout, BoutRecord) and bout.bout_index == 0
     assert (bout.clinic_id, bout.patient_id, bout.session_id) == ("clinic-a", "pt-001", "sess-1")
     assert abs(bout.start_us - (T0 + truth_ic[0] * 1e6)) < 300_000
-    assert abs(bout.end_us - (T0 + truth_ic[-1] * 1e6)) < 300_000
-    assert abs(bout.duration_s - (truth_ic[-1] - truth_ic[0])) < 0.5
+    # the stopping step is not part of the bout (as in the INDIP reference bouts)
+    assert abs(bout.end_us - (T0 + truth_ic[-2] * 1e6)) < 300_000
+    assert abs(bout.duration_s - (truth_ic[-2] - truth_ic[0])) < 0.5
     assert abs(bout.n_steps - truth_ic.size) <= 2
     assert abs(bout.cadence_spm - truth_cadence) < 2.0
     assert abs(bout.stride_time_s - 120.0 / truth_cadence) < 0.03

@@ -31,39 +31,55 @@ recording's largest acceleration (the impact or stumble; SisFall has no onset la
 over correctly detected stumbles and falls. False alarms per hour: all events in walking
 recordings over their total duration.
 
-``--loso`` tunes the main thresholds (near-fall acceleration and angular-rate ratios; fall
-impact and lying tilt) by leave-one-subject-out over a small grid: for each subject (each
-SisFall subject, each Mobilise-D participant, the simulated walkers as one group), the
-thresholds are chosen on the others and applied to it; the figures reported are those of
-the held-out predictions. The shipped defaults are the thresholds most folds chose.
+Leave-one-subject-out (``--loso``)
+----------------------------------
+The detector parameters that have no published or physical value (``NEAR_FALL_GRID``,
+``FALL_GRID``; origins in ``justwalk/falls/README.md``) are tuned on a grid. There is one
+fold per group (each SisFall subject, each Mobilise-D participant, the simulated walkers):
+the setting is chosen on the other groups' recordings only and applied to the group's, and
+the figures reported are those of the held-out predictions. Choice: highest sensitivity +
+specificity - ``FA_WEIGHT_H`` x the detector's false alarms per hour of walking, falls
+first, then near-falls given the fall setting; ties go to the setting deepest inside the
+best plateau.
+The shipped defaults are the settings most folds chose (printed with the per-fold choices).
+Candidates are scanned once per feature setting and decided for all settings at once, so
+the whole run takes seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
 import statistics
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 
 from justwalk.evaluation import sisfall
 from justwalk.falls import (
     GRAVITY_MPS2,
+    Blocks,
     Candidate,
+    CandidateDetector,
+    DetectorState,
     FallDetector,
     FallFeatures,
     NearFallDetector,
     NearFallFeatures,
 )
+
+F = TypeVar("F")
+D = TypeVar("D", bound=CandidateDetector[Any])
 
 SAMPLE_RATE_HZ = 100.0
 WALKING = "walking"
@@ -85,21 +101,32 @@ JSON_KEYS = (
     "false_alarms_per_hour_walking",
     "median_detection_latency_s",
 )
-# LOSO grids: few parameters, physically meaningful ranges.
-NEAR_FALL_GRID = {
+# LOSO grids: the parameters without a published or physical value (see justwalk/falls/
+# README.md), over physically plausible ranges.
+_G = GRAVITY_MPS2
+NEAR_FALL_GRID: dict[str, tuple[float, ...]] = {
+    "gate_acc_mps2": (1.4 * _G, 1.6 * _G, 1.8 * _G, 2.0 * _G),
+    "max_step_interval_cv": (0.3, 0.35, 0.4, 0.45, 0.5),
     "min_acc_ratio": (2.0, 2.5, 3.0, 3.5, 4.0, 4.5),
     "min_gyr_ratio": (1.6, 1.8, 2.0, 2.2, 2.4, 2.6, 2.8),
 }
-FALL_GRID = {
-    "min_impact_acc_mps2": tuple(g * GRAVITY_MPS2 for g in (1.6, 1.7, 1.8, 1.9, 2.0, 2.2, 2.4)),
-    "min_tilt_after_deg": (40.0, 45.0, 50.0, 55.0, 60.0, 65.0),
+FALL_GRID: dict[str, tuple[float, ...]] = {
+    "min_impact_acc_mps2": (1.5 * _G, 1.6 * _G, 1.7 * _G, 1.8 * _G, 2.0 * _G, 2.2 * _G,
+                            2.5 * _G),
+    "min_tilt_change_deg": (10.0, 15.0, 20.0, 25.0, 30.0),
+    "max_gyr_after_radps": (0.5, 0.75, 1.0, 1.5, 2.0),
 }
+FA_WEIGHT_H = 0.1
+"""Tuning objective: sensitivity + specificity - this x false alarms per hour of walking."""
 SIMULATED_WALKING_MIN = 30.0
 
 
 @dataclass
 class Recording:
-    """One evaluated recording with its detector candidates."""
+    """One evaluated recording: its labels and its front-end blocks.
+
+    The blocks are the signal chain's output before any detector parameter is applied.
+    """
 
     name: str
     group: str
@@ -108,11 +135,41 @@ class Recording:
     duration_s: float
     reference_us: int
     """Time of the largest acceleration (reference event time for latency)."""
-    near: list[Candidate[NearFallFeatures]] = field(default_factory=list)
-    fall: list[Candidate[FallFeatures]] = field(default_factory=list)
+    blocks: Blocks
     walking_only: bool = False
     """Counts towards false alarms per hour of walking."""
     source: str = "sisfall"
+    _scans: dict[tuple[Any, ...], tuple[float, list[Candidate[Any]]]] = field(
+        default_factory=dict, repr=False)
+
+    def candidates(self, det: CandidateDetector[F]) -> list[Candidate[F]]:
+        """The detector's candidates (features, not yet decided).
+
+        Scanned once per setting of the parameters that change features; a scan with a
+        lower gate is reused.
+        """
+        key = _scan_key(det)
+        hit = self._scans.get(key)
+        if hit is None or hit[0] > det.gate_acc_mps2:
+            hit = (det.gate_acc_mps2, det.scan_blocks(DetectorState(), self.blocks))
+            self._scans[key] = hit
+        return [c for c in hit[1] if c.peak.acc_mps2 >= det.gate_acc_mps2]
+
+
+def _scan_key(det: CandidateDetector[Any]) -> tuple[Any, ...]:
+    params = _params(det)
+    return (type(det).__name__, *sorted((k, v) for k, v in params.items()
+                                        if k not in det.decision_params))
+
+
+def _params(det: CandidateDetector[Any]) -> dict[str, Any]:
+    """Constructor parameters of a detector (stored unchanged as attributes)."""
+    return {k: v for k, v in vars(det).items() if not k.startswith("_")}
+
+
+def _with(det: D, cfg: dict[str, float]) -> D:
+    """A detector like ``det`` with the parameters in ``cfg`` replaced."""
+    return type(det)(**{**_params(det), **cfg})
 
 
 def _default_data_dir() -> Path:
@@ -126,11 +183,13 @@ def _analyse(name: str, group: str, label: str, samples: npt.NDArray[np.float64]
              near: NearFallDetector, fall: FallDetector, *, walking_only: bool) -> Recording:
     acc_norm = np.sqrt((samples[:, 0:3] ** 2).sum(axis=1))
     ref_us = round(int(np.argmax(acc_norm)) * 1e6 / SAMPLE_RATE_HZ)
-    rec = Recording(name, group, label, samples.shape[0] / SAMPLE_RATE_HZ, ref_us,
+    front = near.front_end()  # both detectors share the front end; only the history differs
+    blocks = front.process(front.initial_state(), samples, 0, SAMPLE_RATE_HZ)
+    rec = Recording(name, group, label, samples.shape[0] / SAMPLE_RATE_HZ, ref_us, blocks,
                     walking_only=walking_only, source=name.split("/")[0]
                     if name.startswith(("mobilised/", "simulated/")) else "sisfall")
-    rec.near = near.scan(near.initial_state(), samples, 0, SAMPLE_RATE_HZ)
-    rec.fall = fall.scan(fall.initial_state(), samples, 0, SAMPLE_RATE_HZ)
+    rec.candidates(near)
+    rec.candidates(fall)
     return rec
 
 
@@ -199,21 +258,9 @@ def load_simulated(near: NearFallDetector, fall: FallDetector) -> tuple[list[Rec
 # --- decisions and metrics ------------------------------------------------------------------
 
 
-def _accepted_times(cands: Sequence[Candidate[Any]], decide: Callable[[Any], bool],
-                    refractory_s: float) -> list[Candidate[Any]]:
-    """Accepted candidates, with the detector's refractory period applied."""
-    out: list[Candidate[Any]] = []
-    quiet = -(2**62)
-    for c in cands:
-        if decide(c.features) and c.peak.peak_us >= quiet:
-            out.append(c)
-            quiet = c.peak.peak_us + round(refractory_s * 1e6)
-    return out
-
-
 @dataclass
 class Outcome:
-    """Detections of one recording under one set of thresholds."""
+    """Detections of one recording under one set of parameters."""
 
     rec: Recording
     near: list[Candidate[NearFallFeatures]]
@@ -229,14 +276,22 @@ class Outcome:
         return None
 
 
+def _detections(rec: Recording, det: CandidateDetector[F]) -> list[Candidate[F]]:
+    """Accepted candidates after the refractory period, with their streaming events."""
+    out: list[Candidate[F]] = []
+    quiet = -(2**62)
+    for c in rec.candidates(det):
+        if det.decide(c.features) and c.peak.peak_us >= quiet:
+            event = det.make_event(rec.blocks, c.peak.k, c.peak, c.detected_us, c.features)
+            out.append(Candidate(c.peak, c.detected_us, c.features, True, event))
+            quiet = c.peak.peak_us + round(det.refractory_s * 1e6)
+    return out
+
+
 def decide_all(recs: Sequence[Recording], near: NearFallDetector,
                fall: FallDetector) -> list[Outcome]:
-    """Apply the detectors' decisions to precomputed candidates."""
-    return [
-        Outcome(r, _accepted_times(r.near, near.decide, near.refractory_s),
-                _accepted_times(r.fall, fall.decide, fall.refractory_s))
-        for r in recs
-    ]
+    """Apply the detectors to every recording."""
+    return [Outcome(r, _detections(r, near), _detections(r, fall)) for r in recs]
 
 
 def _safe(n: float, d: float) -> float:
@@ -304,74 +359,241 @@ def metrics(outcomes: Sequence[Outcome]) -> dict[str, Any]:
 # --- leave-one-subject-out ------------------------------------------------------------------
 
 
-def _configs(grid: dict[str, tuple[float, ...]]) -> list[dict[str, float]]:
+@dataclass(frozen=True)
+class Fold:
+    """One leave-one-subject-out fold: recordings (indices) to tune on and to test."""
+
+    group: str
+    train: tuple[int, ...]
+    test: tuple[int, ...]
+
+
+def folds(recs: Sequence[Recording]) -> list[Fold]:
+    """One fold per group: its recordings are the test set, all others the tuning set.
+
+    Groups are SisFall subjects, Mobilise-D participants, and the simulated walkers.
+    """
+    out = []
+    for g in sorted({r.group for r in recs}):
+        train = tuple(i for i, r in enumerate(recs) if r.group != g)
+        test = tuple(i for i, r in enumerate(recs) if r.group == g)
+        out.append(Fold(g, train, test))
+    return out
+
+
+@dataclass
+class _Table:
+    """Per-recording predictions of every grid setting of one detector."""
+
+    configs: list[dict[str, float]]
+    shape: tuple[int, ...]
+    has: npt.NDArray[np.bool_]
+    """(configs, recordings): at least one event."""
+    alarms: npt.NDArray[np.float64]
+    """(configs, recordings): events in walking recordings (refractory period applied)."""
+
+
+def _grid_configs(grid: dict[str, tuple[float, ...]]) -> list[dict[str, float]]:
     keys = list(grid)
     return [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*grid.values())]
 
 
-def _smoothed_best(grid: dict[str, tuple[float, ...]], scores: dict[tuple[int, ...], float]
-                   ) -> tuple[int, ...]:
-    """Grid index with the best score, ties broken by the mean score of its neighbours."""
-    def neighbourhood(idx: tuple[int, ...]) -> float:
-        vals = []
-        for d in itertools.product((-1, 0, 1), repeat=len(idx)):
-            j = tuple(i + di for i, di in zip(idx, d, strict=True))
-            if j in scores:
-                vals.append(scores[j])
-        return sum(vals) / len(vals)
+def _table(recs: Sequence[Recording], det: CandidateDetector[Any],
+           grid: dict[str, tuple[float, ...]]) -> _Table:
+    """Decide every grid setting on every recording.
 
-    return max(scores, key=lambda i: (scores[i], neighbourhood(i), -sum(
-        abs(v - (len(g) - 1) / 2) for v, g in zip(i, grid.values(), strict=True))))
+    Candidates are scanned once per setting of the feature parameters (with the lowest
+    gate of the grid); the decision parameters are applied to all of them at once with
+    ``accepts``.
+    """
+    configs = _grid_configs(grid)
+    n = len(recs)
+    has = np.zeros((len(configs), n), dtype=bool)
+    alarms = np.zeros((len(configs), n))
+    walking = np.array([r.walking_only for r in recs])
+    by_scan: dict[tuple[Any, ...], list[int]] = {}
+    for i, cfg in enumerate(configs):
+        by_scan.setdefault(_scan_key(_with(det, cfg)), []).append(i)
+    for members in by_scan.values():
+        dets = [_with(det, configs[i]) for i in members]
+        lowest = min(dets, key=lambda d: d.gate_acc_mps2)
+        cols = _columns(recs, lowest)
+        cand_walking = walking[cols.rec]
+        for i, d in zip(members, dets, strict=True):
+            mask = np.asarray(d.accepts(cols.features), dtype=bool)
+            has[i] = np.bincount(cols.rec[mask], minlength=n) > 0
+            alarms[i] = _count_events(cols, mask & cand_walking, d.refractory_s, n)
+    return _Table(configs, tuple(len(v) for v in grid.values()), has, alarms)
+
+
+@dataclass
+class _Columns:
+    rec: npt.NDArray[np.int64]
+    peak_us: npt.NDArray[np.int64]
+    features: Any
+    """The detector's features dataclass with one array per field."""
+
+
+_FEATURES: dict[type, type] = {NearFallDetector: NearFallFeatures, FallDetector: FallFeatures}
+
+
+def _columns(recs: Sequence[Recording], det: CandidateDetector[Any]) -> _Columns:
+    rec_idx: list[int] = []
+    peaks: list[int] = []
+    rows: list[Any] = []
+    for i, r in enumerate(recs):
+        for c in r.candidates(det):
+            rec_idx.append(i)
+            peaks.append(c.peak.peak_us)
+            rows.append(c.features)
+    cls = _FEATURES[type(det)]
+    feats = cls(**{f.name: np.array([getattr(x, f.name) for x in rows], dtype=np.float64)
+                   for f in dataclasses.fields(cls)})
+    return _Columns(np.array(rec_idx, dtype=np.int64), np.array(peaks, dtype=np.int64), feats)
+
+
+def _count_events(cols: _Columns, mask: npt.NDArray[np.bool_], refractory_s: float,
+                  n: int) -> npt.NDArray[np.float64]:
+    """Events per recording among the masked candidates, with the refractory period."""
+    out = np.zeros(n)
+    last_rec, quiet = -1, 0
+    for j in np.flatnonzero(mask):  # candidates are in recording, then time order
+        r, t = int(cols.rec[j]), int(cols.peak_us[j])
+        if r != last_rec:
+            last_rec, quiet = r, -(2**62)
+        if t >= quiet:
+            out[r] += 1
+            quiet = t + round(refractory_s * 1e6)
+    return out
+
+
+@dataclass
+class _Labels:
+    """Per-recording class masks and walking time, as in ``metrics``."""
+
+    near_pos: npt.NDArray[np.float64]
+    near_neg: npt.NDArray[np.float64]
+    fall_pos: npt.NDArray[np.float64]
+    fall_neg: npt.NDArray[np.float64]
+    walking_h: npt.NDArray[np.float64]
+
+    @classmethod
+    def of(cls, recs: Sequence[Recording]) -> _Labels:
+        sis = np.array([r.source == "sisfall" for r in recs])
+        lab = np.array([r.label for r in recs])
+        walk = np.array([r.walking_only for r in recs])
+        dur = np.array([r.duration_s for r in recs])
+        f = np.float64
+        return cls((sis & (lab == NEAR_FALL)).astype(f),
+                   (sis & ((lab == WALKING) | (lab == OTHER))).astype(f),
+                   (sis & (lab == FALL)).astype(f), (sis & (lab != FALL)).astype(f),
+                   np.where(walk, dur / 3600.0, 0.0))
+
+
+def _scores(pred: npt.NDArray[np.bool_], alarms: npt.NDArray[np.float64],
+            pos: npt.NDArray[np.float64], neg: npt.NDArray[np.float64],
+            walking_h: npt.NDArray[np.float64],
+            train: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Tuning objective of every setting (rows of ``pred``) on the ``train`` recordings.
+
+    Sensitivity + specificity - ``FA_WEIGHT_H`` x the detector's false alarms (``alarms``)
+    per hour of walking.
+    """
+    p = pred.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sens = (p @ (pos * train)) / (pos @ train)
+        spec = 1.0 - (p @ (neg * train)) / (neg @ train)
+        fa = (alarms @ train) / (walking_h @ train)
+    return np.nan_to_num(sens) + np.nan_to_num(spec) - FA_WEIGHT_H * np.nan_to_num(fa)
+
+
+def _best(scores: npt.NDArray[np.float64], shape: tuple[int, ...]) -> int:
+    """Index of the best setting.
+
+    Among the best-scoring settings, the one deepest inside their plateau wins (largest
+    number of grid steps, in any direction, to a worse setting or to the grid's edge): the
+    most robust to a shift of any threshold. Remaining ties go to the setting whose grid
+    neighbours score best on average, then to the one nearest the grid centre.
+    """
+    grid = np.round(scores, 9).reshape(shape)
+    top = np.pad(grid == grid.max(), 1, constant_values=False)
+    depth = ndimage.distance_transform_cdt(top, metric="chessboard")
+    depth = depth[tuple(slice(1, -1) for _ in shape)].ravel()
+    ones = np.ones((3,) * len(shape))
+    total = ndimage.convolve(grid, ones, mode="constant", cval=0.0)
+    count = ndimage.convolve(np.ones(shape), ones, mode="constant", cval=0.0)
+    neigh = np.round(total / count, 9).ravel()
+    centre = (np.array(shape) - 1) / 2.0
+    dist = np.abs(np.indices(shape).reshape(len(shape), -1).T - centre).sum(axis=1)
+    return int(np.lexsort((-dist, neigh, depth, grid.ravel()))[-1])
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Settings tuned on one fold's training recordings."""
+
+    group: str
+    near: dict[str, float]
+    fall: dict[str, float]
+
+
+class Tuner:
+    """Chooses grid settings on any subset of recordings.
+
+    The predictions of every setting on every recording are computed once (they depend on
+    the signals and the setting only); ``choose(train)`` then scores the settings on the
+    ``train`` recordings alone, so a fold's choice never sees the held-out labels. Falls
+    are tuned first; near-falls then with that fall setting (a recording with a fall event
+    is predicted fall, not near-fall).
+    """
+
+    def __init__(self, recs: Sequence[Recording], near: NearFallDetector,
+                 fall: FallDetector) -> None:
+        self.near, self.fall = near, fall
+        self.labels = _Labels.of(recs)
+        self.near_table = _table(recs, near, NEAR_FALL_GRID)
+        self.fall_table = _table(recs, fall, FALL_GRID)
+
+    def choose(self, train: Sequence[int]) -> tuple[dict[str, float], dict[str, float]]:
+        """Near-fall and fall settings that score best on the recordings ``train``."""
+        lab, nt, ft_ = self.labels, self.near_table, self.fall_table
+        w = np.zeros(lab.walking_h.size)
+        w[list(train)] = 1.0
+        fi = _best(_scores(ft_.has, ft_.alarms, lab.fall_pos, lab.fall_neg, lab.walking_h, w),
+                   ft_.shape)
+        near_pred = nt.has & ~ft_.has[fi]
+        ni = _best(_scores(near_pred, nt.alarms, lab.near_pos, lab.near_neg, lab.walking_h, w),
+                   nt.shape)
+        return nt.configs[ni], ft_.configs[fi]
 
 
 def tune(recs: Sequence[Recording], near: NearFallDetector, fall: FallDetector
          ) -> tuple[dict[str, float], dict[str, float]]:
-    """Thresholds chosen on ``recs`` by Youden's J (sensitivity + specificity).
-
-    For near-falls, minus 0.1 per false alarm per hour of walking. Ties go to the threshold
-    set whose grid neighbours score best (the middle of a plateau), then to the grid centre.
-    """
-    near_scores: dict[tuple[int, ...], float] = {}
-    for idx in itertools.product(*(range(len(v)) for v in NEAR_FALL_GRID.values())):
-        cfg = {k: NEAR_FALL_GRID[k][i] for k, i in zip(NEAR_FALL_GRID, idx, strict=True)}
-        m = metrics(decide_all(recs, _with(near, cfg), fall))
-        fa = m["false_alarms_per_hour_walking"]
-        fa = 0.0 if math.isnan(fa) else fa
-        near_scores[idx] = (_nz(m["near_fall_sensitivity"]) + _nz(m["near_fall_specificity"])
-                            - 0.1 * fa)
-    fall_scores: dict[tuple[int, ...], float] = {}
-    for idx in itertools.product(*(range(len(v)) for v in FALL_GRID.values())):
-        cfg = {k: FALL_GRID[k][i] for k, i in zip(FALL_GRID, idx, strict=True)}
-        m = metrics(decide_all(recs, near, _with(fall, cfg)))
-        fall_scores[idx] = _nz(m["fall_sensitivity"]) + _nz(m["fall_specificity"])
-    bn = _smoothed_best(NEAR_FALL_GRID, near_scores)
-    bf = _smoothed_best(FALL_GRID, fall_scores)
-    return ({k: NEAR_FALL_GRID[k][i] for k, i in zip(NEAR_FALL_GRID, bn, strict=True)},
-            {k: FALL_GRID[k][i] for k, i in zip(FALL_GRID, bf, strict=True)})
-
-
-def _nz(x: float) -> float:
-    return 0.0 if math.isnan(x) else x
-
-
-def _with(det: Any, cfg: dict[str, float]) -> Any:
-    params = {k: v for k, v in vars(det).items() if not k.startswith("_")}
-    return type(det)(**{**params, **cfg})
+    """Grid settings chosen on all of ``recs``."""
+    return Tuner(recs, near, fall).choose(range(len(recs)))
 
 
 def loso(recs: Sequence[Recording], near: NearFallDetector, fall: FallDetector
-         ) -> tuple[list[Outcome], list[tuple[str, dict[str, float], dict[str, float]]]]:
-    """Held-out outcomes of every group, and the thresholds each fold chose."""
-    groups = sorted({r.group for r in recs})
+         ) -> tuple[list[Outcome], list[Choice]]:
+    """Held-out outcomes of every fold (settings tuned on the other groups) and the choices."""
+    tuner = Tuner(recs, near, fall)
     outcomes: list[Outcome] = []
     chosen = []
-    for g in groups:
-        train = [r for r in recs if r.group != g]
-        test = [r for r in recs if r.group == g]
-        cn, cf = tune(train, near, fall)
-        chosen.append((g, cn, cf))
-        outcomes += decide_all(test, _with(near, cn), _with(fall, cf))
+    for fold in folds(recs):
+        cn, cf = tuner.choose(fold.train)
+        chosen.append(Choice(fold.group, cn, cf))
+        outcomes += decide_all([recs[i] for i in fold.test], _with(near, cn), _with(fall, cf))
     return outcomes, chosen
+
+
+def most_chosen(chosen: Sequence[Choice]) -> tuple[dict[str, float], dict[str, float]]:
+    """The shipped-defaults rule: the near-fall and the fall setting most folds chose.
+
+    Ties go to the first such setting in fold order.
+    """
+    near = Counter(tuple(c.near.items()) for c in chosen).most_common(1)[0][0]
+    fall = Counter(tuple(c.fall.items()) for c in chosen).most_common(1)[0][0]
+    return dict(near), dict(fall)
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -440,18 +662,37 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _print_report(m, title, notes)
     if chosen:
-        print("  thresholds chosen per held-out group:")
-        for g, cn, cf in chosen:
-            print(f"    {g:18s} near: acc ratio {cn['min_acc_ratio']:.1f}, gyr ratio "
-                  f"{cn['min_gyr_ratio']:.1f}; fall: impact "
-                  f"{cf['min_impact_acc_mps2'] / GRAVITY_MPS2:.1f} g, lying "
-                  f"{cf['min_tilt_after_deg']:.0f} deg")
-        modes = Counter((cn["min_acc_ratio"], cn["min_gyr_ratio"]) for _, cn, _ in chosen)
-        fmodes = Counter((cf["min_impact_acc_mps2"] / GRAVITY_MPS2, cf["min_tilt_after_deg"])
-                         for _, _, cf in chosen)
-        print(f"  most chosen: near {modes.most_common(1)[0][0]}, "
-              f"fall {tuple(round(v, 2) for v in fmodes.most_common(1)[0][0])}")
+        _print_choices(chosen, near, fall)
     return 0
+
+
+def _show(name: str, v: float) -> str:
+    return f"{v / GRAVITY_MPS2:.2f}" if name.endswith("acc_mps2") else f"{v:g}"
+
+
+def _short(name: str) -> str:
+    return name.replace("_mps2", "_g").replace("_radps", "_rad/s")
+
+
+def _print_choices(chosen: Sequence[Choice], near: NearFallDetector,
+                   fall: FallDetector) -> None:
+    """Per-fold settings, the most chosen ones and the shipped defaults."""
+    for title, grid, pick, det in (("near-fall", NEAR_FALL_GRID, lambda c: c.near, near),
+                                   ("fall", FALL_GRID, lambda c: c.fall, fall)):
+        names = list(grid)
+        widths = [max(len(_short(n)), 6) for n in names]
+        print(f"  {title} settings chosen per held-out group (tuned on the others):")
+        print("    " + f"{'group':18s}" + " ".join(f"{_short(n):>{w}s}"
+                                                    for n, w in zip(names, widths, strict=True)))
+        rows = [("  " + c.group, pick(c)) for c in chosen]
+        most = most_chosen(chosen)[0 if title == "near-fall" else 1]
+        shipped = {n: getattr(det, n) for n in names}
+        rows += [("most chosen", most), ("shipped", shipped)]
+        for label, cfg in rows:
+            print("    " + f"{label:18s}" + " ".join(
+                f"{_show(n, cfg[n]):>{w}s}" for n, w in zip(names, widths, strict=True)))
+        if any(not math.isclose(most[n], shipped[n]) for n in names):
+            print(f"    (the shipped {title} defaults are not the most chosen setting)")
 
 
 if __name__ == "__main__":

@@ -6,26 +6,48 @@ A near-fall is a sudden trunk perturbation during walking followed by recovery (
 al. 2014; Weiss et al. 2010). Vertical jerk and acceleration peaks alone (Weiss et al. 2010,
 "peak-to-peak vertical jerk"; Pang et al. 2019) confuse stumbles with jogging, jumps and
 brisk stairs, because they compare the perturbation with a fixed threshold. Here it is
-compared with the person's own gait just before and just after it:
+compared with the person's own gait just before and just after it. Candidates are local
+maxima of ``|a|`` (largest within +-``peak_half_window_s``) of at least ``gate_acc_mps2``.
 
-1. **Walking before.** At least ``min_steps_before`` steps (initial contacts, from the
-   ``justwalk.gait`` step detector) in the ``steps_window_s`` before the peak, with a regular
-   rhythm (coefficient of variation of the step intervals <= ``max_step_interval_cv``), and a
-   gait-like trunk acceleration (per-step peak >= ``min_gait_acc_mps2``). Jumps, sit-to-stand
-   and other transfers start from standing and fail here.
+1. **Walking before.** In ``pre_window_s`` = (-``before_s``, -``peak_half_window_s``)
+   before the peak: at least ``min_steps_before`` steps (initial contacts from the
+   ``justwalk.gait`` step detector) with a regular rhythm (coefficient of variation of the
+   step intervals <= ``max_step_interval_cv``) and a gait-like trunk acceleration (per-step
+   peak >= ``min_gait_acc_mps2``). Jumps, sit-to-stand and transfers start from standing.
 2. **A perturbation out of proportion to that gait.** Per-step baselines are medians of the
    0.5 s maxima of ``|a|`` and ``|w|`` over ``pre_window_s`` (and of ``|a|`` over
-   ``post_window_s``). The peak's excess acceleration ``|a| - g`` must be at least
-   ``min_acc_ratio`` times the baseline excess both before and after (a stumble is an isolated
-   disturbance; jogging, brisk stairs keep their level), and the trunk's angular rate at least
-   ``min_gyr_ratio`` times its walking baseline: the gyroscope sees the trunk being thrown
-   (Aziz & Robinovitch 2011; Bagala et al. 2012 use angular-rate features for the same reason).
-3. **Recovery.** Afterwards the trunk is upright again: tilt from vertical over
-   ``tilt_after_window_s`` <= ``max_tilt_after_deg`` and within ``max_tilt_change_deg`` of
-   its value before (a fall ends lying and is the fall detector's business).
+   ``post_window_s``). The peak's excess ``|a| - g`` must be at least ``min_acc_ratio``
+   times the baseline excess both before and after (a stumble is an isolated disturbance;
+   jogging and brisk stairs keep their level), and the largest angular rate within
+   +-``peak_half_window_s`` at least ``min_gyr_ratio`` times its walking baseline: the trunk
+   is thrown (Aziz & Robinovitch 2011; Bagala et al. 2012 use angular rate likewise).
+3. **Recovery.** Over ``post_window_s`` the trunk is upright: tilt from vertical <=
+   ``max_tilt_after_deg`` and within ``max_tilt_change_deg`` of its value before (a fall
+   ends lying and is the fall detector's business).
 
 Only ratios are thresholded, so the detector adapts to slow walkers and to sensor tilt.
 The decision for a peak is final ``lookahead_s`` (3.5 s) after it.
+
+Parameters and their origin
+---------------------------
+Full table, tuning protocol and per-fold choices: ``justwalk/falls/README.md``.
+
+- LOSO-tuned (grid in ``justwalk.evaluation.falls.NEAR_FALL_GRID``; the default is the
+  setting most leave-one-subject-out folds chose): ``gate_acc_mps2`` 1.8 g,
+  ``max_step_interval_cv`` 0.35, ``min_acc_ratio`` 3.0, ``min_gyr_ratio`` 2.4.
+- Literature: ``max_tilt_after_deg`` 60 (lying = trunk >= 60 deg from vertical, i.e.
+  vertical acceleration <= 0.5 g, Kangas et al. 2008); ``max_tilt_change_deg`` 34 (a trunk
+  angle change > 0.59 rad marks a fall, Bourke & Lyons 2008).
+- Physical: ``peak_half_window_s`` 0.5 (one step at 120 steps/min); ``before_s`` 3.5 (the
+  pre window, 3 s, holds two strides even at 80 steps/min, slow MS gait);
+  ``min_steps_before`` 3 (two step intervals, the fewest that have a rhythm);
+  ``min_gait_acc_mps2`` 1.03 g (above standing, ~1.01 g with noise; below the slowest gait,
+  ~1.07 g); ``post_window_s`` (1.0, 3.5) (after the recovery step; its end is the latency);
+  ``acc_floor_mps2`` 0.1 g and ``gyr_floor_radps`` 20 deg/s (per-step |a| excess and trunk
+  rate of slow gait: ratio floors); ``refractory_s`` 3 (one alarm per event).
+
+``before_s`` and ``peak_half_window_s`` were first set while looking at all shared
+recordings; leave-one-subject-out over alternatives loses near-fall sensitivity (README).
 
 References
 ----------
@@ -40,6 +62,10 @@ References
   the causes of falls in humans. IEEE TNSRE 2011;19(6):670-676.
 - Bagala F, Becker C, Cappello A, et al. Evaluation of accelerometer-based fall detection
   algorithms on real-world falls. PLoS One 2012;7(5):e37062.
+- Kangas M, Konttila A, Lindgren P, Winblad I, Jamsa T. Comparison of low-complexity fall
+  detection algorithms for body attached accelerometers. Gait Posture 2008;28(2):285-291.
+- Bourke AK, Lyons GM. A threshold-based fall-detection algorithm using a bi-axial
+  gyroscope sensor. Med Eng Phys 2008;30(1):84-90.
 - Sucerquia A, Lopez JD, Vargas-Bonilla JF. SisFall: A Fall and Movement Dataset. Sensors
   2017;17(1):198 (the stumbles, D18, this was developed on).
 
@@ -49,6 +75,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -79,40 +106,37 @@ class NearFallFeatures:
 
 
 class NearFallDetector(CandidateDetector[NearFallFeatures]):
-    """Streaming near-fall detector; see the module docstring for the method."""
+    """Streaming near-fall detector; see the module docstring for the method and parameters."""
+
+    decision_params: ClassVar[frozenset[str]] = frozenset({
+        "gate_acc_mps2", "min_gait_acc_mps2", "min_steps_before", "max_step_interval_cv",
+        "min_acc_ratio", "min_gyr_ratio", "max_tilt_after_deg", "max_tilt_change_deg",
+        "refractory_s",
+    })
+    """Parameters that only ``accepts`` (and the candidate gate) read, not ``features``."""
 
     def __init__(
         self,
         *,
-        gate_acc_mps2: float = 1.6 * GRAVITY_MPS2,
+        gate_acc_mps2: float = 1.8 * GRAVITY_MPS2,
         peak_half_window_s: float = 0.5,
-        peak_gyr_window_s: tuple[float, float] = (-0.3, 0.4),
-        pre_window_s: tuple[float, float] = (-3.5, -0.5),
+        before_s: float = 3.5,
         post_window_s: tuple[float, float] = (1.0, 3.5),
-        steps_window_s: tuple[float, float] = (-3.5, -0.3),
-        tilt_after_window_s: tuple[float, float] = (1.5, 3.5),
         acc_floor_mps2: float = 0.1 * GRAVITY_MPS2,
         gyr_floor_radps: float = math.radians(20.0),
-        # Above standing (|a| peaks <= ~1.01 g with sensor noise), below the slowest gait
-        # (~1.07 g at 70-80 steps/min): a physical bound, not a tuned value. It was 1.1 g,
-        # which missed near-falls of slow walkers, common in MS; the SisFall and Mobilise-D
-        # figures are identical for every value from 1.0 to 1.1 g.
         min_gait_acc_mps2: float = 1.03 * GRAVITY_MPS2,
         min_steps_before: int = 3,
-        max_step_interval_cv: float = 0.4,
+        max_step_interval_cv: float = 0.35,
         min_acc_ratio: float = 3.0,
-        min_gyr_ratio: float = 2.2,
+        min_gyr_ratio: float = 2.4,
         max_tilt_after_deg: float = 60.0,
-        max_tilt_change_deg: float = 25.0,
+        max_tilt_change_deg: float = 34.0,
         refractory_s: float = 3.0,
     ) -> None:
         self.gate_acc_mps2 = gate_acc_mps2
         self.peak_half_window_s = peak_half_window_s
-        self.peak_gyr_window_s = peak_gyr_window_s
-        self.pre_window_s = pre_window_s
+        self.before_s = before_s
         self.post_window_s = post_window_s
-        self.steps_window_s = steps_window_s
-        self.tilt_after_window_s = tilt_after_window_s
         self.acc_floor_mps2 = acc_floor_mps2
         self.gyr_floor_radps = gyr_floor_radps
         self.min_gait_acc_mps2 = min_gait_acc_mps2
@@ -125,14 +149,19 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
         self.refractory_s = refractory_s
 
     @property
+    def pre_window_s(self) -> tuple[float, float]:
+        """Walking before the event: ``before_s`` up to the perturbed step."""
+        return (-self.before_s, -self.peak_half_window_s)
+
+    @property
     def lookahead_s(self) -> float:  # type: ignore[override]
         """Data needed after a peak before it is judged."""
-        return max(self.post_window_s[1], self.tilt_after_window_s[1], self.peak_half_window_s)
+        return max(self.post_window_s[1], self.peak_half_window_s)
 
     @property
     def history_s(self) -> float:  # type: ignore[override]
         """Data kept before the newest block."""
-        before = max(-self.pre_window_s[0], -self.steps_window_s[0], self.peak_half_window_s)
+        before = max(self.before_s, self.peak_half_window_s)
         return before + self.lookahead_s + 1.0
 
     def features(self, blocks: Blocks, k: int) -> NearFallFeatures:
@@ -144,7 +173,8 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
         group = ft.n_blocks(blocks, ft.BASELINE_GROUP_S)
         pre = ft.window(blocks, k, *self.pre_window_s)
         post = ft.window(blocks, k, *self.post_window_s)
-        gyr_rows = ft.window(blocks, k, self.peak_gyr_window_s[0], self.peak_gyr_window_s[1])
+        h = self.peak_half_window_s
+        gyr_rows = ft.window(blocks, k, -h, h + blocks.block_s)
         peak_gyr = float(gyr_rows[:, ft.GMAX].max()) if gyr_rows.size else 0.0
         base_a = ft.baseline(pre, ft.AMAX, group)
         base_a_post = ft.baseline(post, ft.AMAX, group)
@@ -155,8 +185,8 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
         gyr_ratio = _ratio(peak_gyr, base_g, self.gyr_floor_radps)
         steps = ft.steps_between(
             blocks,
-            peak_us + round(self.steps_window_s[0] * 1e6),
-            peak_us + round(self.steps_window_s[1] * 1e6),
+            peak_us + round(self.pre_window_s[0] * 1e6),
+            peak_us + round(self.pre_window_s[1] * 1e6),
         )
         intervals = np.diff(steps) / 1e6
         cv = (
@@ -172,26 +202,26 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
             n_steps_before=int(steps.size),
             step_interval_cv=cv,
             tilt_before_deg=ft.posture_tilt(pre),
-            tilt_after_deg=ft.posture_tilt(ft.window(blocks, k, *self.tilt_after_window_s)),
+            tilt_after_deg=ft.posture_tilt(post),
         )
 
-    def decide(self, f: NearFallFeatures) -> bool:
+    def accepts(self, f: NearFallFeatures) -> Any:
         """Walking before, an isolated perturbation with a thrown trunk, upright after."""
         walking = (
-            f.n_steps_before >= self.min_steps_before
-            and f.step_interval_cv <= self.max_step_interval_cv
-            and f.gait_acc_mps2 >= self.min_gait_acc_mps2
+            (f.n_steps_before >= self.min_steps_before)
+            & (f.step_interval_cv <= self.max_step_interval_cv)
+            & (f.gait_acc_mps2 >= self.min_gait_acc_mps2)
         )
         perturbed = (
-            f.acc_ratio >= self.min_acc_ratio
-            and f.acc_ratio_after >= self.min_acc_ratio
-            and f.gyr_ratio >= self.min_gyr_ratio
+            (f.peak_acc_mps2 >= self.gate_acc_mps2)
+            & (f.acc_ratio >= self.min_acc_ratio)
+            & (f.acc_ratio_after >= self.min_acc_ratio)
+            & (f.gyr_ratio >= self.min_gyr_ratio)
         )
-        recovered = (
-            f.tilt_after_deg <= self.max_tilt_after_deg
-            and abs(f.tilt_after_deg - f.tilt_before_deg) <= self.max_tilt_change_deg
+        recovered = (f.tilt_after_deg <= self.max_tilt_after_deg) & (
+            np.abs(f.tilt_after_deg - f.tilt_before_deg) <= self.max_tilt_change_deg
         )
-        return bool(walking and perturbed and recovered)
+        return walking & perturbed & recovered
 
     def confidence(self, f: NearFallFeatures) -> float:
         """0.5 at the thresholds, towards 1 with the smaller of the two ratio margins."""

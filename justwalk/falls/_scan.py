@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy.typing as npt
 
@@ -65,13 +65,17 @@ class Candidate(Generic[FeaturesT]):
 class CandidateDetector(ABC, Generic[FeaturesT]):
     """Base of the detectors: feeds the front end and judges candidates in time order."""
 
+    decision_params: ClassVar[frozenset[str]] = frozenset()
+    """Constructor parameters read only by ``accepts`` and the candidate gate: candidates
+    scanned with a lower gate can be re-decided for any value of these without a rescan."""
     gate_acc_mps2: float
     peak_half_window_s: float
     lookahead_s: float
     refractory_s: float
     history_s: float
 
-    def _front(self) -> BlockFrontEnd:
+    def front_end(self) -> BlockFrontEnd:
+        """The block front end this detector feeds (created on first use)."""
         front = getattr(self, "_front_end", None)
         if front is None:
             front = BlockFrontEnd(history_s=self.history_s)
@@ -80,7 +84,7 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
 
     def initial_state(self) -> DetectorState:
         """State before any data."""
-        return DetectorState(front=self._front().initial_state())
+        return DetectorState(front=self.front_end().initial_state())
 
     def process(
         self,
@@ -109,11 +113,20 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
         Used by the evaluation to tune thresholds without re-running the signal chain.
         """
         segment = state.front.segment
-        blocks = self._front().process(state.front, samples, t0_us, sample_rate_hz)
+        blocks = self.front_end().process(state.front, samples, t0_us, sample_rate_hz)
         if state.front.segment != segment:
             state.next_candidate = 0  # a new segment started
+        return self.scan_blocks(state, blocks)
+
+    def scan_blocks(self, state: DetectorState, blocks: Blocks) -> list[Candidate[FeaturesT]]:
+        """Judge the candidates of ``blocks`` (front-end output) whose look-ahead is complete.
+
+        ``scan`` is the front end followed by this. The evaluation computes the front end of
+        a recording once and calls this for each parameter setting; ``state.front`` is not
+        used here.
+        """
         ahead = ft.n_blocks(blocks, self.lookahead_s)
-        last = state.front.n_blocks - 1 - ahead
+        last = blocks.first_index + blocks.rows.shape[0] - 1 - ahead
         out: list[Candidate[FeaturesT]] = []
         k = max(state.next_candidate, blocks.first_index)
         gate = self.gate_acc_mps2
@@ -147,9 +160,17 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
     def features(self, blocks: Blocks, k: int) -> FeaturesT:
         """Features of the candidate at block ``k``."""
 
-    @abstractmethod
     def decide(self, features: FeaturesT) -> bool:
         """Whether the features make an event."""
+        return bool(self.accepts(features))
+
+    @abstractmethod
+    def accepts(self, features: FeaturesT) -> Any:
+        """``decide`` with element-wise operators only (``&``, ``np.abs``).
+
+        It also takes features whose fields are arrays, one value per candidate, and then
+        returns a mask: the evaluation scores many parameter settings that way.
+        """
 
     @abstractmethod
     def make_event(
