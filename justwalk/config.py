@@ -63,7 +63,9 @@ class Settings:
     """Clinics' fall-risk alert thresholds (optional file; see stream_processors.risk_policies)."""
     default_sensor_height_m: float = 1.0
     """Sensor height above the ground for walking speed and stride length (inverted
-    pendulum), used for every patient until per-patient profiles exist."""
+    pendulum), for patients whose profile gives none."""
+    patient_profiles: Path = Path("deploy/local/patient_profiles.json")
+    """Per-patient sensor heights (optional file; see stream_processors.patient_profiles)."""
 
     alert_group: str = "justwalk-alerts"
     alert_channels: Path = Path("deploy/local/alert_channels.json")

@@ -50,7 +50,12 @@ class _TopicRecord:
 
 @dataclass(frozen=True, slots=True)
 class StepRecord(_TopicRecord):
-    """One detected step (an initial contact of a foot), at device time ``t_us``."""
+    """One detected step (an initial contact of a foot), at device time ``t_us``.
+
+    The processor publishes the validated gait pipeline's steps (issue #3): initial
+    contacts inside walking bouts, with their side, bout and spatial values (None when not
+    available), the same steps ``justwalk evaluate gait`` scores.
+    """
 
     KIND: ClassVar[str] = "step"
 
@@ -62,6 +67,14 @@ class StepRecord(_TopicRecord):
     step_index: int
     step_time_s: float | None
     """Time since the previous step of the same walking stretch; None for the first one."""
+    side: str | None = None
+    """"left" or "right"."""
+    bout_index: int | None = None
+    """Walking bout of the session the step belongs to (``BoutRecord.bout_index``)."""
+    stride_time_s: float | None = None
+    step_length_m: float | None = None
+    stride_length_m: float | None = None
+    stride_speed_mps: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -585,15 +585,21 @@ def record_to_line(record: Record) -> str:
     """The InfluxDB point for one output record."""
     tags = {k: getattr(record, k) for k in TAG_KEYS}
     if isinstance(record, StepRecord):
-        return line(
+        return point(
             MEASUREMENT_STEP,
             tags,
             {
                 "step_index": record.step_index,
                 "step_time_s": record.step_time_s,
                 "session_id": record.session_id,
+                "side": record.side,
+                "bout_index": record.bout_index,
+                "stride_time_s": record.stride_time_s,
+                "step_length_m": record.step_length_m,
+                "stride_length_m": record.stride_length_m,
+                "stride_speed_mps": record.stride_speed_mps,
             },
-            record.t_us * 1000,
+            record.t_us,
         )
     if isinstance(record, GaitWindowRecord):
         return line(

@@ -36,6 +36,7 @@ from justwalk.records import RejectRecord
 from justwalk.wire import ChunkError, ImuChunk, decode_chunk, received_us_from_headers
 from stream_processors.faust_tuning import bound_fetch_wait
 from stream_processors.live_state import LiveStates
+from stream_processors.patient_profiles import load_patient_profiles
 from stream_processors.risk_policies import load_risk_policies
 from stream_processors.session import SessionProcessor, risk_key, state_key
 
@@ -101,7 +102,9 @@ def create_app(settings: Settings) -> faust.App:
     default_risk, clinic_risk = load_risk_policies(settings.risk_policies)
     processor = SessionProcessor(window_s=settings.cadence_window_s, risk=default_risk,
                                  clinic_risk=clinic_risk,
-                                 sensor_height_m=settings.default_sensor_height_m)
+                                 sensor_height_m=settings.default_sensor_height_m,
+                                 sensor_heights_m=load_patient_profiles(
+                                     settings.patient_profiles))
 
     sessions = LiveStates(table, new=processor.new_state,
                           load=lambda s: processor.load_state(s.encode()),

@@ -10,12 +10,14 @@ decides anything.
 
 Per session three I/O-free cores run side by side on the same samples:
 
-- ``GaitStream`` (issue #2): steps and 5 s cadence windows (``step``, ``gait_window``);
-- ``GaitPipeline`` (issue #3): walking bouts, turns and the full gait metrics of the same
-  windows (``gait_bout``, ``gait_event`` turns, the other ``gait_window`` fields). It
-  assumes contiguous samples: after a gap longer than the step detector's (50 ms), an
-  overlap or a new sample rate, the open segment is flushed (its bout and windows are
-  closed) and a new one starts; bout numbers continue across segments;
+- ``GaitStream`` (issue #2): 5 s cadence windows (``gait_window``);
+- ``GaitPipeline`` (issue #3): steps with side and stride values, walking bouts, turns and
+  the full gait metrics of the same windows (``step``, ``gait_bout``, ``gait_event`` turns,
+  the other ``gait_window`` fields): the code path ``justwalk evaluate gait`` scores, with
+  the sensor height of the patient's profile. It assumes contiguous samples: after a gap
+  longer than the step detector's (50 ms), an overlap or a new sample rate, the open
+  segment is flushed (its bout and windows are closed) and a new one starts; bout and step
+  numbers continue across segments;
 - ``FallMonitor`` (issue #4): near-falls and falls (``alert``, ``gait_event``).
 
 Per patient, ``FallRiskScorer`` (issue #4) turns the session's bouts and fall events into
@@ -38,6 +40,7 @@ from justwalk.gait.pipeline import (
     GaitPipeline,
     PipelineOutput,
     PipelineState,
+    StepResult,
     TurnResult,
     WindowResult,
 )
@@ -90,13 +93,16 @@ class SessionState:
     """Bout number of the current segment's first bout (bouts of earlier segments)."""
     n_bouts: int = 0
     """Bouts published so far in the session."""
+    n_steps: int = 0
+    """Steps published so far in the session (the next step's ``step_index``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready representation."""
         return {"gait": self.gait.to_dict(), "falls": self.falls.to_dict(),
                 "last_seq": self.last_seq,
                 "pipeline": None if self.pipeline is None else self.pipeline.to_dict(),
-                "bout_base": self.bout_base, "n_bouts": self.n_bouts}
+                "bout_base": self.bout_base, "n_bouts": self.n_bouts,
+                "n_steps": self.n_steps}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SessionState:
@@ -105,7 +111,8 @@ class SessionState:
         return cls(GaitStreamState.from_dict(d["gait"]), FallMonitorState.from_dict(d["falls"]),
                    int(d["last_seq"]),
                    None if pipeline is None else PipelineState.from_dict(pipeline),
-                   int(d.get("bout_base", 0)), int(d.get("n_bouts", 0)))
+                   int(d.get("bout_base", 0)), int(d.get("n_bouts", 0)),
+                   int(d.get("n_steps", 0)))
 
 
 def state_key(chunk: ImuChunk) -> str:
@@ -160,19 +167,33 @@ def _identity(chunk: ImuChunk) -> Identity:
 
 
 class SessionProcessor:
-    """Applies the gait, fall and fall-risk cores to chunks and labels their output."""
+    """Applies the gait, fall and fall-risk cores to chunks and labels their output.
+
+    ``sensor_heights_m`` maps patient ids to their profile's sensor height;
+    ``sensor_height_m`` is used for every other patient.
+    """
 
     def __init__(self, *, window_s: float, clock: Callable[[], int] = wall_clock_us,
                  sensor_height_m: float = DEFAULT_SENSOR_HEIGHT_M,
+                 sensor_heights_m: Mapping[str, float] | None = None,
                  risk: FallRiskScorer | None = None,
                  clinic_risk: Mapping[str, FallRiskScorer] | None = None) -> None:
         self.gait = GaitStream(window_s=window_s)
         self.pipeline = GaitPipeline(sensor_height_m=sensor_height_m, window_s=window_s)
+        """The gait pipeline of patients without a profile."""
+        self.sensor_heights_m = dict(sensor_heights_m or {})
+        self._pipelines = {h: GaitPipeline(sensor_height_m=h, window_s=window_s)
+                           for h in set(self.sensor_heights_m.values())}
         self.falls = FallMonitor()
         self.risk = risk or FallRiskScorer()
         """The default fall-risk scorer; ``clinic_risk`` overrides it per clinic."""
         self.clinic_risk = dict(clinic_risk or {})
         self.clock = clock
+
+    def pipeline_for(self, patient_id: str) -> GaitPipeline:
+        """The gait pipeline with the sensor height of the patient's profile."""
+        h = self.sensor_heights_m.get(patient_id)
+        return self.pipeline if h is None else self._pipelines[h]
 
     # ------------------------------------------------------------------ state
 
@@ -222,10 +243,6 @@ class SessionProcessor:
                                     chunk.sample_rate_hz)
         state.last_seq = chunk.sequence
         ident = _identity(chunk)
-        steps = [
-            StepRecord(**ident, t_us=s.t_us, step_index=s.step_index, step_time_s=s.step_time_s)
-            for s in out.steps
-        ]
         windows = [
             GaitWindowRecord(
                 **ident,
@@ -238,11 +255,15 @@ class SessionProcessor:
             )
             for w in out.windows
         ]
+        steps: list[StepRecord] = []
         metrics: list[GaitMetricsRecord] = []
         bouts: list[BoutRecord] = []
         turns: list[GaitEventRecord] = []
         bout_results: list[BoutResult] = []
         for base, po in pipeline_outs:
+            for s in po.steps:
+                steps.append(_step(ident, state.n_steps, base + s.bout_index, s))
+                state.n_steps += 1
             metrics += [_metrics(ident, w) for w in po.windows]
             for b in po.bouts:
                 bouts.append(_bout(ident, base + b.bout_index, b))
@@ -260,22 +281,22 @@ class SessionProcessor:
                       ) -> list[tuple[int, PipelineOutput]]:
         """Feed the gait pipeline, restarting it on a discontinuity; (bout base, output)."""
         outs: list[tuple[int, PipelineOutput]] = []
+        pipeline = self.pipeline_for(chunk.patient_id)
         seg = state.pipeline
         if seg is not None:
-            expected_us = self.pipeline.time_us(seg, seg.n_seen)
+            expected_us = pipeline.time_us(seg, seg.n_seen)
             if (seg.sample_rate_hz != chunk.sample_rate_hz or abs(chunk.t0_us - expected_us)
                     > self.gait.detector.max_gap_s * 1e6):
-                flushed = self.pipeline.flush(seg)
+                flushed = pipeline.flush(seg)
                 outs.append((state.bout_base, flushed))
                 state.bout_base = max(
                     [state.n_bouts, *(state.bout_base + b.bout_index + 1
                                       for b in flushed.bouts)])
                 seg = None
         if seg is None:
-            seg = state.pipeline = self.pipeline.initial_state(
+            seg = state.pipeline = pipeline.initial_state(
                 t0_us=chunk.t0_us, sample_rate_hz=chunk.sample_rate_hz)
-        outs.append((state.bout_base, self.pipeline.process(seg, chunk.acc_mps2,
-                                                            chunk.gyr_radps)))
+        outs.append((state.bout_base, pipeline.process(seg, chunk.acc_mps2, chunk.gyr_radps)))
         return outs
 
     def _alert(self, chunk: ImuChunk, event: FallEvent,
@@ -362,6 +383,15 @@ class SessionProcessor:
 
 
 # ---------------------------------------------------------------------- core -> records
+
+
+def _step(ident: Identity, index: int, bout_index: int, s: StepResult) -> StepRecord:
+    return StepRecord(
+        **ident, t_us=s.t_us, step_index=index, step_time_s=finite_or_none(s.step_time_s),
+        side=s.side, bout_index=bout_index, stride_time_s=finite_or_none(s.stride_time_s),
+        step_length_m=finite_or_none(s.step_length_m),
+        stride_length_m=finite_or_none(s.stride_length_m),
+        stride_speed_mps=finite_or_none(s.stride_speed_mps))
 
 
 def _metrics(ident: Identity, w: WindowResult) -> GaitMetricsRecord:

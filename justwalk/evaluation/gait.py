@@ -55,11 +55,12 @@ JSON_KEYS = {
 
 TUNING_GRID: dict[str, tuple[float, ...]] = {
     "icd.abs_threshold_mps2": (0.2, 0.3),
+    "icd.weak_ratio": (0.5, 1.0),
     "bouts.edge_factor": (1.5, 2.0),
     "bouts.drop_last_ics": (0, 1),
-    "spatial.turn_shortening": (1.0, 2.0, 3.0),
-    "transfers.max_rate_dps": (60.0, 80.0, 100.0),
-    "icd.weak_ratio": (0.5, 1.0),
+    "bouts.max_hold_s": (1.6, 1.8, 2.0),
+    "spatial.turn_shortening": (2.0, 3.0),
+    "transfers.max_rate_dps": (80.0, 100.0),
     "transfers.max_posture_deg": (20.0, 25.0, 30.0),
 }
 """Parameters tuned by leave-one-participant-out; everything else is from the literature."""

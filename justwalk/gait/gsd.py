@@ -7,7 +7,7 @@ its last initial contact. The same rule is applied here, streaming, to the detec
 
 - ICs closer than ``max_break_s`` form a chain; a larger gap ends it;
 - a chain is confirmed as walking once it holds ``min_ics`` (4) ICs: its ICs are then
-  released as steps, later ICs as they come, so a step is final about 3 step times after it;
+  released as steps, later ICs as they come;
 - a confirmed chain is reported as a walking bout when it closes only if it holds at least
   ``min_bout_ics`` (6) ICs, i.e. 4 strides, Mobilise-D's MicroWB minimum (mobgap
   ``WbAssembly`` rule ``NStridesCriteria(min_strides=4)``, Kirk et al. 2024); the steps of a
@@ -19,8 +19,8 @@ its last initial contact. The same rule is applied here, streaming, to the detec
   deviates from the chain's median step time by more than a factor ``lead_factor``
   (default: ``edge_factor``) either way is dropped before confirmation; once confirmed, an
   IC whose interval to its predecessor deviates by more than ``edge_factor`` is held back
-  until an IC with a regular interval follows it (then it is released) or the bout closes
-  (then it is dropped); held-back ICs are final at most ``max_hold_s`` after they occur.
+  until an IC with a regular interval follows it (then it is released), else it is
+  dropped (see the look-ahead below).
   ``edge_factor`` 2 (a missed or an extra step) is the value leave-one-participant-out
   chose in every fold (``justwalk.evaluation.gait``); normal step-to-step variability is a
   few % (stride-time CV 2-4 % in people with MS, Moon et al. 2016, Gait Posture 47:65-70);
@@ -30,11 +30,25 @@ its last initial contact. The same rule is applied here, streaming, to the detec
   stride (Kirk et al. 2024), and on every one of the 18 INDIP bouts of the Mobilise-D
   recordings the last IC detected from the trunk is one after the reference's last (the
   foot brought alongside the other). The newest ``drop_last_ics`` (1) ICs of a confirmed
-  chain are therefore released only when a further IC follows, and dropped when the bout
-  closes; their verdict is final ``max_break_s`` after them.
+  chain are therefore released only when a further IC follows.
 
-``max_break_s`` is 2.2 s rather than 3 s so that a bout is closed, and every verdict is
-final, at most 3 s after the last IC (2.2 s + the IC detector's 0.55 s look-ahead).
+Bounded look-ahead (every step verdict final at most 3 s after the sample): an IC is
+decided at the latest ``max_hold_s`` (1.8 s) after it, plus the detector's look-ahead
+(0.81 s until ``final_until``), i.e. <= 2.7 s:
+
+- an unconfirmed chain whose first IC is that old is confirmed if it holds
+  ``min_early_ics`` (3) ICs, else that IC is no step (slow walkers: 3 ICs in 1.8 s is 67
+  steps/min and more);
+- a held off-rhythm IC that old is no step;
+- a stopping-step candidate that old is no step if nothing followed it (the walk stopped),
+  a step if off-rhythm ICs followed (the walk went on).
+
+These timed decisions run in the order they fall due, so the output does not depend on how
+the stream is chunked. ``max_hold_s`` was chosen by leave-one-participant-out from 1.6 /
+1.8 / 2.0 s (2.1 s is the most the 3 s budget allows). A bout is closed, and its summary
+emitted, when no IC has come for ``max_break_s`` (2.2 s; Mobilise-D allows breaks of up
+to 3 s, which the 3 s budget does not leave room for); the per-step results are final
+long before that.
 """
 
 from __future__ import annotations
@@ -58,12 +72,14 @@ class BoutState:
     """ICs of a confirmed chain held back as possible trailing edge, as [sample, side]."""
     n_released: int = 0
     """How many ICs at the start of ``chain`` have been released as steps."""
+    last_seen: int | None = None
+    """The newest IC of the open chain, also if it was decided not to be a step."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready representation."""
         return {"chain": [list(c) for c in self.chain], "confirmed": self.confirmed,
                 "next_bout": self.next_bout, "held": [list(c) for c in self.held],
-                "n_released": self.n_released}
+                "n_released": self.n_released, "last_seen": self.last_seen}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BoutState:
@@ -72,7 +88,8 @@ class BoutState:
         confirmed = bool(d["confirmed"])
         return cls(chain=chain, confirmed=confirmed, next_bout=int(d["next_bout"]),
                    held=[[int(c[0]), str(c[1])] for c in d.get("held", [])],
-                   n_released=int(d.get("n_released", len(chain) if confirmed else 0)))
+                   n_released=int(d.get("n_released", len(chain) if confirmed else 0)),
+                   last_seen=d.get("last_seen"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +105,8 @@ class BoutAssembler:
 
     def __init__(self, *, max_break_s: float = 2.2, min_ics: int = 4,
                  min_bout_ics: int = 6, edge_factor: float | None = 2.0,
-                 max_hold_s: float = 2.0, drop_last_ics: int = 1,
-                 lead_factor: float | None = None) -> None:
+                 max_hold_s: float = 1.8, drop_last_ics: int = 1,
+                 lead_factor: float | None = None, min_early_ics: int = 3) -> None:
         self.max_break_s = max_break_s
         self.min_ics = min_ics
         self.min_bout_ics = min_bout_ics
@@ -97,6 +114,7 @@ class BoutAssembler:
         self.max_hold_s = max_hold_s
         self.drop_last_ics = drop_last_ics
         self.lead_factor = lead_factor if lead_factor is not None else edge_factor
+        self.min_early_ics = min_early_ics
 
     def initial_state(self) -> BoutState:
         """State before any data."""
@@ -122,23 +140,21 @@ class BoutAssembler:
 
         ICs in ``transfer`` follow a postural transition (``transfers``): they cannot start
         or grow an unconfirmed chain, which is discarded; a confirmed bout keeps them.
+        Timed decisions (``_advance``) run in the order they fall due, before each IC and
+        up to ``final_until``, so the output does not depend on how the stream is chunked.
         """
-        gap = self.max_break_s * sample_rate_hz
         steps: list[tuple[int, str, int]] = []
         closed: list[tuple[int, list[tuple[int, str]]]] = []
-        hold = self.max_hold_s * sample_rate_hz
         for ic, side in ics:
-            last = state.held[-1][0] if state.held else (
-                state.chain[-1][0] if state.chain else None)
-            if last is not None and ic - last > gap:
-                self._close(state, closed)
-            self._release_old(state, steps, int(ic) - hold)
+            self._advance(state, steps, closed, int(ic), sample_rate_hz)
             if not state.confirmed and ic in transfer:
                 state.chain = []
+                state.last_seen = None
                 continue
             if state.confirmed:
                 med = float(np.median(np.diff([c[0] for c in state.chain])))
-                prev = state.held[-1][0] if state.held else state.chain[-1][0]
+                prev = state.last_seen if state.last_seen is not None else state.chain[-1][0]
+                state.last_seen = int(ic)
                 if self._irregular(ic - prev, med):
                     state.held.append([int(ic), side])
                 else:
@@ -147,16 +163,61 @@ class BoutAssembler:
                     self._release(state, steps)
                 continue
             state.chain.append([int(ic), side])
+            state.last_seen = int(ic)
             if len(state.chain) >= self.min_ics:
                 self._trim_leading(state)
             if len(state.chain) >= self.min_ics:
                 state.confirmed = True
                 self._release(state, steps)
-        self._release_old(state, steps, final_until - hold)
-        last = state.held[-1][0] if state.held else (state.chain[-1][0] if state.chain else None)
-        if last is not None and final_until - last > gap:
-            self._close(state, closed)
+        self._advance(state, steps, closed, final_until, sample_rate_hz)
         return AssemblyOutput(steps, closed)
+
+    def _advance(self, state: BoutState, steps: list[tuple[int, str, int]],
+                 closed: list[tuple[int, list[tuple[int, str]]]], now: int, fs: float) -> None:
+        """Take every timed decision due before ``now``, earliest first.
+
+        - an unconfirmed chain whose first IC is ``max_hold_s`` old is confirmed if it holds
+          ``min_early_ics`` ICs, else that IC is no step;
+        - a held (off-rhythm) IC that is ``max_hold_s`` old is no step;
+        - the unreleased newest IC of a confirmed chain (the stopping-step candidate) that
+          is ``max_hold_s`` old is a step if off-rhythm ICs followed it (the walk went on
+          irregularly), else no step (the walk stopped there);
+        - a chain whose newest IC is ``max_break_s`` old is closed.
+        """
+        hold = self.max_hold_s * fs
+        gap = self.max_break_s * fs
+        while True:
+            due: list[tuple[float, int]] = []
+            last = state.last_seen if (state.chain or state.held) else None
+            if state.chain and not state.confirmed:
+                due.append((state.chain[0][0] + hold, 0))
+            if state.confirmed and state.held:
+                due.append((state.held[0][0] + hold, 1))
+            if state.confirmed and len(state.chain) > state.n_released:
+                due.append((state.chain[state.n_released][0] + hold, 2))
+            if last is not None:
+                due.append((last + gap, 3))
+            if not due:
+                return
+            when, kind = min(due)
+            if not now > when:
+                return
+            if kind == 0:
+                if len(state.chain) >= self.min_early_ics:
+                    state.confirmed = True
+                    self._release(state, steps)
+                else:
+                    state.chain.pop(0)
+            elif kind == 1:
+                state.held.pop(0)
+            elif kind == 2 and state.held:  # steps followed it: it was no stopping step
+                c = state.chain[state.n_released]
+                steps.append((int(c[0]), str(c[1]), state.next_bout))
+                state.n_released += 1
+            elif kind == 2:
+                state.chain.pop(state.n_released)
+            else:
+                self._close(state, closed)
 
     def _trim_leading(self, state: BoutState) -> None:
         while len(state.chain) >= 3:
@@ -164,13 +225,6 @@ class BoutAssembler:
             if not self._irregular(float(d[0]), float(np.median(d)), self.lead_factor):
                 return
             state.chain.pop(0)
-
-    def _release_old(self, state: BoutState, steps: list[tuple[int, str, int]],
-                     before: float) -> None:
-        """Release held ICs once they are ``max_hold_s`` old (bounded latency)."""
-        while state.held and state.held[0][0] < before:
-            state.chain.append(state.held.pop(0))
-        self._release(state, steps)
 
     def _release(self, state: BoutState, steps: list[tuple[int, str, int]]) -> None:
         """Release the chain's ICs except its newest ``drop_last_ics`` (the stopping step)."""
@@ -198,4 +252,5 @@ class BoutAssembler:
         state.chain = []
         state.held = []
         state.n_released = 0
+        state.last_seen = None
         state.confirmed = False

@@ -29,7 +29,7 @@ straight walking (Perry, Gait Analysis, 1992), so ``dpsi`` is the heading change
 whole stride that ends with the step (same foot to same foot, where that rotation cancels),
 prorated to the step's share of the stride. ``turn_shortening`` is the one parameter of
 this model chosen by leave-one-participant-out (``justwalk.evaluation.gait.TUNING_GRID``:
-2, chosen in two of three folds, 3 in the third); 0 switches the correction off.
+3, chosen in two of three folds, 2 in the third); 0 switches the correction off.
 
 Stride length is the sum of two consecutive step lengths, walking speed the stride length
 over the stride time.
@@ -103,7 +103,7 @@ class StepLengthEstimator:
     def __init__(self, *, scaling_factor: float = MOBILISED_MS_SCALING,
                  acc_highpass_hz: float = 0.1, velocity_highpass_hz: float = 1.0,
                  max_step_time_s: float = 2.0, history_s: float = 12.0,
-                 turn_shortening: float = 2.0, min_turn_factor: float = 0.2) -> None:
+                 turn_shortening: float = 3.0, min_turn_factor: float = 0.2) -> None:
         self.scaling_factor = scaling_factor
         self.turn_shortening = turn_shortening
         self.min_turn_factor = min_turn_factor

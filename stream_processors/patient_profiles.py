@@ -1,0 +1,71 @@
+"""Patients' profiles, read from a JSON file at the processor's edge.
+
+File (``Settings.patient_profiles``; optional: without it, or for a patient it does not
+list, the processor uses ``Settings.default_sensor_height_m``)::
+
+    {"patients": {"pt-0042": {"sensor_height_m": 0.975}}}
+
+``sensor_height_m`` is the height of the lower-back sensor above the ground in metres (the
+inverted-pendulum length of walking speed and stride length; Zijlstra & Hof 2003). Patient
+ids are the pseudonymous ids the devices are registered to. Unknown keys are errors, and so
+is a height outside ``SENSOR_HEIGHT_RANGE_M`` (e.g. centimetres given as metres).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SENSOR_HEIGHT_RANGE_M = (0.3, 2.0)
+_PROFILE_KEYS = {"sensor_height_m"}
+
+
+class PatientProfileError(ValueError):
+    """The profiles file is malformed; the message names the key."""
+
+
+def parse_patient_profiles(data: Mapping[str, Any]) -> dict[str, float]:
+    """Sensor height (m) per patient id."""
+    if not isinstance(data, Mapping):
+        raise PatientProfileError("expected an object")
+    unknown = set(data) - {"patients"}
+    if unknown:
+        raise PatientProfileError(f"unknown top-level keys {sorted(unknown)}")
+    patients = data.get("patients", {})
+    if not isinstance(patients, Mapping):
+        raise PatientProfileError("patients: expected an object")
+    heights: dict[str, float] = {}
+    lo, hi = SENSOR_HEIGHT_RANGE_M
+    for pid, profile in patients.items():
+        where = f"patients.{pid}"
+        if not isinstance(profile, Mapping):
+            raise PatientProfileError(f"{where}: expected an object")
+        unknown = set(profile) - _PROFILE_KEYS
+        if unknown:
+            raise PatientProfileError(f"{where}: unknown keys {sorted(unknown)}")
+        if "sensor_height_m" not in profile:
+            continue
+        h = profile["sensor_height_m"]
+        if isinstance(h, bool) or not isinstance(h, int | float) or not math.isfinite(h) \
+                or not lo <= h <= hi:
+            raise PatientProfileError(
+                f"{where}.sensor_height_m: {h!r} is not a height in metres in [{lo}, {hi}]")
+        heights[str(pid)] = float(h)
+    return heights
+
+
+def load_patient_profiles(path: Path) -> dict[str, float]:
+    """Read the file; a missing file means no profiles (the default for every patient)."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PatientProfileError(f"{path}: not JSON: {exc}") from exc
+    try:
+        return parse_patient_profiles(data)
+    except PatientProfileError as exc:
+        raise PatientProfileError(f"{path}: {exc}") from exc
