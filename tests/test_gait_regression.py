@@ -12,12 +12,13 @@ Three kinds of check (issue #3):
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from justwalk.evaluation.gait import lopo, run_ours
+from justwalk.evaluation.gait import TUNING_GRID, lopo, run_ours
 from justwalk.evaluation.gait_reference import Counts, load_trials
 from justwalk.gait.pipeline import GaitPipeline
 
@@ -74,6 +75,13 @@ def test_accuracy_does_not_regress(trials) -> None:  # type: ignore[no-untyped-d
 def test_leave_one_participant_out_does_not_regress(trials) -> None:  # type: ignore[no-untyped-def]
     s, chosen = lopo(trials)
     assert len(chosen) == 3
+    # the shipped defaults are the values most folds chose
+    pipe = GaitPipeline(sensor_height_m=1.0)
+    for key in TUNING_GRID:
+        stage, name = key.split(".")
+        votes = Counter(c[key] for _, c in chosen)
+        top = max(votes.values())
+        assert getattr(getattr(pipe, stage), name) in {v for v, n in votes.items() if n == top}, key
     assert s["speed_mae_mps"] <= 0.12
     assert s["stride_length_mae_m"] <= 0.15
     _no_worse_than_mobgap(s)

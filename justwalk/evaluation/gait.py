@@ -10,7 +10,9 @@ overall, or with ``--json`` one object whose keys hold ``{"ours": ..., "mobgap":
 Leave-one-participant-out (LOPO): the few parameters that were tuned (``TUNING_GRID``) are
 chosen, for each participant, on the *other* participants only (``selection_score``) and
 the held-out participant is scored with that choice; the pooled held-out counts are printed
-as "LOPO" beside the pooled figures of the shipped defaults. On a folder of unseen
+as "LOPO" beside the pooled figures of the shipped defaults. The shipped defaults are, for
+each tuned parameter, the value most folds chose (so no default was chosen by scoring
+all participants together). On a folder of unseen
 recordings (``--data DIR``) the same procedure runs over that folder's participants, so the
 printed LOPO figures show how much the tuning would move there.
 
