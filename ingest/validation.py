@@ -9,8 +9,17 @@ chunks without a gap, each with its first/last sequence and device-time span. Ru
 a resend (``duplicate``) distinguishable from a chunk that fills a gap later, e.g. one
 uploaded by store-and-forward after the live stream had moved on; the latter is accepted.
 State changes only in ``record`` (``check`` calls it on accept), so a rejected chunk
-never alters a session. Sessions live in a bounded LRU; a forgotten session simply
-starts afresh (downstream consumers are idempotent, so a re-accepted resend is harmless).
+never alters a session.
+
+A chunk flagged as the session's last (``justwalk.wire.ChunkFlags.LAST``) ends the session:
+a later sequence number is refused with ``session_ended`` (the device must start a new
+session id), while chunks before it (a resend, a gap filled by store-and-forward) are
+handled as before; a last chunk below an already accepted sequence contradicts it and is
+refused with ``bad_flags``. The stream processor refuses data after the end as well, for
+sessions this gateway has forgotten.
+
+Sessions live in a bounded LRU; a forgotten session simply starts afresh (downstream
+consumers are idempotent, so a re-accepted resend is harmless).
 """
 
 from __future__ import annotations
@@ -81,6 +90,8 @@ class SessionState:
 
     sample_rate_hz: float
     runs: list[Run] = field(default_factory=list)  # sorted by sequence, disjoint
+    end_seq: int | None = None
+    """Sequence number of the chunk flagged as the session's last, once accepted."""
 
     @property
     def last_sequence(self) -> int:
@@ -152,6 +163,8 @@ class ChunkValidator:
         else:
             self._sessions.move_to_end(key)
         _insert(state.runs, chunk, _half_sample_us(chunk))
+        if chunk.ends_session:
+            state.end_seq = chunk.sequence
         if len(state.runs) > self.max_runs_per_session:
             del state.runs[0]
 
@@ -170,6 +183,12 @@ class ChunkValidator:
                 f"{state.sample_rate_hz:g} Hz established for session {chunk.session_id!r}",
             )
         seq, half = chunk.sequence, _half_sample_us(chunk)
+        if state.end_seq is not None and seq > state.end_seq:
+            return Verdict.reject(
+                "session_ended",
+                f"session {chunk.session_id!r} ended with chunk {state.end_seq}; chunk {seq} "
+                "comes after it. Send new data under a new session id",
+            )
         runs = state.runs
         i = bisect.bisect_right(runs, seq, key=lambda r: r.first_seq)
         pred = runs[i - 1] if i > 0 else None
@@ -188,6 +207,12 @@ class ChunkValidator:
                 f"chunk starts at {chunk.t0_us} us, {_duration((pred.end_us - chunk.t0_us) / 1e6)} "
                 f"before the end of chunk {pred.last_seq} at {pred.end_us} us; at most half "
                 f"a sample ({half / 1e3:.1f} ms) of overlap is allowed",
+            )
+        if chunk.ends_session and seq < state.last_sequence:
+            return Verdict.reject(
+                "bad_flags",
+                f"chunk {seq} is flagged as the last of session {chunk.session_id!r}, but "
+                f"chunk {state.last_sequence} was already accepted",
             )
         if succ is not None and chunk.end_us > succ.t0_us + half:
             return Verdict.reject(

@@ -30,6 +30,9 @@ class Settings:
     """Turns, near-falls and falls (GaitEventRecord)."""
     topic_risk: str = "fall.risk"
     """Fall-risk scores per patient (FallRiskRecord); risk alerts go to ``topic_alerts``."""
+    topic_session_control: str = "imu.session-control"
+    """The processor's requests to itself to flush an idle session (internal; keyed and
+    partitioned like ``topic_chunks``; see stream_processors.idle)."""
     topic_partitions: int = 8
     # Consumer-group timings; the defaults of Kafka clients make joins slow on a small broker.
     kafka_session_timeout_s: float = 10.0
@@ -66,6 +69,10 @@ class Settings:
     pendulum), for patients whose profile gives none."""
     patient_profiles: Path = Path("deploy/local/patient_profiles.json")
     """Per-patient sensor heights (optional file; see stream_processors.patient_profiles)."""
+    session_idle_timeout_s: float = 120.0
+    """A session with no chunk for this long (wall clock) is flushed: its open walking bout
+    and windows are published as if the device had sent its last chunk (a device that died
+    without the end flag). 0 turns the timeout off."""
 
     alert_group: str = "justwalk-alerts"
     alert_channels: Path = Path("deploy/local/alert_channels.json")

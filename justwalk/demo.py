@@ -297,7 +297,9 @@ def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
         creds = provision(s.device_registry, run_dir / "credentials.json", devices)
         receiver = AlertReceiver(secret=secrets.token_hex(16).encode())
         s = s.replace(alert_channels=run_dir / "alert_channels.json",
-                      alert_outbox=run_dir / "alerts" / "outbox.sqlite3")
+                      alert_outbox=run_dir / "alerts" / "outbox.sqlite3",
+                      patient_profiles=run_dir / "patient_profiles.json")
+        write_patient_profiles(s.patient_profiles, recording)
         rows = {c.patient_id: PatientRow(c.patient_id, "simulated") for c in creds}
         if recording is not None:
             rows[REPLAY_PATIENT].kind = "real MS recording"
@@ -309,6 +311,27 @@ def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
     finally:
         stack.stop()
         console.print("stopped the broker and InfluxDB")
+
+
+def write_patient_profiles(path: Path, recording: Path | None) -> dict[str, float]:
+    """The processor's profiles file: the replayed participant's own sensor height.
+
+    Simulated patients have none (they get the default, as the simulator assumes). Returns
+    the heights written.
+    """
+    from justwalk.simulator.replay import participant_info
+
+    heights: dict[str, float] = {}
+    if recording is not None:
+        try:
+            info = participant_info(recording)
+        except (FileNotFoundError, KeyError):
+            info = None
+        if info is not None and info.sensor_height_m is not None:
+            heights[REPLAY_PATIENT] = info.sensor_height_m
+    path.write_text(json.dumps({"patients": {p: {"sensor_height_m": h}
+                                             for p, h in heights.items()}}))
+    return heights
 
 
 async def _with_receiver(s: Settings, receiver: AlertReceiver, creds: list[DeviceCredential],

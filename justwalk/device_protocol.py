@@ -13,6 +13,12 @@ a JSON object:
   ``RETRYABLE_CODES`` mean the chunk was fine but could not be stored now: the device
   keeps it and sends it again after a pause. Every other code is final for that chunk.
 
+A session is one recording under one ``session_id``. The device sets ``ChunkFlags.LAST``
+(``justwalk.wire``) on its last chunk; a chunk after it in the same session is refused with
+``session_ended`` (a new recording takes a new session id), and a last chunk below an
+already accepted sequence with ``bad_flags``. A session whose device stops without the
+flag is closed by the stream processor after ``Settings.session_idle_timeout_s``.
+
 Later versions add ``{"type": "feedback", ...}`` messages for real-time patient feedback;
 a device must ignore message types it does not know.
 

@@ -9,7 +9,7 @@ Layout (little-endian, version 1)::
     0      2     magic            b"JW"
     2      1     version          1
     3      1     placement        Placement code (1 = lower back, ...)
-    4      2     flags            reserved, 0
+    4      2     flags            ChunkFlags; bit 0 = LAST, the other bits must be 0
     6      2     n_samples        1 .. MAX_SAMPLES
     8      4     sample_rate_hz   float32
     12     4     sequence         uint32, strictly increasing within (device, session)
@@ -30,10 +30,20 @@ the body segment when it is upright.
 
 ``clinic_id`` is stamped by the gateway from its device registry; whatever a device sends
 there is overwritten. Patients appear only as pseudonymous ids.
+
+Flags: bit 0 (``ChunkFlags.LAST``) marks the last chunk of its session: the device will send
+no more data under that session id (the recording stopped, the patient took the sensor
+off). The processor analyses the chunk's samples, then closes the session: the open walking
+bout and the cadence windows holding data are published and fed to the fall-risk score, and
+later chunks of that session are refused with ``session_ended`` (a device that records again
+starts a new session id). Resending the last chunk is harmless, as for any chunk. Bits 1-15
+are reserved: a message with any of them set is refused (``bad_flags``), so a newer device's
+flag is never silently ignored. Messages of devices that predate the flag carry 0.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 import struct
@@ -86,6 +96,17 @@ class Placement(enum.IntEnum):
     WAIST = 6
 
 
+class ChunkFlags(enum.IntFlag):
+    """Bits of the header's ``flags`` field."""
+
+    NONE = 0
+    LAST = 1
+    """The last chunk of its session."""
+
+
+KNOWN_FLAGS = ChunkFlags.LAST
+
+
 class ChunkError(ValueError):
     """A chunk that cannot be accepted; ``code`` is machine-readable, the message says why."""
 
@@ -111,6 +132,12 @@ class ImuChunk:
     placement: Placement
     samples: npt.NDArray[np.float32]
     clinic_id: str = ""
+    flags: ChunkFlags = ChunkFlags.NONE
+
+    @property
+    def ends_session(self) -> bool:
+        """True for the last chunk of its session (``ChunkFlags.LAST``)."""
+        return bool(self.flags & ChunkFlags.LAST)
 
     @property
     def n_samples(self) -> int:
@@ -138,18 +165,8 @@ class ImuChunk:
         return self.samples[:, 3:6]
 
     def with_clinic(self, clinic_id: str) -> ImuChunk:
-        """Return a copy stamped with ``clinic_id`` (done by the gateway)."""
-        return ImuChunk(
-            patient_id=self.patient_id,
-            device_id=self.device_id,
-            session_id=self.session_id,
-            sequence=self.sequence,
-            t0_us=self.t0_us,
-            sample_rate_hz=self.sample_rate_hz,
-            placement=self.placement,
-            samples=self.samples,
-            clinic_id=clinic_id,
-        )
+        """Return a copy stamped with ``clinic_id`` (done by the gateway; flags kept)."""
+        return dataclasses.replace(self, clinic_id=clinic_id)
 
 
 def _check_id(name: str, value: str, *, allow_empty: bool = False) -> bytes:
@@ -161,6 +178,17 @@ def _check_id(name: str, value: str, *, allow_empty: bool = False) -> bytes:
             f"{name} {value!r} must be 1-64 characters of letters, digits, '_', '.', ':' or '-'",
         )
     return value.encode("ascii")
+
+
+def _check_flags(flags: int) -> ChunkFlags:
+    unknown = int(flags) & ~int(KNOWN_FLAGS)
+    if unknown:
+        raise ChunkError(
+            "bad_flags",
+            f"flags 0x{int(flags):04x} set reserved bits 0x{unknown:04x}; wire version "
+            f"{VERSION} defines only bit 0 (last chunk of the session)",
+        )
+    return ChunkFlags(flags)
 
 
 def encode_chunk(chunk: ImuChunk) -> bytes:
@@ -181,7 +209,7 @@ def encode_chunk(chunk: ImuChunk) -> bytes:
         MAGIC,
         VERSION,
         int(chunk.placement),
-        0,
+        int(_check_flags(chunk.flags)),
         n,
         chunk.sample_rate_hz,
         chunk.sequence,
@@ -205,7 +233,7 @@ def decode_chunk(data: bytes) -> ImuChunk:
         raise ChunkError(
             "too_large", f"message has {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}"
         )
-    (magic, version, placement, _flags, n, fs, seq, t0_us, lp, ld, ls, lc) = _HEADER.unpack_from(
+    (magic, version, placement, flags, n, fs, seq, t0_us, lp, ld, ls, lc) = _HEADER.unpack_from(
         data
     )
     if magic != MAGIC:
@@ -216,6 +244,7 @@ def decode_chunk(data: bytes) -> ImuChunk:
         placement_enum = Placement(placement)
     except ValueError:
         raise ChunkError("bad_placement", f"unknown placement code {placement}") from None
+    chunk_flags = _check_flags(flags)
     if not 1 <= n <= MAX_SAMPLES:
         raise ChunkError("bad_sample_count", f"header says {n} samples; allowed 1..{MAX_SAMPLES}")
     id_end = HEADER_BYTES + lp + ld + ls + lc
@@ -260,6 +289,7 @@ def decode_chunk(data: bytes) -> ImuChunk:
         placement=placement_enum,
         samples=samples,
         clinic_id=clinic_id,
+        flags=chunk_flags,
     )
 
 

@@ -65,6 +65,16 @@ class LiveStates(Generic[S]):
             n = 0
         self.pending[key] = n
 
+    def release(self, key: str) -> None:
+        """Snapshot ``key`` now and drop it from memory.
+
+        For a state that will not change soon (a session that ended or went quiet); the
+        next ``get`` reloads that snapshot.
+        """
+        self.table[key] = self.dump(self.live[key])
+        self.snapshots_ += 1
+        self.discard(key)
+
     def discard(self, key: str) -> None:
         """Forget the in-memory state after a failed update (the next get reloads)."""
         self.live.pop(key, None)

@@ -22,6 +22,17 @@ Per session three I/O-free cores run side by side on the same samples:
 
 Per patient, ``FallRiskScorer`` (issue #4) turns the session's bouts and fall events into
 fall-risk scores and risk alerts; ``on_time(chunk.t0_us)`` closes clinic days.
+
+End of a session. A chunk flagged as its session's last (``justwalk.wire.ChunkFlags.LAST``)
+is processed, then the session is closed: ``GaitPipeline.flush`` closes the open bout and
+windows, the cadence windows holding data are emitted (as at a gap), all in that chunk's
+``ProcessResult``, so its bouts reach the fall-risk score like any other. The state is then
+marked ended and shrunk to the counters; a later chunk of the session raises
+``SessionEndedError`` (code ``session_ended``): a session's results are final once it ended,
+and a device that records again starts a new session id. A device that dies without the
+flag is caught by the app's idle timeout, which calls ``flush``: the same closing, but the
+session stays open, so data that arrives later (a device back in range uploading what it
+buffered) continues it in a new segment, as after a gap.
 """
 
 from __future__ import annotations
@@ -31,10 +42,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+import numpy as np
 import orjson
 
 from justwalk.falls import EventType, FallEvent, FallMonitor, FallMonitorState
 from justwalk.gait import GaitStream, GaitStreamState
+from justwalk.gait.cadence import WindowCadence, window_cadence
 from justwalk.gait.pipeline import (
     BoutResult,
     GaitPipeline,
@@ -95,6 +108,15 @@ class SessionState:
     """Bouts published so far in the session."""
     n_steps: int = 0
     """Steps published so far in the session (the next step's ``step_index``)."""
+    identity: Identity | None = None
+    """Whose session it is (from its chunks), for records made without a chunk (``flush``)."""
+    ended: bool = False
+    """The session's last chunk was processed; later chunks are refused."""
+
+    @property
+    def is_open(self) -> bool:
+        """True while a segment holds data not yet flushed (what the idle timeout watches)."""
+        return self.pipeline is not None and not self.ended
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready representation."""
@@ -102,17 +124,32 @@ class SessionState:
                 "last_seq": self.last_seq,
                 "pipeline": None if self.pipeline is None else self.pipeline.to_dict(),
                 "bout_base": self.bout_base, "n_bouts": self.n_bouts,
-                "n_steps": self.n_steps}
+                "n_steps": self.n_steps, "identity": self.identity, "ended": self.ended}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SessionState:
-        """Inverse of ``to_dict`` (a state stored before the gait pipeline lacks its keys)."""
+        """Inverse of ``to_dict`` (a state stored by an older version lacks newer keys)."""
         pipeline = d.get("pipeline")
+        ident = d.get("identity")
         return cls(GaitStreamState.from_dict(d["gait"]), FallMonitorState.from_dict(d["falls"]),
                    int(d["last_seq"]),
                    None if pipeline is None else PipelineState.from_dict(pipeline),
                    int(d.get("bout_base", 0)), int(d.get("n_bouts", 0)),
-                   int(d.get("n_steps", 0)))
+                   int(d.get("n_steps", 0)),
+                   None if ident is None else Identity(
+                       clinic_id=ident["clinic_id"], patient_id=ident["patient_id"],
+                       device_id=ident["device_id"], session_id=ident["session_id"]),
+                   bool(d.get("ended", False)))
+
+
+class SessionEndedError(Exception):
+    """A chunk of a session that already ended (code ``session_ended``); nothing changed."""
+
+    code = "session_ended"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{self.code}: {reason}")
+        self.reason = reason
 
 
 def state_key(chunk: ImuChunk) -> str:
@@ -137,6 +174,9 @@ class ProcessResult:
     windows: list[GaitWindowRecord]
     alerts: list[AlertRecord] = field(default_factory=list)
     duplicate: bool = False
+    flushed: bool = False
+    """The session's open segment was closed (its last chunk, or ``flush``): the state
+    should be stored now, and the session's bout and windows are final."""
     metrics: list[GaitMetricsRecord] = field(default_factory=list)
     bouts: list[BoutRecord] = field(default_factory=list)
     events: list[GaitEventRecord] = field(default_factory=list)
@@ -233,16 +273,90 @@ class SessionProcessor:
 
         A chunk whose sequence number is not after the last one processed for its session
         was seen before (a redelivery after a restart): it is skipped, so replays do not
-        produce different results.
+        produce different results. A chunk flagged as the session's last also closes the
+        session (see the module docstring); a new chunk of an ended session raises
+        ``SessionEndedError`` and changes nothing.
         """
         if chunk.sequence <= state.last_seq:
             return ProcessResult([], [], duplicate=True)
+        if state.ended:
+            raise SessionEndedError(
+                f"session {chunk.session_id!r} of device {chunk.device_id!r} ended with "
+                f"chunk {state.last_seq}; chunk {chunk.sequence} comes after it")
+        ident = _identity(chunk)
+        state.identity = ident
         out = self.gait.process(state.gait, chunk.acc_mps2, chunk.t0_us, chunk.sample_rate_hz)
+        cadence = out.windows
         pipeline_outs = self._run_pipeline(state, chunk)
         events = self.falls.process(state.falls, chunk.samples, chunk.t0_us,
                                     chunk.sample_rate_hz)
         state.last_seq = chunk.sequence
-        ident = _identity(chunk)
+        if chunk.ends_session:
+            cadence = cadence + self._close_windows(state.gait)
+            pipeline_outs.append(self._close_segment(state, chunk.patient_id))
+        result = self._records(state, ident, cadence, pipeline_outs,
+                               [self._alert(chunk, e, received_at_us) for e in events], events,
+                               flushed=chunk.ends_session)
+        if chunk.ends_session:
+            self._end(state)
+        return result
+
+    def flush(self, state: SessionState) -> ProcessResult:
+        """Close the session's open segment now, as its last chunk would (the idle timeout).
+
+        Emits the open bout and the windows holding data; unlike the end flag, the session
+        stays open: a later chunk starts a new segment, as after a gap. Nothing to close
+        (no data since the last flush, or an ended session) gives an empty result.
+        """
+        if not state.is_open or state.identity is None:
+            return ProcessResult([], [])
+        cadence = self._close_windows(state.gait)
+        outs = [self._close_segment(state, state.identity["patient_id"])]
+        return self._records(state, state.identity, cadence, outs, [], [], flushed=True)
+
+    def _end(self, state: SessionState) -> None:
+        """Mark the session ended and drop the signal history only an open one needs."""
+        state.ended = True
+        state.pipeline = None
+        state.gait = self.gait.initial_state()
+        state.falls = self.falls.initial_state()
+
+    def _close_windows(self, g: GaitStreamState) -> list[WindowCadence]:
+        """Emit the cadence windows holding data and restart step detection.
+
+        What ``GaitStream`` does at a gap in the data (it has no flush of its own): every
+        window that began before the end of the data is final; the next data, if any,
+        starts a new detector segment and counts from the next window.
+        """
+        windows: list[WindowCadence] = []
+        if g.open_window_us is not None:
+            steps_us = np.asarray(g.recent_steps_us, dtype=np.int64)
+            while g.open_window_us < g.last_end_us:
+                windows.append(window_cadence(steps_us, g.open_window_us, self.gait.window_us,
+                                              max_step_time_s=self.gait.max_step_time_s))
+                g.open_window_us += self.gait.window_us
+        g.detector = self.gait.detector.initial_state()
+        g.recent_steps_us = []
+        return windows
+
+    def _close_segment(self, state: SessionState, patient_id: str
+                       ) -> tuple[int, PipelineOutput]:
+        """Flush the gait pipeline's open segment; (bout base, output).
+
+        Bout numbers of a later segment continue after the flushed ones.
+        """
+        assert state.pipeline is not None
+        flushed = self.pipeline_for(patient_id).flush(state.pipeline)
+        out = (state.bout_base, flushed)
+        state.bout_base = max([state.n_bouts, *(state.bout_base + b.bout_index + 1
+                                                for b in flushed.bouts)])
+        state.pipeline = None
+        return out
+
+    def _records(self, state: SessionState, ident: Identity, cadence: list[WindowCadence],
+                 pipeline_outs: list[tuple[int, PipelineOutput]], alerts: list[AlertRecord],
+                 events: list[FallEvent], *, flushed: bool) -> ProcessResult:
+        """Label the cores' results with the session's identity and running numbers."""
         windows = [
             GaitWindowRecord(
                 **ident,
@@ -253,7 +367,7 @@ class SessionProcessor:
                 cadence_spm=w.cadence_spm,
                 mean_step_time_s=w.mean_step_time_s,
             )
-            for w in out.windows
+            for w in cadence
         ]
         steps: list[StepRecord] = []
         metrics: list[GaitMetricsRecord] = []
@@ -270,12 +384,11 @@ class SessionProcessor:
                 state.n_bouts = max(state.n_bouts, base + b.bout_index + 1)
             bout_results += po.bouts
             turns += [_turn(ident, t) for t in po.turns]
-        alerts = [self._alert(chunk, e, received_at_us) for e in events]
         fall_records = [_fall_event(ident, e, a.alert_id)
                         for e, a in zip(events, alerts, strict=True)]
         return ProcessResult(steps, windows, alerts, metrics=metrics, bouts=bouts,
                              events=turns + fall_records, bout_results=bout_results,
-                             fall_events=events)
+                             fall_events=events, flushed=flushed)
 
     def _run_pipeline(self, state: SessionState, chunk: ImuChunk
                       ) -> list[tuple[int, PipelineOutput]]:
@@ -287,11 +400,7 @@ class SessionProcessor:
             expected_us = pipeline.time_us(seg, seg.n_seen)
             if (seg.sample_rate_hz != chunk.sample_rate_hz or abs(chunk.t0_us - expected_us)
                     > self.gait.detector.max_gap_s * 1e6):
-                flushed = pipeline.flush(seg)
-                outs.append((state.bout_base, flushed))
-                state.bout_base = max(
-                    [state.n_bouts, *(state.bout_base + b.bout_index + 1
-                                      for b in flushed.bouts)])
+                outs.append(self._close_segment(state, chunk.patient_id))
                 seg = None
         if seg is None:
             seg = state.pipeline = pipeline.initial_state(
@@ -337,19 +446,34 @@ class SessionProcessor:
         """
         if result.duplicate:
             return RiskResult()
+        return self._update_risk(state, _identity(chunk), chunk.t0_us, result, received_at_us)
+
+    def update_risk_on_flush(self, state: FallRiskState, session: SessionState,
+                             result: ProcessResult) -> RiskResult:
+        """Feed the bouts ``flush(session)`` closed to the patient's score (``state``).
+
+        The records carry the session's identity; the score's time is the end of the
+        session's data.
+        """
+        if session.identity is None or not (result.bout_results or result.fall_events):
+            return RiskResult()
+        return self._update_risk(state, session.identity, session.gait.last_end_us, result,
+                                 None)
+
+    def _update_risk(self, state: FallRiskState, ident: Identity, t_us: int,
+                     result: ProcessResult, received_at_us: int | None) -> RiskResult:
         inputs: list[tuple[int, BoutResult | FallEvent]] = [
             *((b.start_us, b) for b in result.bout_results),
             *((e.start_us, e) for e in result.fall_events)]
         inputs.sort(key=lambda x: x[0])
-        scorer = self.clinic_risk.get(chunk.clinic_id, self.risk)
+        scorer = self.clinic_risk.get(ident["clinic_id"], self.risk)
         updates: list[RiskUpdate] = []
         for _, item in inputs:
             if isinstance(item, BoutResult):
                 updates.append(scorer.on_bout(state, BoutSummary.from_bout_result(item)))
             else:
                 updates.append(scorer.on_event(state, item))
-        updates.append(scorer.on_time(state, chunk.t0_us))
-        ident = _identity(chunk)
+        updates.append(scorer.on_time(state, t_us))
         scores: list[FallRiskRecord] = []
         alerts: list[AlertRecord] = []
         for u in updates:

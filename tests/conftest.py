@@ -48,6 +48,7 @@ def stack_settings(local_stack: LocalStack, tmp_path: Path) -> Settings:
         topic_bouts=f"gait.bouts.{suffix}",
         topic_events=f"gait.events.{suffix}",
         topic_risk=f"fall.risk.{suffix}",
+        topic_session_control=f"imu.session-control.{suffix}",
         topic_partitions=4,
         influx_db=f"justwalk_{suffix}",
         processor_group=f"justwalk-processor-{suffix}",

@@ -117,3 +117,30 @@ def test_every_justwalk_command_in_deploy_readme_parses() -> None:
     for command in commands:
         args = build_parser().parse_args(shlex.split(command)[1:])
         assert callable(args.func), command
+
+
+def test_processors_read_the_mounted_patient_profiles_and_risk_policies() -> None:
+    from stream_processors.patient_profiles import load_patient_profiles
+    from stream_processors.risk_policies import load_risk_policies
+
+    svc = SPEC["services"]["processor"]
+    env = svc["environment"]
+    # ${VAR:-default} as compose resolves it without deploy/.env
+    settings = Settings.from_env({k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v))
+                                  for k, v in env.items()})
+    mounts = {m["target"]: m for m in svc["volumes"]}
+    for name, path in (("patient_profiles", settings.patient_profiles),
+                       ("risk_policies", settings.risk_policies)):
+        mount = mounts[str(path)]
+        assert mount["source"] == f"./deploy/{name}.json" and mount["read_only"]
+        # a missing file is an error at `up`, not an empty directory in the container
+        assert mount["bind"]["create_host_path"] is False
+        # the example to copy exists and is valid for the processor's loader
+        assert (ROOT / "deploy" / f"{name}.example.json").exists()
+        assert f"cp deploy/{name}.example.json deploy/{name}.json" in (
+            ROOT / "deploy" / "README.md").read_text()
+    heights = load_patient_profiles(ROOT / "deploy" / "patient_profiles.example.json")
+    assert heights and all(re.fullmatch(r"pt-\d{4}", p) for p in heights)  # pseudonymous
+    default, clinics = load_risk_policies(ROOT / "deploy" / "risk_policies.example.json")
+    assert default.policy.threshold == 50 and clinics
+    assert settings.session_idle_timeout_s > 0

@@ -23,6 +23,7 @@ from justwalk.schema import (
     MEASUREMENT_STEP,
     qualified,
 )
+from justwalk.simulator.device import stream_samples
 from justwalk.simulator.gait_model import GaitProfile, synthesize
 from justwalk.simulator.run import simulation_start_us, stream_simulated_patients
 from justwalk.wire import ImuChunk, Placement, encode_chunk
@@ -251,3 +252,46 @@ async def test_faulty_chunks_are_named_and_the_rest_still_processed(pipeline):
     assert max(w["time"] for w in walking) >= start_us + 20_000_000
     for w in walking[1:]:
         assert abs(w["cadence_spm"] - 100.0) <= 3.0, w
+
+
+async def test_a_device_that_dies_mid_walk_gets_its_bout_by_the_idle_timeout(
+        stack_settings, tmp_path):
+    """No end flag: the processor's idle timeout closes the open bout, and publishes it once."""
+    settings = stack_settings.replace(device_registry=tmp_path / "devices.json",
+                                      gateway_port=_free_port(), session_idle_timeout_s=3.0)
+    [cred] = provision(settings.device_registry, tmp_path / "creds.json",
+                       [("dev-dies", "pt-dies", "clinic-test")])
+    duration_s = 30.0
+    rec = synthesize(GaitProfile(cadence_spm=105.0, step_time_cv=0.02,
+                                 walking_s=((1.0, duration_s),)),
+                     duration_s, 100.0, np.random.default_rng(8))
+    start_us = simulation_start_us(time.time_ns() // 1000, duration_s, 0)
+    p = Pipeline(settings, log_dir=tmp_path / "logs")
+    p.start()
+    try:
+        stats = await stream_samples(p.gateway_url, cred, rec.samples, start_us=start_us,
+                                     sample_rate_hz=100.0, speed=0, session_id="s-dies",
+                                     end_session=False)
+        assert stats.completed and stats.acked == stats.chunks and not stats.errors
+        sent = time.monotonic()
+        async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+            bouts = await poll_rows(
+                client, f'SELECT * FROM {qualified(MEASUREMENT_BOUT)} GROUP BY "patient_id"',
+                ["pt-dies"], timeout_s=60.0)
+            waited_s = time.monotonic() - sent
+            risk = await poll_rows(
+                client, f'SELECT * FROM {qualified(MEASUREMENT_FALL_RISK)} '
+                'GROUP BY "patient_id"', ["pt-dies"])
+            await asyncio.sleep(2 * settings.session_idle_timeout_s)  # no second flush
+            again = await client.query_rows(f'SELECT * FROM {qualified(MEASUREMENT_BOUT)}')
+        published = await read_topic(settings.kafka_bootstrap, settings.topic_bouts)
+    finally:
+        codes = p.stop()
+    assert codes == {"gateway": 0, "processor-0": 0, "sink": 0}, codes
+    [bout] = bouts["pt-dies"]
+    assert waited_s >= settings.session_idle_timeout_s - 1.0  # not before the timeout
+    assert bout["session_id"] == "s-dies" and abs(bout["cadence_spm"] - 105.0) <= 3.0
+    assert bout["time"] + round(bout["duration_s"] * 1e6) > start_us + 25_000_000
+    [score] = risk["pt-dies"]
+    assert score["n_bouts"] == 1
+    assert len(again) == 1 and len(published) == 1  # flushed once

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
 import time
@@ -34,6 +35,7 @@ from justwalk.device_protocol import (
 )
 from justwalk.kafka_topics import ensure_topics
 from justwalk.wire import (
+    ChunkFlags,
     ImuChunk,
     Placement,
     decode_chunk,
@@ -208,6 +210,22 @@ async def test_a_resend_is_acked_as_duplicate_and_not_published_again(gw: Gatewa
     assert answers == [ack(1, duplicate=True), ack(2)]
     records = await read_topic(gw.settings, gw.settings.topic_chunks, 3)
     assert sorted(decode_chunk(r.value).sequence for r in records) == [0, 1, 2]
+
+
+async def test_the_last_chunk_flag_passes_through_and_ends_the_session(gw: Gateway) -> None:
+    last = encode_chunk(dataclasses.replace(make_chunk(2), flags=ChunkFlags.LAST))
+    reserved = bytearray(wire(3))
+    reserved[4] = 0b10  # a flag bit wire version 1 does not define
+    async with gw.client.ws_connect(STREAM_PATH, headers=gw.headers()) as ws:
+        answers = await exchange(ws, [wire(0), wire(1), last, last, bytes(reserved), wire(3)])
+    assert answers[:4] == [ack(0), ack(1), ack(2), ack(2, duplicate=True)]
+    assert (answers[4]["code"], answers[5]["code"]) == ("bad_flags", "session_ended")
+    assert "chunk 2" in answers[5]["reason"] and "new session id" in answers[5]["reason"]
+    records = await read_topic(gw.settings, gw.settings.topic_chunks, 3)
+    chunks = sorted((decode_chunk(r.value) for r in records), key=lambda c: c.sequence)
+    assert [(c.sequence, c.flags) for c in chunks] == [
+        (0, ChunkFlags.NONE), (1, ChunkFlags.NONE), (2, ChunkFlags.LAST)]
+    assert chunks[2].clinic_id == "clinic-a"  # stamped, the flag kept
 
 
 @pytest.mark.parametrize("headers", [{}, auth_headers("not-a-token"),

@@ -42,6 +42,15 @@ def test_discard_after_a_failure_reloads_the_snapshot():
     assert live.live == {}
 
 
+def test_release_snapshots_and_forgets():
+    table: dict[str, str] = {}
+    live = make(table, every=100)
+    live.get("a")["n"] = 5
+    live.release("a")  # e.g. a session that ended: stored now, not kept in memory
+    assert table == {"a": "5"} and live.live == {} and live.snapshots_ == 1
+    assert live.get("a") == {"n": 5}
+
+
 def test_snapshot_every_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         make({}, every=0)

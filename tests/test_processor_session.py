@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -20,8 +21,14 @@ from justwalk.records import (
 from justwalk.risk import COMPONENTS, US_PER_DAY, FallRiskScorer, RiskAlertPolicy
 from justwalk.schema import record_to_line
 from justwalk.simulator.gait_model import GaitProfile, SyntheticRecording, synthesize
-from justwalk.wire import ImuChunk, Placement, decode_chunk, encode_chunk
-from stream_processors.session import RiskResult, SessionProcessor, state_key
+from justwalk.wire import ChunkFlags, ImuChunk, Placement, decode_chunk, encode_chunk
+from stream_processors.idle import IdleSessions
+from stream_processors.session import (
+    RiskResult,
+    SessionEndedError,
+    SessionProcessor,
+    state_key,
+)
 
 T0 = 1_700_000_000_000_000
 
@@ -321,3 +328,114 @@ def test_each_clinic_gets_its_own_risk_threshold(walk, tmp_path):
     path.write_text(json.dumps({"clinics": {"clinic-x": {"treshold": 3}}}))
     with pytest.raises(RiskPolicyError, match=r"clinics.clinic-x: unknown keys \['treshold'\]"):
         load_risk_policies(path)
+
+
+# -- end of a session: the last-chunk flag and the idle timeout ------------------------------
+
+def cut_while_walking(walk, seconds: float = 30.0, *, last: bool = True, **kw):
+    """The walk's first ``seconds`` (the patient still walking) as chunks; the last flagged."""
+    out = list(sim_chunks(walk.samples[: round(seconds * 100)], **kw))
+    if last:
+        out[-1] = decode_chunk(encode_chunk(
+            dataclasses.replace(out[-1], flags=ChunkFlags.LAST)))
+    return out
+
+
+def test_the_last_chunk_flushes_the_open_bout_exactly_once(walk):
+    proc = SessionProcessor(window_s=5.0, clock=lambda: 0)
+    # without the flag the walk's bout stays open: nothing ends it
+    open_results, _, open_state, _ = run_all(proc, cut_while_walking(walk, last=False))
+    assert records(open_results, [])["bouts"] == [] and open_state.is_open
+
+    chunks = cut_while_walking(walk)
+    results, risks, state, risk = run_all(proc, chunks)
+    out = records(results, risks)
+    [bout] = out["bouts"]
+    assert results[-1].bouts == [bout] and results[-1].flushed  # made by the last chunk
+    assert not any(r.flushed for r in results[:-1])
+    assert bout.end_us <= chunks[-1].end_us and abs(bout.cadence_spm - 100.0) < 3.0
+    # the bout reached the fall-risk score like any other
+    [score] = out["scores"]
+    assert score.n_bouts == 1 and score.t_us == bout.end_us
+    # every window holding data was published: the last one is the partial window at the end
+    starts = [w.window_start_us for w in out["windows"]]
+    assert starts == [T0 + i * 5_000_000 for i in range(6)]
+    assert [m.window_start_us for m in out["metrics"]] == starts
+    assert state.ended and not state.is_open
+
+    # a redelivery of the last chunk (after a restart: the state from its snapshot) does
+    # not flush again
+    state = proc.load_state(proc.dump_state(state))
+    dup = proc.process(state, chunks[-1])
+    assert dup.duplicate and proc.update_risk(risk, chunks[-1], dup) == RiskResult()
+    # the ended state keeps the counters only, not the signal history
+    assert len(proc.dump_state(state)) < len(proc.dump_state(open_state)) / 5
+    assert (state.n_bouts, state.n_steps) == (1, len(out["steps"]))
+
+
+def test_a_chunk_after_the_end_is_refused_and_changes_nothing(walk):
+    proc = SessionProcessor(window_s=5.0)
+    chunks = cut_while_walking(walk, 10.0)
+    _, _, state, _ = run_all(proc, chunks)
+    before = proc.dump_state(state)
+    [late] = list(sim_chunks(walk.samples[:50], t0_us=chunks[-1].end_us,
+                             first_seq=chunks[-1].sequence + 1))
+    with pytest.raises(SessionEndedError) as e:
+        proc.process(state, late)
+    assert e.value.code == "session_ended"
+    assert "'sess-1'" in e.value.reason and f"chunk {late.sequence}" in e.value.reason
+    assert proc.dump_state(state) == before
+    # a new session of the same device starts afresh
+    [fresh] = list(sim_chunks(walk.samples[:50], t0_us=chunks[-1].end_us, session="sess-2"))
+    assert not proc.process(proc.new_state(), fresh).duplicate
+
+
+def test_flush_closes_an_idle_session_like_the_flag_and_the_session_goes_on(walk):
+    proc = SessionProcessor(window_s=5.0, clock=lambda: 0)
+    flagged = records(*run_all(proc, cut_while_walking(walk))[:2])
+
+    results, risks, state, risk = run_all(proc, cut_while_walking(walk, last=False))
+    assert state.is_open
+    state = proc.load_state(proc.dump_state(state))  # e.g. on another worker after a restart
+    flushed = proc.flush(state)
+    assert flushed.flushed and not state.is_open and not state.ended
+    scores = proc.update_risk_on_flush(risk, state, flushed)
+    out = records([*results, flushed], [*risks, scores])
+    assert out == flagged  # the same records as the end flag
+    # nothing left to flush: a second request (a redelivery) publishes nothing
+    again = proc.flush(state)
+    assert (again.bouts, again.windows, again.metrics, again.flushed) == ([], [], [], False)
+    assert proc.update_risk_on_flush(risk, state, again) == RiskResult()
+
+    # the device comes back (after a pause) and walks on, then stands: the session goes on
+    later = list(sim_chunks(walk.samples[3000:], t0_us=T0 + 40_000_000, first_seq=100))
+    more = records([proc.process(state, c) for c in later], [])
+    assert state.is_open and [b.bout_index for b in more["bouts"]] == [1]
+    assert more["steps"][0].step_index == len(out["steps"])
+
+
+def test_idle_sessions_with_an_injected_clock():
+    now = [0]
+    idle = IdleSessions(timeout_s=120.0, clock=lambda: now[0])
+    idle.seen("a")
+    now[0] = 60_000_000
+    idle.seen("b")
+    assert idle.due(["a", "b"]) == []
+    now[0] = 120_000_000
+    assert idle.idle("a") and not idle.idle("b")
+    assert idle.due(["a", "b"]) == ["a"]
+    now[0] += 10_000_000
+    assert idle.due(["a", "b"]) == []  # asked for "a" already, within one timeout
+    now[0] = 180_000_000
+    assert idle.due(["a", "b"]) == ["b"]
+    idle.seen("a")  # data came after all
+    assert not idle.idle("a")
+    # a session not seen since this worker took over counts from the first question
+    assert idle.due(["c"]) == [] and not idle.idle("c")
+    now[0] += 120_000_000
+    assert idle.due(["c"]) == ["c"]
+    idle.forget("c")
+    idle.clear()
+    assert idle.last_seen_us == {} and idle.requested_us == {}
+    with pytest.raises(ValueError, match="positive"):
+        IdleSessions(timeout_s=0, clock=lambda: 0)

@@ -8,15 +8,14 @@ them with ``run_ours`` (the evaluation's runner) on the same samples with the sa
 height. The patients' sensor heights come from the processor's patient profiles, and differ
 from the deployment default, so a processor ignoring the profile fails the test.
 
-Two things are stand-ins here, both documented where they are used:
+The device clock is a stand-in: it is restamped to an hour before now (keeping the
+recording's phase in the window grid): the 2020 recordings are older than the gateway
+accepts and than the InfluxDB retention policies keep, and an hour's offset from the wall
+clock makes any wall-clock timestamp stand out.
 
-- the device clock is restamped to an hour before now (keeping the recording's phase in
-  the window grid): the 2020 recordings are older than the gateway accepts and than the
-  InfluxDB retention policies keep, and an hour's offset from the wall clock makes any
-  wall-clock timestamp stand out;
-- the wire protocol has no end-of-session signal yet, so after the recording the device
-  sends one more chunk after a pause: the processor closes the recording's segment on that
-  discontinuity exactly as ``GaitPipeline.flush`` closes the recording offline.
+The recording's last chunk carries the wire's end-of-session flag (``ChunkFlags.LAST``, set
+by the simulated device): the processor closes the session on it exactly as
+``GaitPipeline.flush`` closes the recording offline.
 """
 
 from __future__ import annotations
@@ -30,19 +29,18 @@ import math
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from ingest.registry import provision
-from justwalk.device_protocol import DeviceCredential, auth_headers
+from justwalk.device_protocol import DeviceCredential
 from justwalk.evaluation.gait import run_ours
 from justwalk.evaluation.gait_reference import Detection, Trial, load_trials
 from justwalk.gait.cadence import window_start
 from justwalk.pipeline import Pipeline
 from justwalk.records import BoutRecord, StepRecord
 from justwalk.schema import MEASUREMENT_BOUT, MEASUREMENT_STEP, qualified
-from justwalk.simulator.device import DEFAULT_CHUNK_S, make_chunks, stream_samples
-from justwalk.wire import ImuChunk, Placement, decode_chunk, encode_chunk
+from justwalk.simulator.device import make_chunks, stream_samples
+from justwalk.wire import decode_chunk, encode_chunk
 from sinks.influx import InfluxClient
 from stream_processors.patient_profiles import (
     PatientProfileError,
@@ -55,8 +53,6 @@ from tests.test_end_to_end import _free_port
 CLINIC = "clinic-replay"
 CLOCK_OFFSET_US = 3_600_000_000
 """The replaying devices' clocks run an hour behind the wall clock."""
-PAUSE_S = 1.0
-"""Pause before the chunk that closes the recording's segment (any gap > 50 ms does)."""
 REPLAYS = (
     # patient, trial, slice (s) or None for all of it
     ("pt-replay-ms001", "MS/001 Test5 Trial1", None),  # 14.5 s, one reference bout
@@ -90,15 +86,6 @@ def _restamped(trial: Trial, window_s: float, now_us: int,
 def _device_us(trial: Trial, sample: int) -> int:
     """Device time of a sample (``GaitPipeline.time_us``)."""
     return trial.t0_us + round(sample * 1e6 / trial.sample_rate_hz)
-
-
-def _closing_chunk(cred: DeviceCredential, trial: Trial, session_id: str,
-                   sequence: int) -> ImuChunk:
-    """The device's next chunk after a pause: the last 0.5 s again, ``PAUSE_S`` later."""
-    n = round(DEFAULT_CHUNK_S * trial.sample_rate_hz)
-    return ImuChunk(cred.patient_id, cred.device_id, session_id, sequence,
-                    _device_us(trial, trial.n_samples) + round(PAUSE_S * 1e6),
-                    trial.sample_rate_hz, Placement.LOWER_BACK, trial.samples[-n:])
 
 
 def _same(ours: float | None, offline: float) -> bool:
@@ -157,13 +144,14 @@ def test_processor_on_gateway_chunks_equals_offline(shared_data: Path, name: str
     state = proc.new_state()
     chunks = make_chunks(cred, trial.samples, start_us=trial.t0_us,
                          sample_rate_hz=trial.sample_rate_hz, session_id="s")
-    chunks.append(_closing_chunk(cred, trial, "s", len(chunks)))
+    assert [c.ends_session for c in chunks] == [False] * (len(chunks) - 1) + [True]
     steps: list[StepRecord] = []
     bouts: list[BoutRecord] = []
     for c in chunks:
         out = proc.process(state, decode_chunk(encode_chunk(c)))
         steps += out.steps
         bouts += out.bouts
+    assert state.ended and out.flushed
     assert_steps_equal(trial, offline, [
         {"time": s.t_us, "side": s.side, "step_index": s.step_index} for s in steps])
     assert_bouts_equal(trial, offline, [
@@ -190,6 +178,22 @@ def test_patient_profiles_file(tmp_path: Path) -> None:
     assert proc.pipeline_for("pt-2").sensor_height_m == 1.0
 
 
+@pytest.mark.realdata
+def test_the_demo_gives_the_replayed_patient_its_sensor_height(shared_data: Path,
+                                                               tmp_path: Path) -> None:
+    from justwalk.demo import DEFAULT_RECORDING, REPLAY_PATIENT, write_patient_profiles
+    from justwalk.simulator.replay import participant_info
+
+    if not DEFAULT_RECORDING.exists():
+        pytest.skip(f"{DEFAULT_RECORDING} not in the data")
+    path = tmp_path / "patient_profiles.json"
+    height = participant_info(DEFAULT_RECORDING).sensor_height_m
+    assert height is not None and height != 1.0  # MS/001: 0.975 m, not the default
+    assert write_patient_profiles(path, DEFAULT_RECORDING) == {REPLAY_PATIENT: height}
+    assert load_patient_profiles(path) == {REPLAY_PATIENT: height}
+    assert write_patient_profiles(path, None) == {} and load_patient_profiles(path) == {}
+
+
 # ----------------------------------------------------------------------------- real stack
 
 
@@ -209,18 +213,11 @@ async def _poll(client: InfluxClient, query: str, expected: dict[str, int],
 
 async def _replay(gateway_url: str, cred: DeviceCredential, trial: Trial,
                   session_id: str) -> None:
-    """Stream ``trial`` in real time, then, after a pause, the chunk that closes it."""
+    """Stream ``trial`` in real time; its last chunk ends the session."""
     stats = await stream_samples(gateway_url, cred, trial.samples, start_us=trial.t0_us,
                                  sample_rate_hz=trial.sample_rate_hz, speed=1.0,
                                  session_id=session_id)
     assert stats.completed and not stats.errors and stats.acked == stats.chunks, stats
-    await asyncio.sleep(PAUSE_S + DEFAULT_CHUNK_S)  # the pause, then the chunk is recorded
-    closing = _closing_chunk(cred, trial, session_id, stats.chunks)
-    async with aiohttp.ClientSession() as http, http.ws_connect(
-            gateway_url + "/v1/stream", headers=auth_headers(cred.token)) as ws:
-        await ws.send_bytes(encode_chunk(closing))
-        answer = json.loads(await ws.receive_str())
-    assert answer == {"type": "ack", "sequence": stats.chunks}, answer
 
 
 @pytest.mark.integration

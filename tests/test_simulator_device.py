@@ -184,6 +184,11 @@ def test_chunks_have_sequences_from_zero_and_event_time_t0() -> None:
     assert [c.t0_us for c in chunks] == [START_US + k * 500_000 for k in range(21)]
     assert chunks[-1].n_samples == 50
     assert all(c.end_us == n.t0_us for c, n in itertools.pairwise(chunks))
+    # one call is one session: its last chunk says so (unless the device "dies")
+    assert [c.ends_session for c in chunks] == [False] * 20 + [True]
+    assert not any(c.ends_session for c in make_chunks(
+        CRED, ramp(1050), start_us=START_US, sample_rate_hz=100.0, session_id="s1",
+        end_session=False))
     # a sample rate that does not divide a microsecond: t0 = start + round(k * n * 1e6 / fs)
     odd = make_chunks(CRED, ramp(500), start_us=0, sample_rate_hz=104.17, session_id="s1")
     assert odd[3].n_samples == 52
@@ -200,6 +205,7 @@ async def test_real_time_pacing_sequences_and_t0(gateway: tuple[FakeGateway, str
     chunks = [c for _, c in gw.arrivals]
     assert [c.sequence for c in chunks] == list(range(6))
     assert [c.t0_us for c in chunks] == [START_US + k * 500_000 for k in range(6)]
+    assert [c.ends_session for c in chunks] == [False] * 5 + [True]  # the session's end
     assert {(c.patient_id, c.device_id, c.session_id) for c in chunks} == {
         ("pat-1", "dev-1", "sess-a")
     }

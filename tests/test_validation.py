@@ -7,7 +7,7 @@ import pytest
 
 from ingest.registry import DeviceEntry, hash_token
 from ingest.validation import ChunkValidator, Outcome, Verdict
-from justwalk.wire import ImuChunk, Placement
+from justwalk.wire import ChunkFlags, ImuChunk, Placement
 
 NOW_US = 1_750_000_000_000_000
 FS = 100.0
@@ -17,7 +17,7 @@ ENTRY = DeviceEntry("dev-1", "ms-0001", "clinic-a", hash_token("secret"))
 
 def chunk(seq: int, t0_us: int | None = None, *, n: int = N, fs: float = FS,
           samples: np.ndarray | None = None, session: str = "s1",
-          device: str = "dev-1", patient: str = "ms-0001") -> ImuChunk:
+          device: str = "dev-1", patient: str = "ms-0001", last: bool = False) -> ImuChunk:
     """Chunk ``seq`` of a gapless stream that starts 60 s before NOW_US, by default."""
     if t0_us is None:
         t0_us = NOW_US - 60_000_000 + seq * round(n * 1e6 / fs)
@@ -26,7 +26,7 @@ def chunk(seq: int, t0_us: int | None = None, *, n: int = N, fs: float = FS,
         samples[:, 0] = 9.81
     return ImuChunk(patient_id=patient, device_id=device, session_id=session, sequence=seq,
                     t0_us=t0_us, sample_rate_hz=fs, placement=Placement.LOWER_BACK,
-                    samples=samples)
+                    samples=samples, flags=ChunkFlags.LAST if last else ChunkFlags.NONE)
 
 
 @pytest.fixture
@@ -161,6 +161,26 @@ def test_a_gap_fill_must_fit_in_the_gap(v: ChunkValidator) -> None:
     accept_all(v, chunk(0), chunk(5))
     assert_rejected(v, chunk(3, chunk(0).end_us - 50_000), "timestamp_overlap")
     assert_rejected(v, chunk(3, chunk(5).t0_us - 500_000), "stale_sequence")
+
+
+def test_the_last_chunk_ends_the_session(v: ChunkValidator) -> None:
+    accept_all(v, chunk(0), chunk(1), chunk(3), chunk(4, last=True))
+    state = v.session("dev-1", "s1")
+    assert state is not None and state.end_seq == 4
+    # resending it, or any earlier chunk, is a duplicate; a gap may still be filled
+    assert v.check(chunk(4, last=True), ENTRY, NOW_US).outcome is Outcome.DUPLICATE
+    assert v.check(chunk(1), ENTRY, NOW_US).outcome is Outcome.DUPLICATE
+    accept_all(v, chunk(2))
+    # nothing after it: the device must start a new session
+    assert_rejected(v, chunk(5), "session_ended", "'s1'", "ended with chunk 4", "chunk 5",
+                    "new session id")
+    accept_all(v, chunk(5, session="s2"))
+
+
+def test_a_last_chunk_below_an_accepted_one_is_refused(v: ChunkValidator) -> None:
+    accept_all(v, chunk(0), chunk(3))
+    assert_rejected(v, chunk(1, last=True), "bad_flags", "chunk 1", "last", "chunk 3")
+    accept_all(v, chunk(1), chunk(4, last=True))
 
 
 def test_future_timestamp(v: ChunkValidator) -> None:

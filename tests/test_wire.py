@@ -11,6 +11,7 @@ from justwalk.wire import (
     HEADER_BYTES,
     MAX_SAMPLES,
     ChunkError,
+    ChunkFlags,
     ImuChunk,
     Placement,
     decode_chunk,
@@ -97,6 +98,24 @@ def test_ids_are_restricted_and_limits_enforced():
         encode_chunk(make(MAX_SAMPLES + 1))
     with pytest.raises(ChunkError, match="too_large"):
         decode_chunk(b"JW" + b"\0" * 100_000)
+
+
+def test_the_last_chunk_flag_round_trips_and_reserved_bits_are_refused():
+    assert not make().ends_session and decode_chunk(encode_chunk(make())).flags == 0
+    last = make(flags=ChunkFlags.LAST)
+    data = encode_chunk(last)
+    assert struct.unpack_from("<H", data, 4) == (1,)  # bit 0 of the header's flags
+    d = decode_chunk(data)
+    assert d.ends_session and d.flags is ChunkFlags.LAST
+    assert d.with_clinic("clinic-a").ends_session  # the gateway passes it through
+    bad = bytearray(data)
+    struct.pack_into("<H", bad, 4, 0b101)
+    with pytest.raises(ChunkError) as e:
+        decode_chunk(bytes(bad))
+    assert e.value.code == "bad_flags" and "0x0004" in e.value.reason
+    assert "bit 0 (last chunk of the session)" in e.value.reason
+    with pytest.raises(ChunkError, match="bad_flags"):
+        encode_chunk(make(flags=ChunkFlags(2)))
 
 
 def test_upload_framing():

@@ -3,7 +3,9 @@
 Protocol: ``justwalk.device_protocol`` (WebSocket ``/v1/stream`` with a bearer token; one
 JSON answer per binary chunk). Chunks are encoded with ``justwalk.wire.encode_chunk``; chunk
 *k* carries sequence *k* (from 0 in each session) and starts at device time
-``start_us + round(k * chunk_samples * 1e6 / fs)``.
+``start_us + round(k * chunk_samples * 1e6 / fs)``. One call streams (or uploads) one
+session: its final chunk carries ``ChunkFlags.LAST``, as a device sets it when the recording
+stops (``end_session=False`` leaves the session open, like a device that dies).
 
 Delivery is at-least-once: a chunk stays in the device's buffer until the gateway answers it
 (ack, or a final error). When the connection drops the device reconnects with a growing
@@ -39,7 +41,7 @@ from justwalk.device_protocol import (
     DeviceCredential,
     auth_headers,
 )
-from justwalk.wire import MAX_SAMPLES, ImuChunk, Placement, encode_chunk, frame_upload
+from justwalk.wire import MAX_SAMPLES, ChunkFlags, ImuChunk, Placement, encode_chunk, frame_upload
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +130,17 @@ def make_chunks(
     session_id: str,
     chunk_s: float = DEFAULT_CHUNK_S,
     placement: Placement = Placement.LOWER_BACK,
+    end_session: bool = True,
 ) -> list[ImuChunk]:
-    """Cut (n, 6) samples into wire chunks with sequence numbers from 0 (last may be short)."""
+    """Cut (n, 6) samples into wire chunks with sequence numbers from 0 (last may be short).
+
+    With ``end_session`` the last chunk is flagged as the session's last.
+    """
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim != 2 or samples.shape[1] != 6 or samples.shape[0] == 0:
         raise ValueError(f"samples must have shape (n > 0, 6), got {samples.shape}")
     per = chunk_samples(chunk_s, sample_rate_hz)
+    starts = range(0, samples.shape[0], per)
     return [
         ImuChunk(
             patient_id=credential.patient_id,
@@ -144,8 +151,9 @@ def make_chunks(
             sample_rate_hz=sample_rate_hz,
             placement=placement,
             samples=samples[i : i + per],
+            flags=ChunkFlags.LAST if end_session and k == len(starts) - 1 else ChunkFlags.NONE,
         )
-        for k, i in enumerate(range(0, samples.shape[0], per))
+        for k, i in enumerate(starts)
     ]
 
 
@@ -174,6 +182,7 @@ class SimulatedDevice:
         reconnect_delay_s: float = 0.2,
         ack_timeout_s: float = 30.0,
         placement: Placement = Placement.LOWER_BACK,
+        end_session: bool = True,
         http: aiohttp.ClientSession | None = None,
     ) -> None:
         if speed < 0:
@@ -191,6 +200,7 @@ class SimulatedDevice:
         self.reconnect_delay_s = reconnect_delay_s
         self.ack_timeout_s = ack_timeout_s
         self.placement = placement
+        self.end_session = end_session
         self.http = http
 
     async def run(self, samples: npt.NDArray[np.float32], start_us: int) -> DeviceStats:
@@ -199,6 +209,7 @@ class SimulatedDevice:
         chunks = make_chunks(
             self.credential, samples, start_us=start_us, sample_rate_hz=self.sample_rate_hz,
             session_id=session_id, chunk_s=self.chunk_s, placement=self.placement,
+            end_session=self.end_session,
         )
         run = _StreamRun(self, chunks, session_id)
         if self.http is not None:
@@ -399,6 +410,7 @@ async def upload_recording(
     chunk_s: float = DEFAULT_CHUNK_S,
     session_id: str | None = None,
     max_body_bytes: int = 8 * 1024 * 1024,
+    end_session: bool = True,
     http: aiohttp.ClientSession | None = None,
 ) -> DeviceStats:
     """Store and forward: send a whole session with ``POST /v1/upload``.
@@ -408,7 +420,7 @@ async def upload_recording(
     """
     session_id = session_id or f"s{start_us}"
     chunks = make_chunks(credential, samples, start_us=start_us, sample_rate_hz=sample_rate_hz,
-                         session_id=session_id, chunk_s=chunk_s)
+                         session_id=session_id, chunk_s=chunk_s, end_session=end_session)
     stats = DeviceStats(credential.device_id, credential.patient_id, session_id,
                         chunks=len(chunks))
     messages = [encode_chunk(c) for c in chunks]
