@@ -231,17 +231,91 @@ def test_works_at_other_sample_rates():
 
 @pytest.mark.parametrize("det", [NearFallDetector(), FallDetector()])
 def test_decision_params_do_not_change_features(det):
-    """The evaluation re-decides stored candidates for any value of ``decision_params``."""
-    x = _both()
+    """The evaluation re-decides stored candidates for any value of ``decision_params``.
+
+    ``candidate_params`` also select the candidates: smaller values find a superset."""
+    x = np.concatenate([_both(), _double_peak_stumble()])
     params = {k: v for k, v in vars(det).items() if not k.startswith("_")}
     base = det.scan(det.initial_state(), x, T0_US, FS)
     assert base
     for name in det.decision_params:
-        other = type(det)(**{**params, name: params[name] * 0.8})
+        other = type(det)(**{**params, name: params[name] * 0.5})
         cands = other.scan(other.initial_state(), x, T0_US, FS)
         gate = max(det.gate_acc_mps2, other.gate_acc_mps2)
-        assert ([(c.peak, c.features) for c in cands if c.peak.acc_mps2 >= gate]
-                == [(c.peak, c.features) for c in base if c.peak.acc_mps2 >= gate]), name
+        mine = {c.peak: c.features for c in base if c.peak.acc_mps2 >= gate}
+        theirs = {c.peak: c.features for c in cands if c.peak.acc_mps2 >= gate}
+        if name in det.candidate_params:
+            assert set(mine) <= set(theirs), name
+            assert all(theirs[k] == v for k, v in mine.items()), name
+        else:
+            assert mine == theirs, name
+    assert "peak_half_window_s" in NearFallDetector.candidate_params
+
+
+def _double_peak_stumble() -> np.ndarray:
+    """A stumble whose 3.5 g trip is followed 0.6 s later by a 4.5 g recovery step."""
+    return np.concatenate([walking(6.0, seed=11), pulse(0.2, 3.5 * G, 3.0),
+                           walking(0.4, seed=12), pulse(0.2, 4.5 * G, 4.0),
+                           walking(6.0, seed=13)])
+
+
+@pytest.mark.parametrize("half_s", [0.3, 0.5, 0.7, 1.0])
+def test_a_short_half_window_scan_redecided_for_a_longer_one_is_the_longer_one(half_s):
+    """Candidates scanned with a short ``peak_half_window_s`` and decided for a longer one
+    (their ``peak_dominance_blocks``) are exactly those the longer one scans itself."""
+    x = np.concatenate([_both(), _double_peak_stumble()])
+    short = NearFallDetector(peak_half_window_s=0.3, gate_acc_mps2=1.1 * G)
+    det = NearFallDetector(peak_half_window_s=half_s, gate_acc_mps2=1.1 * G)
+    own = det.scan(det.initial_state(), x, T0_US, FS)
+    redecided = [c for c in short.scan(short.initial_state(), x, T0_US, FS)
+                 if c.features.peak_dominance_blocks >= round(half_s / 0.1)]
+    assert [(c.peak, c.features) for c in redecided] == [(c.peak, c.features) for c in own]
+    assert ([c.peak for c in own if det.decide(c.features)]
+            == [c.peak for c in redecided if det.decide(c.features)])
+
+
+def test_stumble_after_standing_still_is_not_a_near_fall():
+    # 2.2 s of standing inside the 3.5 s walking window: walking has not been continuous
+    x = np.concatenate([still(5.0), walking(1.8, cadence_spm=150.0, seed=5),
+                        pulse(0.2, 4.5 * G, 4.0), walking(6.0, seed=4)])
+    det = NearFallDetector(min_gait_acc_mps2=0.0)  # isolate the continuity criterion
+    (c,) = [c for c in det.scan(det.initial_state(), x, T0_US, FS)
+            if c.features.peak_acc_mps2 > 4.0 * G]
+    assert c.features.max_step_gap_s > 2.0
+    assert not det.decide(c.features)
+    assert NearFallDetector(min_gait_acc_mps2=0.0, max_step_gap_s=10.0).decide(c.features)
+
+
+def test_stumble_after_a_trunk_flexion_is_not_a_near_fall():
+    # 1.5 s of walking bent 40 deg forward (a transfer, not steady gait) in the window
+    a = np.radians(40.0)
+    bent = walking(1.5, seed=6)
+    bent[:, [0, 2]] = np.stack([bent[:, 0] * np.cos(a) - bent[:, 2] * np.sin(a),
+                                bent[:, 0] * np.sin(a) + bent[:, 2] * np.cos(a)], axis=1)
+    x = np.concatenate([walking(6.0, seed=3), bent, walking(2.0, seed=7),
+                        pulse(0.2, 4.5 * G, 4.0), walking(6.0, seed=4)])
+    assert feed(NearFallDetector(), x)[0] == []
+    events, _ = feed(NearFallDetector(max_tilt_range_deg=90.0), x)
+    assert [e.type for e in events] == [EventType.NEAR_FALL]
+
+
+def _bend_then_fall(bend: bool) -> np.ndarray:
+    f, _ = fall_recording()
+    return np.concatenate([still(4.0), still(1.0, tilt_deg=90.0 if bend else 0.0, seed=3),
+                           still(1.5), f[550:]])
+
+
+def test_lying_posture_held_shortly_before_the_impact_is_no_fall():
+    # a deep bend (90 deg) 2-3 s before an impact that ends at 90 deg: not a new posture
+    assert [e.type for e in feed(FallDetector(), _bend_then_fall(False))[0]] == [
+        EventType.FALL]
+    assert feed(FallDetector(), _bend_then_fall(True))[0] == []
+
+
+def test_fall_at_the_start_of_a_stream_is_detected():
+    f, _ = fall_recording()
+    events, _ = feed(FallDetector(), f[590:])  # nothing known before the impact
+    assert [e.type for e in events] == [EventType.FALL]
 
 
 @pytest.mark.parametrize("det", [NearFallDetector(), FallDetector()])

@@ -15,6 +15,9 @@ from justwalk.evaluation import falls as ev
 from justwalk.falls import FallDetector, NearFallDetector
 from tests.test_falls_detectors import (
     FS,
+    T0_US,
+    _both,
+    _double_peak_stumble,
     fall_recording,
     still,
     stumble_recording,
@@ -101,6 +104,52 @@ def test_grid_tables_decide_like_the_detectors(recordings, which):
         assert list(table.has[i]) == [bool(d) for d in dets]
         assert list(table.alarms[i]) == [len(d) if o.rec.walking_only else 0
                                          for d, o in zip(dets, outcomes, strict=True)]
+
+
+@pytest.mark.parametrize("cfg", [
+    {"peak_half_window_s": 0.3}, {"peak_half_window_s": 1.0},
+    {"peak_half_window_s": 0.7, "gate_acc_mps2": 1.4 * 9.80665},
+    {"perturbation_half_s": 1.0, "before_s": 5.0},
+])
+def test_evaluation_decisions_from_a_shared_scan_are_the_streaming_events(cfg):
+    """A recording scanned once (shortest half-window, lowest gate) and re-decided for
+    another setting gives exactly the events of that setting's streaming detector."""
+    x = np.concatenate([_both(), _double_peak_stumble()])
+    near, fall = NearFallDetector(), FallDetector()
+    rec = ev._analyse("SA90/D18_SA90_R09.txt", "SA90", ev.NEAR_FALL, x, near, fall,
+                      walking_only=False)
+    rec.candidates(ev._with(near, {"peak_half_window_s": 0.3, "gate_acc_mps2": 1.1 * 9.8}))
+    det = ev._with(near, cfg)
+    (outcome,) = ev.decide_all([rec], det, fall)
+    streamed = det.process(det.initial_state(), x, T0_US, FS)
+    assert [c.event for c in outcome.near] == [
+        dataclasses.replace(e, start_us=e.start_us - T0_US, end_us=e.end_us - T0_US,
+                            peak_us=e.peak_us - T0_US, detected_us=e.detected_us - T0_US)
+        for e in streamed]
+    assert outcome.near
+
+
+def test_sensitivity_fixes_one_constant_at_a_time(recordings, monkeypatch):
+    monkeypatch.setattr(ev, "SENSITIVITY_NEAR_FALL", {"max_step_gap_s": (1.0, 2.0)})
+    monkeypatch.setattr(ev, "SENSITIVITY_FALL", {})
+    near, fall = NearFallDetector(), FallDetector()
+    rows = ev.sensitivity(recordings, near, fall)
+    assert [(r.detector, r.name, r.value) for r in rows] == (
+        [("near_fall", k, v) for k in ev.NEAR_FALL_WINDOWS for v in ev.NEAR_FALL_GRID[k]]
+        + [("fall", k, v) for k in ev.FALL_WINDOWS for v in ev.FALL_GRID[k]]
+        + [("near_fall", "max_step_gap_s", 1.0), ("near_fall", "max_step_gap_s", 2.0)])
+    thresholds_only = (
+        {k: v for k, v in ev.NEAR_FALL_GRID.items() if k not in ev.NEAR_FALL_WINDOWS},
+        {k: v for k, v in ev.FALL_GRID.items() if k not in ev.FALL_WINDOWS})
+    outcomes, _ = ev.loso(recordings, ev._with(near, {"max_step_gap_s": 1.0}), fall,
+                          near_grid=thresholds_only[0], fall_grid=thresholds_only[1])
+    assert rows[-2].metrics == ev.metrics(outcomes)
+    assert all(ev.meets_targets(r.metrics) == (r.metrics["near_fall_sensitivity"] >= 0.9
+                                               and r.metrics["near_fall_specificity"] >= 0.95
+                                               and r.metrics["fall_sensitivity"] >= 0.95
+                                               and r.metrics["fall_specificity"] >= 0.98
+                                               and r.metrics["false_alarms_per_hour_walking"]
+                                               <= 0.5) for r in rows)
 
 
 def test_most_chosen_is_the_mode_of_the_folds():

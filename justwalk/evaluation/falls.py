@@ -2,7 +2,7 @@
 
 Usage::
 
-    justwalk evaluate falls [--json] [--data DIR] [--loso]
+    justwalk evaluate falls [--json] [--data DIR] [--loso | --sensitivity]
 
 Data
 ----
@@ -33,8 +33,9 @@ recordings over their total duration.
 
 Leave-one-subject-out (``--loso``)
 ----------------------------------
-The detector parameters that have no published or physical value (``NEAR_FALL_GRID``,
-``FALL_GRID``; origins in ``justwalk/falls/README.md``) are tuned on a grid. There is one
+The detector thresholds that have no published or physical value and the window constants
+(``NEAR_FALL_GRID``, ``FALL_GRID``; origins and ranges in ``justwalk/falls/README.md``) are
+tuned on a grid. There is one
 fold per group (each SisFall subject, each Mobilise-D participant, the simulated walkers):
 the setting is chosen on the other groups' recordings only and applied to the group's, and
 the figures reported are those of the held-out predictions. Choice: highest sensitivity +
@@ -42,8 +43,16 @@ specificity - ``FA_WEIGHT_H`` x the detector's false alarms per hour of walking,
 first, then near-falls given the fall setting; ties go to the setting deepest inside the
 best plateau.
 The shipped defaults are the settings most folds chose (printed with the per-fold choices).
-Candidates are scanned once per feature setting and decided for all settings at once, so
-the whole run takes seconds.
+Candidates are scanned once per setting of the window constants that change features and
+decided for all settings at once (``peak_half_window_s`` only selects candidates and is
+re-decided from each candidate's dominance), so the whole run takes about half a minute.
+
+Sensitivity (``--sensitivity``)
+-------------------------------
+Leave-one-subject-out figures with each window constant fixed at each value of its grid,
+and each fixed physical or literature constant at a few values around it
+(``SENSITIVITY_NEAR_FALL``, ``SENSITIVITY_FALL``): which constants the held-out figures
+rest on.
 """
 
 from __future__ import annotations
@@ -101,20 +110,26 @@ JSON_KEYS = (
     "false_alarms_per_hour_walking",
     "median_detection_latency_s",
 )
-# LOSO grids: the parameters without a published or physical value (see justwalk/falls/
-# README.md), over physically plausible ranges.
+# LOSO grids (see justwalk/falls/README.md): the thresholds without a published or physical
+# value, over physically plausible ranges, and the window constants over the ranges their
+# physical arguments allow (written down before any of them was evaluated).
 _G = GRAVITY_MPS2
-NEAR_FALL_GRID: dict[str, tuple[float, ...]] = {
+NEAR_FALL_GRID: dict[str, tuple[Any, ...]] = {
     "gate_acc_mps2": (1.4 * _G, 1.6 * _G, 1.8 * _G, 2.0 * _G),
     "max_step_interval_cv": (0.3, 0.35, 0.4, 0.45, 0.5),
     "min_acc_ratio": (2.0, 2.5, 3.0, 3.5, 4.0, 4.5),
     "min_gyr_ratio": (1.6, 1.8, 2.0, 2.2, 2.4, 2.6, 2.8),
+    "peak_half_window_s": (0.3, 0.5, 0.7, 1.0),
+    "perturbation_half_s": (0.5, 0.75, 1.0),
+    "before_s": (3.0, 3.5, 4.0, 4.5, 5.0),
 }
-FALL_GRID: dict[str, tuple[float, ...]] = {
+FALL_GRID: dict[str, tuple[Any, ...]] = {
     "min_impact_acc_mps2": (1.5 * _G, 1.6 * _G, 1.7 * _G, 1.8 * _G, 2.0 * _G, 2.2 * _G,
                             2.5 * _G),
     "min_tilt_change_deg": (10.0, 15.0, 20.0, 25.0, 30.0),
     "max_gyr_after_radps": (0.5, 0.75, 1.0, 1.5, 2.0),
+    "tilt_before_window_s": tuple((end - length, end) for end in (-1.0, -1.5, -2.0)
+                                  for length in (1.0, 2.0, 3.0)),
 }
 FA_WEIGHT_H = 0.1
 """Tuning objective: sensitivity + specificity - this x false alarms per hour of walking."""
@@ -139,19 +154,21 @@ class Recording:
     walking_only: bool = False
     """Counts towards false alarms per hour of walking."""
     source: str = "sisfall"
-    _scans: dict[tuple[Any, ...], tuple[float, list[Candidate[Any]]]] = field(
+    _scans: dict[tuple[Any, ...], tuple[tuple[float, ...], list[Candidate[Any]]]] = field(
         default_factory=dict, repr=False)
 
     def candidates(self, det: CandidateDetector[F]) -> list[Candidate[F]]:
         """The detector's candidates (features, not yet decided).
 
-        Scanned once per setting of the parameters that change features; a scan with a
-        lower gate is reused.
+        Scanned once per setting of the parameters that change features; a scan with
+        smaller ``candidate_params`` (a lower gate, a shorter peak half-window) is reused:
+        it holds every candidate of ``det``, and ``accepts`` re-checks the rest.
         """
         key = _scan_key(det)
+        want = tuple(getattr(det, p) for p in det.candidate_params)
         hit = self._scans.get(key)
-        if hit is None or hit[0] > det.gate_acc_mps2:
-            hit = (det.gate_acc_mps2, det.scan_blocks(DetectorState(), self.blocks))
+        if hit is None or any(h > w for h, w in zip(hit[0], want, strict=True)):
+            hit = (want, det.scan_blocks(DetectorState(), self.blocks))
             self._scans[key] = hit
         return [c for c in hit[1] if c.peak.acc_mps2 >= det.gate_acc_mps2]
 
@@ -167,7 +184,7 @@ def _params(det: CandidateDetector[Any]) -> dict[str, Any]:
     return {k: v for k, v in vars(det).items() if not k.startswith("_")}
 
 
-def _with(det: D, cfg: dict[str, float]) -> D:
+def _with(det: D, cfg: dict[str, Any]) -> D:
     """A detector like ``det`` with the parameters in ``cfg`` replaced."""
     return type(det)(**{**_params(det), **cfg})
 
@@ -385,7 +402,7 @@ def folds(recs: Sequence[Recording]) -> list[Fold]:
 class _Table:
     """Per-recording predictions of every grid setting of one detector."""
 
-    configs: list[dict[str, float]]
+    configs: list[dict[str, Any]]
     shape: tuple[int, ...]
     has: npt.NDArray[np.bool_]
     """(configs, recordings): at least one event."""
@@ -393,13 +410,13 @@ class _Table:
     """(configs, recordings): events in walking recordings (refractory period applied)."""
 
 
-def _grid_configs(grid: dict[str, tuple[float, ...]]) -> list[dict[str, float]]:
+def _grid_configs(grid: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
     keys = list(grid)
     return [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*grid.values())]
 
 
 def _table(recs: Sequence[Recording], det: CandidateDetector[Any],
-           grid: dict[str, tuple[float, ...]]) -> _Table:
+           grid: dict[str, tuple[Any, ...]]) -> _Table:
     """Decide every grid setting on every recording.
 
     Candidates are scanned once per setting of the feature parameters (with the lowest
@@ -416,7 +433,8 @@ def _table(recs: Sequence[Recording], det: CandidateDetector[Any],
         by_scan.setdefault(_scan_key(_with(det, cfg)), []).append(i)
     for members in by_scan.values():
         dets = [_with(det, configs[i]) for i in members]
-        lowest = min(dets, key=lambda d: d.gate_acc_mps2)
+        lowest = _with(dets[0], {p: min(getattr(d, p) for d in dets)
+                                 for p in det.candidate_params if p in vars(det)})
         cols = _columns(recs, lowest)
         cand_walking = walking[cols.rec]
         for i, d in zip(members, dets, strict=True):
@@ -533,8 +551,8 @@ class Choice:
     """Settings tuned on one fold's training recordings."""
 
     group: str
-    near: dict[str, float]
-    fall: dict[str, float]
+    near: dict[str, Any]
+    fall: dict[str, Any]
 
 
 class Tuner:
@@ -548,13 +566,14 @@ class Tuner:
     """
 
     def __init__(self, recs: Sequence[Recording], near: NearFallDetector,
-                 fall: FallDetector) -> None:
+                 fall: FallDetector, *, near_grid: dict[str, tuple[Any, ...]] | None = None,
+                 fall_grid: dict[str, tuple[Any, ...]] | None = None) -> None:
         self.near, self.fall = near, fall
         self.labels = _Labels.of(recs)
-        self.near_table = _table(recs, near, NEAR_FALL_GRID)
-        self.fall_table = _table(recs, fall, FALL_GRID)
+        self.near_table = _table(recs, near, NEAR_FALL_GRID if near_grid is None else near_grid)
+        self.fall_table = _table(recs, fall, FALL_GRID if fall_grid is None else fall_grid)
 
-    def choose(self, train: Sequence[int]) -> tuple[dict[str, float], dict[str, float]]:
+    def choose(self, train: Sequence[int]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Near-fall and fall settings that score best on the recordings ``train``."""
         lab, nt, ft_ = self.labels, self.near_table, self.fall_table
         w = np.zeros(lab.walking_h.size)
@@ -568,15 +587,20 @@ class Tuner:
 
 
 def tune(recs: Sequence[Recording], near: NearFallDetector, fall: FallDetector
-         ) -> tuple[dict[str, float], dict[str, float]]:
+         ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Grid settings chosen on all of ``recs``."""
     return Tuner(recs, near, fall).choose(range(len(recs)))
 
 
-def loso(recs: Sequence[Recording], near: NearFallDetector, fall: FallDetector
+def loso(recs: Sequence[Recording], near: NearFallDetector, fall: FallDetector, *,
+         near_grid: dict[str, tuple[Any, ...]] | None = None,
+         fall_grid: dict[str, tuple[Any, ...]] | None = None,
          ) -> tuple[list[Outcome], list[Choice]]:
-    """Held-out outcomes of every fold (settings tuned on the other groups) and the choices."""
-    tuner = Tuner(recs, near, fall)
+    """Held-out outcomes of every fold (settings tuned on the other groups) and the choices.
+
+    ``near_grid``/``fall_grid`` replace ``NEAR_FALL_GRID``/``FALL_GRID``.
+    """
+    tuner = Tuner(recs, near, fall, near_grid=near_grid, fall_grid=fall_grid)
     outcomes: list[Outcome] = []
     chosen = []
     for fold in folds(recs):
@@ -586,7 +610,76 @@ def loso(recs: Sequence[Recording], near: NearFallDetector, fall: FallDetector
     return outcomes, chosen
 
 
-def most_chosen(chosen: Sequence[Choice]) -> tuple[dict[str, float], dict[str, float]]:
+NEAR_FALL_WINDOWS = ("peak_half_window_s", "perturbation_half_s", "before_s")
+"""The window constants in ``NEAR_FALL_GRID`` (the rest are thresholds)."""
+FALL_WINDOWS = ("tilt_before_window_s",)
+"""The window constants in ``FALL_GRID``."""
+SENSITIVITY_NEAR_FALL: dict[str, tuple[Any, ...]] = {
+    "max_step_gap_s": (1.0, 1.2, 1.5, 2.0, 2.5, 3.0),
+    "max_tilt_range_deg": (15.0, 20.0, 30.0, 40.0, 60.0),
+    "min_steps_before": (2, 3, 4),
+    "post_window_s": ((0.5, 3.0), (1.0, 3.0), (1.0, 3.5), (1.5, 3.5)),
+    "min_gait_acc_mps2": (1.01 * _G, 1.03 * _G, 1.05 * _G, 1.07 * _G),
+    "acc_floor_mps2": (0.05 * _G, 0.1 * _G, 0.2 * _G),
+    "gyr_floor_radps": (math.radians(10.0), math.radians(20.0), math.radians(30.0)),
+    "max_tilt_change_deg": (25.0, 34.0, 45.0),
+    "max_tilt_after_deg": (45.0, 60.0, 75.0),
+}
+"""Fixed (physical or literature) near-fall constants swept by ``--sensitivity``."""
+SENSITIVITY_FALL: dict[str, tuple[Any, ...]] = {
+    "peak_half_window_s": (0.5, 0.75, 1.0, 1.5),
+    "tilt_after_window_s": ((1.0, 2.0), (1.2, 2.0), (1.6, 2.0), (1.6, 2.2)),
+    "min_tilt_after_deg": (50.0, 55.0, 60.0, 65.0),
+}
+"""Fixed fall constants swept by ``--sensitivity``."""
+
+
+@dataclass(frozen=True)
+class SensitivityRow:
+    """Held-out figures with one constant fixed at one value."""
+
+    detector: str
+    """``near_fall`` or ``fall``."""
+    name: str
+    value: Any
+    metrics: dict[str, Any]
+
+
+def sensitivity(recs: Sequence[Recording], near: NearFallDetector, fall: FallDetector
+                ) -> list[SensitivityRow]:
+    """Leave-one-subject-out figures with each window constant fixed at each grid value.
+
+    Each window constant of the grids (``NEAR_FALL_WINDOWS``, ``FALL_WINDOWS``) and each
+    constant of ``SENSITIVITY_NEAR_FALL``/``SENSITIVITY_FALL`` in turn is fixed at each of
+    its values, the other window constants at their shipped defaults, and the thresholds
+    are tuned per fold as in ``loso``. A constant whose every value meets the targets does
+    not rest on the value chosen.
+    """
+    near_grid = {k: v for k, v in NEAR_FALL_GRID.items() if k not in NEAR_FALL_WINDOWS}
+    fall_grid = {k: v for k, v in FALL_GRID.items() if k not in FALL_WINDOWS}
+    sweeps: list[tuple[str, str, tuple[Any, ...]]] = (
+        [("near_fall", k, NEAR_FALL_GRID[k]) for k in NEAR_FALL_WINDOWS]
+        + [("fall", k, FALL_GRID[k]) for k in FALL_WINDOWS]
+        + [("near_fall", k, v) for k, v in SENSITIVITY_NEAR_FALL.items()]
+        + [("fall", k, v) for k, v in SENSITIVITY_FALL.items()])
+    out = []
+    for which, name, values in sweeps:
+        for v in values:
+            n = _with(near, {name: v}) if which == "near_fall" else near
+            f = _with(fall, {name: v}) if which == "fall" else fall
+            outcomes, _ = loso(recs, n, f, near_grid=near_grid, fall_grid=fall_grid)
+            out.append(SensitivityRow(which, name, v, metrics(outcomes)))
+    return out
+
+
+def meets_targets(m: dict[str, Any]) -> bool:
+    """The issue's targets (near-fall, fall, false alarms per hour of walking)."""
+    return bool(m["near_fall_sensitivity"] >= 0.90 and m["near_fall_specificity"] >= 0.95
+                and m["fall_sensitivity"] >= 0.95 and m["fall_specificity"] >= 0.98
+                and m["false_alarms_per_hour_walking"] <= 0.5)
+
+
+def most_chosen(chosen: Sequence[Choice]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The shipped-defaults rule: the near-fall and the fall setting most folds chose.
 
     Ties go to the first such setting in fold order.
@@ -630,6 +723,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="SisFall-layout folder (manifest.csv beside subject folders)")
     parser.add_argument("--loso", action="store_true",
                         help="report leave-one-subject-out figures (thresholds tuned per fold)")
+    parser.add_argument("--sensitivity", action="store_true",
+                        help="leave-one-subject-out figures with each window and physical "
+                             "constant fixed at each value of its range")
     args = parser.parse_args(argv)
     data_dir = args.data.resolve() if args.data else _default_data_dir()
     if not (data_dir / "manifest.csv").is_file():
@@ -648,6 +744,9 @@ def main(argv: list[str] | None = None) -> int:
     sim, note = load_simulated(near, fall)
     recs += sim
     notes.append(note)
+    if args.sensitivity:
+        _print_sensitivity(sensitivity(recs, near, fall), near, fall, notes)
+        return 0
     if args.loso:
         outcomes, chosen = loso(recs, near, fall)
         m = metrics(outcomes)
@@ -666,11 +765,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _show(name: str, v: float) -> str:
-    return f"{v / GRAVITY_MPS2:.2f}" if name.endswith("acc_mps2") else f"{v:g}"
+def _show(name: str, v: Any) -> str:
+    if isinstance(v, tuple):
+        return "(" + ",".join(f"{x:g}" for x in v) + ")"
+    if name.endswith("_mps2"):
+        return f"{v / GRAVITY_MPS2:.2f}"
+    return f"{math.degrees(v):g}" if name == "gyr_floor_radps" else f"{v:g}"
+
+
+def _print_sensitivity(rows: Sequence[SensitivityRow], near: NearFallDetector,
+                       fall: FallDetector, notes: list[str]) -> None:
+    print("Leave-one-subject-out figures with one constant fixed (other windows at their "
+          "defaults, thresholds tuned per fold)")
+    for n in notes:
+        print(f"  ({n})")
+    print(f"  {'constant':34s} {'value':>11s}  near-fall sens/spec  fall sens/spec  "
+          "false alarms  targets")
+    for r in rows:
+        m = r.metrics
+        shipped = getattr(near if r.detector == "near_fall" else fall, r.name) == r.value
+        mark = "*" if shipped else " "
+        print(f"  {r.detector + '.' + _short(r.name):34s} {_show(r.name, r.value):>10s}{mark}  "
+              f"{m['near_fall_sensitivity']:5.3f} / {m['near_fall_specificity']:5.3f}"
+              f"        {m['fall_sensitivity']:5.3f} / {m['fall_specificity']:5.3f}"
+              f"  {m['false_alarms_walking']:12d}  {'met' if meets_targets(m) else 'MISSED'}")
+    print("  (* shipped value)")
 
 
 def _short(name: str) -> str:
+    if name == "gyr_floor_radps":
+        return "gyr_floor_deg/s"
     return name.replace("_mps2", "_g").replace("_radps", "_rad/s")
 
 
@@ -691,7 +815,9 @@ def _print_choices(chosen: Sequence[Choice], near: NearFallDetector,
         for label, cfg in rows:
             print("    " + f"{label:18s}" + " ".join(
                 f"{_show(n, cfg[n]):>{w}s}" for n, w in zip(names, widths, strict=True)))
-        if any(not math.isclose(most[n], shipped[n]) for n in names):
+        if any(most[n] != shipped[n] and not (isinstance(most[n], float)
+                                              and math.isclose(most[n], shipped[n]))
+               for n in names):
             print(f"    (the shipped {title} defaults are not the most chosen setting)")
 
 

@@ -50,7 +50,8 @@ def baseline(rows: FloatArray, col: int, group: int) -> float:
     if n == 0:
         return math.nan
     start = rows.shape[0] - n * group  # align groups to the end of the window
-    return float(np.median(rows[start:, col].reshape(n, group).max(axis=1)))
+    m = np.sort(rows[start:, col].reshape(n, group).max(axis=1))
+    return float(m[n // 2]) if n % 2 else float(0.5 * (m[n // 2 - 1] + m[n // 2]))
 
 
 def posture_tilt(rows: FloatArray) -> float:
@@ -58,6 +59,43 @@ def posture_tilt(rows: FloatArray) -> float:
     if rows.shape[0] == 0:
         return math.nan
     return tilt_deg(rows[:, AX : AZ + 1].mean(axis=0))
+
+
+def posture_tilts(rows: FloatArray, group: int) -> FloatArray:
+    """Trunk tilt (deg) of the mean specific force of each group of ``group`` blocks.
+
+    Groups are aligned to the end of ``rows``; a shorter remainder at the start is dropped
+    (all of ``rows`` makes one group if there are fewer than ``group``).
+    """
+    n = rows.shape[0] // group
+    if n == 0:
+        return np.array([posture_tilt(rows)]) if rows.shape[0] else np.empty(0)
+    start = rows.shape[0] - n * group
+    m = rows[start:, AX : AZ + 1].reshape(n, group, 3).mean(axis=1)
+    norm = np.sqrt((m * m).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(norm > 1e-9, m[:, 0] / norm, np.nan)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def dominance_blocks(blocks: Blocks, k: int, cap: int) -> int:
+    """Blocks on each side of ``k`` that its acceleration peak dominates (at most ``cap``).
+
+    Earlier blocks must be strictly smaller and later ones no larger (the tie rule of
+    ``is_local_max``); a side that reaches the start or end of the known rows counts as
+    ``cap``. ``is_local_max(blocks, k, h)`` holds exactly when this is at least
+    ``n_blocks(blocks, h)`` (for ``n_blocks(h) <= cap`` and ``k`` at least that far from the
+    end), so a candidate found with a short half-window can be re-judged for a longer one.
+    """
+    i = k - blocks.first_index
+    a = blocks.rows[:, AMAX]
+    v = a[i]
+    left = a[max(i - cap, 0) : i][::-1]
+    hit = np.flatnonzero(left >= v)
+    n_left = int(hit[0]) if hit.size else cap
+    hit = np.flatnonzero(a[i + 1 : i + 1 + cap] > v)
+    n_right = int(hit[0]) if hit.size else cap
+    return min(n_left, n_right)
 
 
 def rotation_excursion_deg(rows: FloatArray) -> float:
@@ -121,11 +159,13 @@ __all__ = [
     "GMAX",
     "Peak",
     "baseline",
+    "dominance_blocks",
     "excess_g",
     "is_local_max",
     "n_blocks",
     "peak_at",
     "posture_tilt",
+    "posture_tilts",
     "rotation_excursion_deg",
     "steps_between",
     "velocity_drop_mps",

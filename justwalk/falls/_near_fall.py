@@ -9,45 +9,55 @@ brisk stairs, because they compare the perturbation with a fixed threshold. Here
 compared with the person's own gait just before and just after it. Candidates are local
 maxima of ``|a|`` (largest within +-``peak_half_window_s``) of at least ``gate_acc_mps2``.
 
-1. **Walking before.** In ``pre_window_s`` = (-``before_s``, -``peak_half_window_s``)
-   before the peak: at least ``min_steps_before`` steps (initial contacts from the
-   ``justwalk.gait`` step detector) with a regular rhythm (coefficient of variation of the
-   step intervals <= ``max_step_interval_cv``) and a gait-like trunk acceleration (per-step
-   peak >= ``min_gait_acc_mps2``). Jumps, sit-to-stand and transfers start from standing.
+1. **Walking before.** In the walking window ``pre_window_s`` = (-``before_s``,
+   -``perturbation_half_s``) before the peak: at least ``min_steps_before`` steps (initial
+   contacts from the ``justwalk.gait`` step detector) with a regular rhythm (coefficient of
+   variation of the step intervals <= ``max_step_interval_cv``), continuous (no step-free
+   interval, the window's ends included, longer than ``max_step_gap_s``), with a steady
+   trunk (the 0.5 s postures vary by at most ``max_tilt_range_deg``) and a gait-like trunk
+   acceleration (per-step peak >= ``min_gait_acc_mps2``). Jumps, sit-to-stand and
+   transfers start from standing or with a flexing trunk.
 2. **A perturbation out of proportion to that gait.** Per-step baselines are medians of the
-   0.5 s maxima of ``|a|`` and ``|w|`` over ``pre_window_s`` (and of ``|a|`` over
+   0.5 s maxima of ``|a|`` and ``|w|`` over the walking window (and of ``|a|`` over
    ``post_window_s``). The peak's excess ``|a| - g`` must be at least ``min_acc_ratio``
    times the baseline excess both before and after (a stumble is an isolated disturbance;
    jogging and brisk stairs keep their level), and the largest angular rate within
-   +-``peak_half_window_s`` at least ``min_gyr_ratio`` times its walking baseline: the trunk
-   is thrown (Aziz & Robinovitch 2011; Bagala et al. 2012 use angular rate likewise).
+   +-``perturbation_half_s`` at least ``min_gyr_ratio`` times its walking baseline: the
+   trunk is thrown (Aziz & Robinovitch 2011; Bagala et al. 2012 use angular rate likewise).
+   The perturbation (trip to recovery step) is kept out of the walking window.
 3. **Recovery.** Over ``post_window_s`` the trunk is upright: tilt from vertical <=
    ``max_tilt_after_deg`` and within ``max_tilt_change_deg`` of its value before (a fall
    ends lying and is the fall detector's business).
 
 Only ratios are thresholded, so the detector adapts to slow walkers and to sensor tilt.
-The decision for a peak is final ``lookahead_s`` (3.5 s) after it.
+The decision for a peak is final ``lookahead_s`` (3.5 s) after it. ``peak_half_window_s``
+only selects candidates: each candidate carries the number of blocks its peak dominates
+(``peak_dominance_blocks``), so a scan with a shorter half-window can be re-decided for a
+longer one.
 
 Parameters and their origin
 ---------------------------
-Full table, tuning protocol and per-fold choices: ``justwalk/falls/README.md``.
+Full table, tuning protocol, per-fold choices and the sensitivity of every window constant:
+``justwalk/falls/README.md``.
 
 - LOSO-tuned (grid in ``justwalk.evaluation.falls.NEAR_FALL_GRID``; the default is the
-  setting most leave-one-subject-out folds chose): ``gate_acc_mps2`` 1.8 g,
-  ``max_step_interval_cv`` 0.35, ``min_acc_ratio`` 3.0, ``min_gyr_ratio`` 2.4.
+  setting most leave-one-subject-out folds chose): ``gate_acc_mps2`` 2.0 g,
+  ``max_step_interval_cv`` 0.4, ``min_acc_ratio`` 3.0, ``min_gyr_ratio`` 2.4, and the window
+  constants over ranges set from their physical arguments before any was evaluated:
+  ``peak_half_window_s`` 0.7 (0.3-1.0 s: one step at 60-200 steps/min),
+  ``perturbation_half_s`` 0.5 (0.5-1.0 s: trip to recovery step), ``before_s`` 4.0
+  (3.0-5.0 s: a walking window of 2.5-4.5 s holds >= 3 steps at 70 steps/min).
 - Literature: ``max_tilt_after_deg`` 60 (lying = trunk >= 60 deg from vertical, i.e.
   vertical acceleration <= 0.5 g, Kangas et al. 2008); ``max_tilt_change_deg`` 34 (a trunk
   angle change > 0.59 rad marks a fall, Bourke & Lyons 2008).
-- Physical: ``peak_half_window_s`` 0.5 (one step at 120 steps/min); ``before_s`` 3.5 (the
-  pre window, 3 s, holds two strides even at 80 steps/min, slow MS gait);
-  ``min_steps_before`` 3 (two step intervals, the fewest that have a rhythm);
-  ``min_gait_acc_mps2`` 1.03 g (above standing, ~1.01 g with noise; below the slowest gait,
-  ~1.07 g); ``post_window_s`` (1.0, 3.5) (after the recovery step; its end is the latency);
-  ``acc_floor_mps2`` 0.1 g and ``gyr_floor_radps`` 20 deg/s (per-step |a| excess and trunk
-  rate of slow gait: ratio floors); ``refractory_s`` 3 (one alarm per event).
-
-``before_s`` and ``peak_half_window_s`` were first set while looking at all shared
-recordings; leave-one-subject-out over alternatives loses near-fall sensitivity (README).
+- Physical: ``min_steps_before`` 3 (two step intervals, the fewest that have a rhythm);
+  ``max_step_gap_s`` 2.0 (one missed step at 60 steps/min); ``max_tilt_range_deg`` 30 (gait
+  moves the pelvis and trunk by a few degrees, sit-to-stand and bending flex it by 40 deg
+  or more); ``min_gait_acc_mps2`` 1.03 g (above standing, ~1.01 g with noise; below the
+  slowest gait, ~1.07 g); ``post_window_s`` (1.0, 3.5) (after the recovery step; its end is
+  the latency); ``acc_floor_mps2`` 0.1 g and ``gyr_floor_radps`` 20 deg/s (per-step |a|
+  excess and trunk rate of slow gait: ratio floors); ``refractory_s`` 3 (one alarm per
+  event).
 
 References
 ----------
@@ -101,32 +111,43 @@ class NearFallFeatures:
     """Peak angular rate over its baseline before the event."""
     n_steps_before: int
     step_interval_cv: float
+    max_step_gap_s: float
+    """Longest step-free interval of the walking window (its ends count as steps)."""
+    tilt_range_before_deg: float
+    """Range of the 0.5 s trunk postures over the walking window."""
     tilt_before_deg: float
     tilt_after_deg: float
+    peak_dominance_blocks: int
+    """Blocks on each side that the peak dominates (``_features.dominance_blocks``)."""
+    block_s: float
 
 
 class NearFallDetector(CandidateDetector[NearFallFeatures]):
     """Streaming near-fall detector; see the module docstring for the method and parameters."""
 
     decision_params: ClassVar[frozenset[str]] = frozenset({
-        "gate_acc_mps2", "min_gait_acc_mps2", "min_steps_before", "max_step_interval_cv",
-        "min_acc_ratio", "min_gyr_ratio", "max_tilt_after_deg", "max_tilt_change_deg",
-        "refractory_s",
+        "gate_acc_mps2", "peak_half_window_s", "min_gait_acc_mps2", "min_steps_before",
+        "max_step_interval_cv", "max_step_gap_s", "max_tilt_range_deg", "min_acc_ratio",
+        "min_gyr_ratio", "max_tilt_after_deg", "max_tilt_change_deg", "refractory_s",
     })
-    """Parameters that only ``accepts`` (and the candidate gate) read, not ``features``."""
+    """Parameters that only ``accepts`` (and the candidate scan) read, not ``features``."""
+    candidate_params: ClassVar[tuple[str, ...]] = ("gate_acc_mps2", "peak_half_window_s")
 
     def __init__(
         self,
         *,
-        gate_acc_mps2: float = 1.8 * GRAVITY_MPS2,
-        peak_half_window_s: float = 0.5,
-        before_s: float = 3.5,
+        gate_acc_mps2: float = 2.0 * GRAVITY_MPS2,
+        peak_half_window_s: float = 0.7,
+        perturbation_half_s: float = 0.5,
+        before_s: float = 4.0,
         post_window_s: tuple[float, float] = (1.0, 3.5),
         acc_floor_mps2: float = 0.1 * GRAVITY_MPS2,
         gyr_floor_radps: float = math.radians(20.0),
         min_gait_acc_mps2: float = 1.03 * GRAVITY_MPS2,
         min_steps_before: int = 3,
-        max_step_interval_cv: float = 0.35,
+        max_step_interval_cv: float = 0.4,
+        max_step_gap_s: float = 2.0,
+        max_tilt_range_deg: float = 30.0,
         min_acc_ratio: float = 3.0,
         min_gyr_ratio: float = 2.4,
         max_tilt_after_deg: float = 60.0,
@@ -135,6 +156,7 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
     ) -> None:
         self.gate_acc_mps2 = gate_acc_mps2
         self.peak_half_window_s = peak_half_window_s
+        self.perturbation_half_s = perturbation_half_s
         self.before_s = before_s
         self.post_window_s = post_window_s
         self.acc_floor_mps2 = acc_floor_mps2
@@ -142,6 +164,8 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
         self.min_gait_acc_mps2 = min_gait_acc_mps2
         self.min_steps_before = min_steps_before
         self.max_step_interval_cv = max_step_interval_cv
+        self.max_step_gap_s = max_step_gap_s
+        self.max_tilt_range_deg = max_tilt_range_deg
         self.min_acc_ratio = min_acc_ratio
         self.min_gyr_ratio = min_gyr_ratio
         self.max_tilt_after_deg = max_tilt_after_deg
@@ -150,18 +174,18 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
 
     @property
     def pre_window_s(self) -> tuple[float, float]:
-        """Walking before the event: ``before_s`` up to the perturbed step."""
-        return (-self.before_s, -self.peak_half_window_s)
+        """Walking before the event: ``before_s`` up to the perturbation."""
+        return (-self.before_s, -self.perturbation_half_s)
 
     @property
     def lookahead_s(self) -> float:  # type: ignore[override]
         """Data needed after a peak before it is judged."""
-        return max(self.post_window_s[1], self.peak_half_window_s)
+        return max(self.post_window_s[1], self.perturbation_half_s, self.peak_half_window_s)
 
     @property
     def history_s(self) -> float:  # type: ignore[override]
         """Data kept before the newest block."""
-        before = max(self.before_s, self.peak_half_window_s)
+        before = max(self.before_s, self.perturbation_half_s, self.peak_half_window_s)
         return before + self.lookahead_s + 1.0
 
     def features(self, blocks: Blocks, k: int) -> NearFallFeatures:
@@ -173,8 +197,8 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
         group = ft.n_blocks(blocks, ft.BASELINE_GROUP_S)
         pre = ft.window(blocks, k, *self.pre_window_s)
         post = ft.window(blocks, k, *self.post_window_s)
-        h = self.peak_half_window_s
-        gyr_rows = ft.window(blocks, k, -h, h + blocks.block_s)
+        p = self.perturbation_half_s
+        gyr_rows = ft.window(blocks, k, -p, p + blocks.block_s)
         peak_gyr = float(gyr_rows[:, ft.GMAX].max()) if gyr_rows.size else 0.0
         base_a = ft.baseline(pre, ft.AMAX, group)
         base_a_post = ft.baseline(post, ft.AMAX, group)
@@ -183,15 +207,19 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
         acc_ratio = _ratio(excess, base_a - g, self.acc_floor_mps2)
         acc_ratio_after = _ratio(excess, base_a_post - g, self.acc_floor_mps2)
         gyr_ratio = _ratio(peak_gyr, base_g, self.gyr_floor_radps)
-        steps = ft.steps_between(
-            blocks,
-            peak_us + round(self.pre_window_s[0] * 1e6),
-            peak_us + round(self.pre_window_s[1] * 1e6),
-        )
+        # the walking window, cut at the start of the known data (stream start or gap)
+        t0_us = max(peak_us + round(self.pre_window_s[0] * 1e6),
+                    blocks.time_us(blocks.first_index))
+        t1_us = peak_us + round(self.pre_window_s[1] * 1e6)
+        steps = ft.steps_between(blocks, t0_us, t1_us)
         intervals = np.diff(steps) / 1e6
         cv = (
             float(np.std(intervals) / np.mean(intervals)) if intervals.size >= 2 else math.nan
         )
+        edges = np.concatenate([[t0_us], steps, [t1_us]])
+        gap = float(np.diff(edges).max()) / 1e6 if t1_us > t0_us else math.inf
+        postures = ft.posture_tilts(pre, group)
+        tilt_range = float(postures.max() - postures.min()) if postures.size else math.nan
         return NearFallFeatures(
             peak_acc_mps2=peak_acc,
             peak_gyr_radps=peak_gyr,
@@ -201,15 +229,23 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
             gyr_ratio=gyr_ratio,
             n_steps_before=int(steps.size),
             step_interval_cv=cv,
+            max_step_gap_s=gap,
+            tilt_range_before_deg=tilt_range,
             tilt_before_deg=ft.posture_tilt(pre),
             tilt_after_deg=ft.posture_tilt(post),
+            peak_dominance_blocks=ft.dominance_blocks(
+                blocks, k, ft.n_blocks(blocks, self.lookahead_s)),
+            block_s=blocks.block_s,
         )
 
     def accepts(self, f: NearFallFeatures) -> Any:
-        """Walking before, an isolated perturbation with a thrown trunk, upright after."""
+        """A candidate peak, walking before, a thrown trunk, upright after."""
+        candidate = f.peak_dominance_blocks >= np.round(self.peak_half_window_s / f.block_s)
         walking = (
             (f.n_steps_before >= self.min_steps_before)
             & (f.step_interval_cv <= self.max_step_interval_cv)
+            & (f.max_step_gap_s <= self.max_step_gap_s)
+            & (f.tilt_range_before_deg <= self.max_tilt_range_deg)
             & (f.gait_acc_mps2 >= self.min_gait_acc_mps2)
         )
         perturbed = (
@@ -221,7 +257,7 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
         recovered = (f.tilt_after_deg <= self.max_tilt_after_deg) & (
             np.abs(f.tilt_after_deg - f.tilt_before_deg) <= self.max_tilt_change_deg
         )
-        return walking & perturbed & recovered
+        return candidate & walking & perturbed & recovered
 
     def confidence(self, f: NearFallFeatures) -> float:
         """0.5 at the thresholds, towards 1 with the smaller of the two ratio margins."""

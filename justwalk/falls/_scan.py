@@ -68,6 +68,10 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
     decision_params: ClassVar[frozenset[str]] = frozenset()
     """Constructor parameters read only by ``accepts`` and the candidate gate: candidates
     scanned with a lower gate can be re-decided for any value of these without a rescan."""
+    candidate_params: ClassVar[tuple[str, ...]] = ("gate_acc_mps2",)
+    """Decision parameters that also select the candidates of a scan: a scan with smaller
+    values finds a superset of the candidates, and ``accepts`` re-checks them, so it serves
+    any larger values."""
     gate_acc_mps2: float
     peak_half_window_s: float
     lookahead_s: float
