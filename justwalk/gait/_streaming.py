@@ -32,6 +32,13 @@ def gaussian_kernel(sigma_s: float, sample_rate_hz: float) -> tuple[FloatArray, 
     return k, half
 
 
+@lru_cache(maxsize=64)
+def butter_sos(order: int, cut_hz: float, btype: str, sample_rate_hz: float) -> FloatArray:
+    """Butterworth filter in second-order sections (cached; the design is deterministic)."""
+    sos: FloatArray = signal.butter(order, cut_hz, btype=btype, fs=sample_rate_hz, output="sos")
+    return sos
+
+
 class FirState:
     """State of a streaming FIR filter: the last ``len(b) - 1`` filter delays."""
 

@@ -39,22 +39,17 @@ exactly through ``to_dict``/``from_dict``. ICs are absolute sample indices of th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage, signal
 
-from justwalk.gait._streaming import FirState, History, gaussian_kernel, sos_run
+from justwalk.gait._streaming import FirState, History, butter_sos, gaussian_kernel, sos_run
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-
-@lru_cache(maxsize=16)
-def _highpass(cut_hz: float, fs: float) -> FloatArray:
-    return signal.butter(2, cut_hz, btype="highpass", fs=fs, output="sos")
 
 
 @dataclass
@@ -188,7 +183,7 @@ class IcDetector:
         h, back, fwd, off, dc = self._sizes(fs)
         kf, df = gaussian_kernel(self.fine_sigma_s, fs)
         kc, _ = gaussian_kernel(self.coarse_sigma_s, fs)
-        hp, state.hp_zi = sos_run(_highpass(self.highpass_hz, fs), x, state.hp_zi)
+        hp, state.hp_zi = sos_run(butter_sos(2, self.highpass_hz, "highpass", fs), x, state.hp_zi)
         fine, state.fine_zi = FirState.run(kf, hp, state.fine_zi)
         coarse, state.coarse_zi = FirState.run(kc, hp, state.coarse_zi)
         # causal running mean square of the coarse signal

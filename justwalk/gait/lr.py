@@ -17,23 +17,17 @@ known (look-ahead ``lag_s`` + 3 sigma).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
 
-from justwalk.gait._streaming import FirState, History, gaussian_kernel, sos_run
+from justwalk.gait._streaming import FirState, History, butter_sos, gaussian_kernel, sos_run
 
 FloatArray = npt.NDArray[np.float64]
 LEFT = "left"
 RIGHT = "right"
 
-
-@lru_cache(maxsize=16)
-def _highpass(cut_hz: float, fs: float) -> FloatArray:
-    return signal.butter(2, cut_hz, btype="highpass", fs=fs, output="sos")
 
 
 @dataclass
@@ -80,7 +74,8 @@ class LrClassifier:
         k, d = gaussian_kernel(self.sigma_s, fs)
         x = np.asarray(acc_ml_mps2, dtype=np.float64)
         if x.size:
-            hp, state.hp_zi = sos_run(_highpass(self.highpass_hz, fs), x, state.hp_zi)
+            hp_sos = butter_sos(2, self.highpass_hz, "highpass", fs)
+            hp, state.hp_zi = sos_run(hp_sos, x, state.hp_zi)
             y, state.fir_zi = FirState.run(k, hp, state.fir_zi)
             if state.n_seen == 0:
                 state.smoothed.start = -d

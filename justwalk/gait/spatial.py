@@ -39,22 +39,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
-from justwalk.gait._streaming import History, sos_run
+from justwalk.gait._streaming import History, butter_sos, sos_run
 
 FloatArray = npt.NDArray[np.float64]
 MOBILISED_MS_SCALING = 4.587 / 4
 
-
-@lru_cache(maxsize=16)
-def _hp(order: int, cut_hz: float, fs: float) -> FloatArray:
-    return signal.butter(order, cut_hz, btype="highpass", fs=fs, output="sos")
 
 
 def pendulum_step_length_m(h_m: float, sensor_height_m: float, scaling_factor: float) -> float:
@@ -128,10 +123,12 @@ class StepLengthEstimator:
         x = np.asarray(acc_v_mps2, dtype=np.float64)
         if x.size == 0:
             return state.position, state.heading
-        a, state.hp1_zi = sos_run(_hp(4, self.acc_highpass_hz, fs), x, state.hp1_zi)
+        hp1 = butter_sos(4, self.acc_highpass_hz, "highpass", fs)
+        hp2 = butter_sos(4, self.velocity_highpass_hz, "highpass", fs)
+        a, state.hp1_zi = sos_run(hp1, x, state.hp1_zi)
         v, z1 = signal.lfilter([1.0 / fs], [1.0, -1.0], a, zi=state.int1_zi)
         state.int1_zi = z1.tolist()
-        v, state.hp2_zi = sos_run(_hp(4, self.velocity_highpass_hz, fs), v, state.hp2_zi)
+        v, state.hp2_zi = sos_run(hp2, v, state.hp2_zi)
         p, z2 = signal.lfilter([1.0 / fs], [1.0, -1.0], v, zi=state.int2_zi)
         state.int2_zi = z2.tolist()
         state.n_seen += x.size

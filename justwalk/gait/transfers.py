@@ -35,21 +35,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
 
-from justwalk.gait._streaming import History, sos_run
+from justwalk.gait._streaming import History, butter_sos, sos_run
 
 FloatArray = npt.NDArray[np.float64]
 
-
-@lru_cache(maxsize=16)
-def _lowpass(cut_hz: float, fs: float) -> FloatArray:
-    return signal.butter(2, cut_hz, btype="lowpass", fs=fs, output="sos")
 
 
 @dataclass
@@ -109,7 +103,8 @@ class TransferGate:
         x = np.asarray(tilt_rate_radps, dtype=np.float64)
         if x.size == 0:
             return state.rate, state.up
-        y, state.lp_zi = sos_run(_lowpass(self.lowpass_hz, sample_rate_hz), x, state.lp_zi)
+        lp = butter_sos(2, self.lowpass_hz, "lowpass", sample_rate_hz)
+        y, state.lp_zi = sos_run(lp, x, state.lp_zi)
         u = np.asarray(up, dtype=np.float64)
         return state.rate.extend(y), [h.extend(u[:, k]) for k, h in enumerate(state.up)]
 

@@ -16,21 +16,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
-from justwalk.gait._streaming import sos_run
+from justwalk.gait._streaming import butter_sos, sos_run
 
 FloatArray = npt.NDArray[np.float64]
 
-
-@lru_cache(maxsize=16)
-def _lp(cut_hz: float, fs: float) -> FloatArray:
-    return signal.butter(4, cut_hz, btype="lowpass", fs=fs, output="sos")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +95,7 @@ class TurnDetector:
         out: list[Turn] = []
         if x.size == 0:
             return out
-        w, state.lp_zi = sos_run(_lp(self.lowpass_hz, fs), x, state.lp_zi)
+        w, state.lp_zi = sos_run(butter_sos(4, self.lowpass_hz, "lowpass", fs), x, state.lp_zi)
         zi = np.asarray(state.int_zi) if state.int_zi is not None else np.zeros(1)
         ang, zf = signal.lfilter([1.0 / fs], [1.0, -1.0], w, zi=zi)
         state.int_zi = zf.tolist()
