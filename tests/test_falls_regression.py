@@ -126,3 +126,26 @@ def test_command_prints_exactly_the_issue_keys(capsys):
     out = json.loads(capsys.readouterr().out)
     assert list(out) == list(ev.JSON_KEYS)
     assert out["fall_sensitivity"] >= 0.978
+
+
+def test_monitor_with_shared_front_end_equals_the_detectors_run_apart() -> None:
+    """``FallMonitor`` computes the block summaries once for both detectors; on every
+    SisFall recording (0.5 s chunks) its events are those of the two detectors run apart."""
+    from justwalk.evaluation import sisfall
+    from justwalk.falls import FallDetector, FallMonitor, NearFallDetector
+
+    t0 = 1_700_000_000_000_000
+    n_events = 0
+    for entry in sisfall.read_manifest(SISFALL):
+        x = sisfall.load(SISFALL, entry, 100.0).samples
+        mon, near, fall = FallMonitor(), NearFallDetector(), FallDetector()
+        sm, sn, sf = mon.initial_state(), near.initial_state(), fall.initial_state()
+        got, want = [], []
+        for i in range(0, x.shape[0], 50):
+            t = t0 + i * 10_000
+            got += mon.process(sm, x[i:i + 50], t, 100.0)
+            want += near.process(sn, x[i:i + 50], t, 100.0) + fall.process(sf, x[i:i + 50], t,
+                                                                            100.0)
+        assert got == sorted(want, key=lambda e: (e.detected_us, e.peak_us)), entry.file
+        n_events += len(got)
+    assert n_events > 50

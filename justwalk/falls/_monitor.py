@@ -1,4 +1,11 @@
-"""Both detectors on one stream, with one serialisable state."""
+"""Both detectors on one stream, with one serialisable state and one shared front end.
+
+The two detectors read the same block summaries (``BlockFrontEnd``: per-block maxima,
+posture, steps), so the monitor computes them once per chunk, keeping the longer of the two
+detectors' histories, and lets each detector judge its candidates on them
+(``CandidateDetector.scan_blocks``). Each detector only reads blocks within its own
+history, so the events are those of the two detectors run separately.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from typing import Any
 import numpy.typing as npt
 
 from justwalk.falls._fall import FallDetector
+from justwalk.falls._frontend import BlockFrontEnd, FrontEndState
 from justwalk.falls._near_fall import NearFallDetector
 from justwalk.falls._scan import DetectorState
 from justwalk.falls.base import FallEvent
@@ -15,22 +23,30 @@ from justwalk.falls.base import FallEvent
 
 @dataclass
 class FallMonitorState:
-    """State of ``FallMonitor``: one per detector."""
+    """State of ``FallMonitor``: the shared front end and each detector's own state."""
 
     near_fall: DetectorState = field(default_factory=DetectorState)
     fall: DetectorState = field(default_factory=DetectorState)
+    front: FrontEndState = field(default_factory=FrontEndState)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready representation."""
-        return {"near_fall": self.near_fall.to_dict(), "fall": self.fall.to_dict()}
+        return {"near_fall": self.near_fall.to_dict(), "fall": self.fall.to_dict(),
+                "front": self.front.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FallMonitorState:
-        """Inverse of ``to_dict``."""
-        return cls(
-            near_fall=DetectorState.from_dict(d["near_fall"]),
-            fall=DetectorState.from_dict(d["fall"]),
-        )
+        """Inverse of ``to_dict``.
+
+        A state saved before the front end was shared resumes from the fall detector's
+        front end, which kept the longer history.
+        """
+        fall = DetectorState.from_dict(d["fall"])
+        front = (FrontEndState.from_dict(d["front"]) if "front" in d else fall.front)
+        fall.front = FrontEndState()
+        near = DetectorState.from_dict(d["near_fall"])
+        near.front = FrontEndState()
+        return cls(near_fall=near, fall=fall, front=front)
 
 
 class FallMonitor:
@@ -49,12 +65,12 @@ class FallMonitor:
     ) -> None:
         self.near_fall = near_fall or NearFallDetector()
         self.fall = fall or FallDetector()
+        self.front = BlockFrontEnd(history_s=max(self.near_fall.history_s,
+                                                 self.fall.history_s))
 
     def initial_state(self) -> FallMonitorState:
         """State before any data."""
-        return FallMonitorState(
-            near_fall=self.near_fall.initial_state(), fall=self.fall.initial_state()
-        )
+        return FallMonitorState(front=self.front.initial_state())
 
     def process(
         self,
@@ -64,6 +80,12 @@ class FallMonitor:
         sample_rate_hz: float,
     ) -> list[FallEvent]:
         """Consume one chunk (n, 6): acc m/s^2, gyr rad/s; return the events made final."""
-        events = self.near_fall.process(state.near_fall, samples, t0_us, sample_rate_hz)
-        events += self.fall.process(state.fall, samples, t0_us, sample_rate_hz)
+        segment = state.front.segment
+        blocks = self.front.process(state.front, samples, t0_us, sample_rate_hz)
+        if state.front.segment != segment:  # a new segment started (see CandidateDetector)
+            state.near_fall.next_candidate = state.fall.next_candidate = 0
+        events = [c.event for c in self.near_fall.scan_blocks(state.near_fall, blocks)
+                  if c.event is not None]
+        events += [c.event for c in self.fall.scan_blocks(state.fall, blocks)
+                   if c.event is not None]
         return sorted(events, key=lambda e: (e.detected_us, e.peak_us))
