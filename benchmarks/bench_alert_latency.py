@@ -14,11 +14,11 @@ arrival at the receiver, split at the processor (``raised_at_us``).
 Prints a table of median / p90 / p99 / max per stage and how many injected events were
 alerted. Target (issue #4): p99 <= 1 s on a 2-core machine with 200 patients streaming.
 The load generator (200 devices) shares the machine with the pipeline. Measured here
-(2026-11-24, 200 patients, 200 events, 120 s, after the issue #3/#4 detector changes):
-1 s chunks and two processor workers (the defaults) p99 0.48 s (median 0.22 s); 0.5 s
-chunks, two workers p99 2.9 s: 400 chunks/s at ~2 ms of gait and fall maths each, plus the
-200 simulated devices, saturate the 2 cores (earlier: 0.5 s chunks, one worker, p99 >> 1 s).
-"""
+(2026-11-24, 200 patients, 200 events, 120 s, with the fall front end shared by both
+detectors): 1 s chunks and two processor workers (the defaults) p99 0.42 s (median
+0.19 s); 0.5 s chunks, two workers, p99 0.82 s and 1.14 s in two runs (median 0.18 s): at
+400 chunks/s the 2 cores are near saturation. Before the shared front end (1.96 instead of
+1.47 ms of maths per chunk) 0.5 s chunks gave p99 2.9 s.
 
 from __future__ import annotations
 
