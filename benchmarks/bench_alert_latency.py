@@ -19,6 +19,7 @@ detectors): 1 s chunks and two processor workers (the defaults) p99 0.42 s (medi
 0.19 s); 0.5 s chunks, two workers, p99 0.82 s and 1.14 s in two runs (median 0.18 s): at
 400 chunks/s the 2 cores are near saturation. Before the shared front end (1.96 instead of
 1.47 ms of maths per chunk) 0.5 s chunks gave p99 2.9 s.
+"""
 
 from __future__ import annotations
 
