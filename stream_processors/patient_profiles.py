@@ -13,11 +13,12 @@ is a height outside ``SENSOR_HEIGHT_RANGE_M`` (e.g. centimetres given as metres)
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from stream_processors.config_files import load_json_file
 
 SENSOR_HEIGHT_RANGE_M = (0.3, 2.0)
 _PROFILE_KEYS = {"sensor_height_m"}
@@ -59,13 +60,4 @@ def parse_patient_profiles(data: Mapping[str, Any]) -> dict[str, float]:
 
 def load_patient_profiles(path: Path) -> dict[str, float]:
     """Read the file; a missing file means no profiles (the default for every patient)."""
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PatientProfileError(f"{path}: not JSON: {exc}") from exc
-    try:
-        return parse_patient_profiles(data)
-    except PatientProfileError as exc:
-        raise PatientProfileError(f"{path}: {exc}") from exc
+    return load_json_file(path, parse_patient_profiles, PatientProfileError, dict)

@@ -14,12 +14,12 @@ from UTC that decides where its patients' days begin. Unknown keys are errors.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from justwalk.risk import FallRiskScorer, RiskAlertPolicy
+from stream_processors.config_files import load_json_file
 
 _POLICY_FIELDS = {f.name for f in dataclasses.fields(RiskAlertPolicy)}
 
@@ -59,13 +59,5 @@ def parse_risk_policies(
 
 def load_risk_policies(path: Path) -> tuple[FallRiskScorer, dict[str, FallRiskScorer]]:
     """Read the file; a missing file means defaults for every clinic."""
-    if not path.exists():
-        return FallRiskScorer(), {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RiskPolicyError(f"{path}: not JSON: {exc}") from exc
-    try:
-        return parse_risk_policies(data)
-    except RiskPolicyError as exc:
-        raise RiskPolicyError(f"{path}: {exc}") from exc
+    return load_json_file(path, parse_risk_policies, RiskPolicyError,
+                          lambda: (FallRiskScorer(), {}))
