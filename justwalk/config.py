@@ -30,6 +30,8 @@ class Settings:
     """Turns, near-falls and falls (GaitEventRecord)."""
     topic_risk: str = "fall.risk"
     """Fall-risk scores per patient (FallRiskRecord); risk alerts go to ``topic_alerts``."""
+    topic_sessions: str = "gait.sessions"
+    """Running summaries of recording sessions (SessionRecord)."""
     topic_session_control: str = "imu.session-control"
     """The processor's requests to itself to flush an idle session (internal; keyed and
     partitioned like ``topic_chunks``; see stream_processors.idle)."""
@@ -73,6 +75,9 @@ class Settings:
     """A session with no chunk for this long (wall clock) is flushed: its open walking bout
     and windows are published as if the device had sent its last chunk (a device that died
     without the end flag). 0 turns the timeout off."""
+    session_summary_every_s: float = 60.0
+    """Longest stretch of device time between two summaries (``session`` points) of an open
+    session; summaries are also published at its start, at every bout and at its end."""
 
     alert_group: str = "justwalk-alerts"
     alert_channels: Path = Path("deploy/local/alert_channels.json")

@@ -25,6 +25,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_bouts,
         settings.topic_events,
         settings.topic_risk,
+        settings.topic_sessions,
         settings.topic_session_control,
     ]
 

@@ -15,6 +15,7 @@ GaitMetricsRecord   ``topic_windows``     ``gait_window`` (issue-3 fields of the
 BoutRecord          ``topic_bouts``       ``gait_bout``
 GaitEventRecord     ``topic_events``      ``gait_event`` (turns, near-falls, falls)
 FallRiskRecord      ``topic_risk``        ``fall_risk``
+SessionRecord       ``topic_sessions``    ``session`` (one point per session, rewritten)
 AlertRecord         ``topic_alerts``      ``alert``
 =================== ===================== ================================================
 """
@@ -165,6 +166,40 @@ class BoutRecord(_TopicRecord):
     n_turns: int
     turn_angle_deg: float
     """Sum of the absolute angles of the turns in the bout."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord(_TopicRecord):
+    """Running summary of one recording session, at device time ``start_us``.
+
+    Published when the session starts, whenever a bout closes, at least every
+    ``Settings.session_summary_every_s`` of device time while data arrives, and when the
+    session's segment is flushed or the session ends (``ended``). Every summary of a
+    session has the same time and tags, so InfluxDB keeps only the newest: the clinic's
+    sessions table shows each session once, growing until it ends.
+    """
+
+    KIND: ClassVar[str] = "session"
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+    start_us: int
+    """Device time of the session's first sample."""
+    end_us: int
+    """Device time just after the session's last sample so far."""
+    n_steps: int
+    n_bouts: int
+    walking_s: float
+    """Summed duration of the session's walking bouts (first to last initial contact)."""
+    ended: bool
+    """The session's last chunk (end flag) was processed."""
+
+    @property
+    def duration_s(self) -> float:
+        """Time from the first to the last sample so far."""
+        return (self.end_us - self.start_us) / 1e6
 
 
 EVENT_TURN = "turn"
@@ -332,11 +367,11 @@ def decode_alert(data: bytes) -> AlertRecord:
 
 
 Record = (StepRecord | GaitWindowRecord | GaitMetricsRecord | BoutRecord | GaitEventRecord
-          | FallRiskRecord | AlertRecord)
+          | FallRiskRecord | AlertRecord | SessionRecord)
 _KINDS: dict[str, type[Record]] = {
     cls.KIND: cls
     for cls in (StepRecord, GaitWindowRecord, GaitMetricsRecord, BoutRecord, GaitEventRecord,
-                FallRiskRecord, AlertRecord)
+                FallRiskRecord, AlertRecord, SessionRecord)
 }
 
 

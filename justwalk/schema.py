@@ -36,6 +36,7 @@ from justwalk.records import (
     GaitMetricsRecord,
     GaitWindowRecord,
     Record,
+    SessionRecord,
     StepRecord,
 )
 
@@ -241,7 +242,7 @@ ALERT = Measurement(
         _f("event_duration_s", "float", "event_end - event_start"),
         _f("confidence", "float", "detector confidence, 0..1, when the evidence has one"),
     ),
-    written_by="alert_to_line(AlertRecord) (lead wires it)",
+    written_by="sink (AlertRecord)",
 )
 SESSION = Measurement(
     MEASUREMENT_SESSION, RP_LONGTERM,
@@ -255,7 +256,7 @@ SESSION = Measurement(
         _f("n_bouts", "integer", "walking bouts so far"),
         _f("ended", "boolean", "the session is closed"),
     ),
-    written_by="processor (lead wires it)",
+    written_by="sink (SessionRecord)",
 )
 FALL_RISK = Measurement(
     MEASUREMENT_FALL_RISK, RP_LONGTERM,
@@ -670,6 +671,20 @@ def record_to_line(record: Record) -> str:
                 "trunk_tilt_after_deg": record.trunk_tilt_after_deg,
                 "confidence": record.confidence,
                 "alert_id": record.alert_id,
+            },
+            record.start_us,
+        )
+    if isinstance(record, SessionRecord):
+        return point(
+            MEASUREMENT_SESSION,
+            tags,
+            {
+                "session_id": record.session_id,
+                "duration_s": record.duration_s,
+                "n_steps": record.n_steps,
+                "walking_s": record.walking_s,
+                "n_bouts": record.n_bouts,
+                "ended": record.ended,
             },
             record.start_us,
         )

@@ -131,7 +131,8 @@ class InfluxSink:
             consumer=build_consumer(settings),
             client=client,
             topics=[settings.topic_steps, settings.topic_windows, settings.topic_alerts,
-                    settings.topic_bouts, settings.topic_events, settings.topic_risk],
+                    settings.topic_bouts, settings.topic_events, settings.topic_risk,
+                    settings.topic_sessions],
             **options,
         )
 

@@ -2,7 +2,8 @@
 
     imu.chunks (key = patient id)  ->  [gait agent]  ->  gait.steps, gait.windows (cadence
                                          |               and gait metrics), gait.bouts,
-                                         |               gait.events, fall.risk, alerts
+                                         |               gait.events, gait.sessions,
+                                         |               fall.risk, alerts
                                          +-- table "gait-state": one SessionState per
                                          |   (patient, device, session)
                                          +-- table "risk-state": one FallRiskState per
@@ -133,6 +134,8 @@ def create_app(settings: Settings) -> faust.App:
     events_topic = app.topic(settings.topic_events, key_serializer="raw",
                              value_serializer="raw")
     risk_topic = app.topic(settings.topic_risk, key_serializer="raw", value_serializer="raw")
+    sessions_topic = app.topic(settings.topic_sessions, key_serializer="raw",
+                               value_serializer="raw")
     control_topic = app.topic(settings.topic_session_control, key_type=bytes, value_type=bytes,
                               key_serializer="raw", value_serializer="raw")
     table = app.Table(TABLE_NAME, key_type=str, value_type=str, default=None,
@@ -146,7 +149,8 @@ def create_app(settings: Settings) -> faust.App:
                                  clinic_risk=clinic_risk,
                                  sensor_height_m=settings.default_sensor_height_m,
                                  sensor_heights_m=load_patient_profiles(
-                                     settings.patient_profiles))
+                                     settings.patient_profiles),
+                                 session_summary_every_s=settings.session_summary_every_s)
 
     sessions = LiveStates(table, new=processor.new_state,
                           load=lambda s: processor.load_state(s.encode()),
@@ -185,6 +189,8 @@ def create_app(settings: Settings) -> faust.App:
             await bouts_topic.send(key=patient_key, value=bout.to_json())
         for score in risk.scores:
             await risk_topic.send(key=patient_key, value=score.to_json())
+        for summary in result.sessions:
+            await sessions_topic.send(key=patient_key, value=summary.to_json())
 
     def store(key: str, rkey: str, state: SessionState, result: ProcessResult,
               risk: RiskResult, partition: int) -> None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
 import numpy as np
@@ -67,6 +67,7 @@ from justwalk.records import (
     GaitEventRecord,
     GaitMetricsRecord,
     GaitWindowRecord,
+    SessionRecord,
     StepRecord,
     finite_or_none,
 )
@@ -105,13 +106,24 @@ class SessionState:
     bout_base: int = 0
     """Bout number of the current segment's first bout (bouts of earlier segments)."""
     n_bouts: int = 0
-    """Bouts published so far in the session."""
+    """One more than the highest bout number published (later segments number on from
+    there; numbers of step chains too short to be bouts are skipped)."""
     n_steps: int = 0
     """Steps published so far in the session (the next step's ``step_index``)."""
     identity: Identity | None = None
     """Whose session it is (from its chunks), for records made without a chunk (``flush``)."""
     ended: bool = False
     """The session's last chunk was processed; later chunks are refused."""
+    start_us: int | None = None
+    """Device time of the session's first sample (None before its first chunk)."""
+    end_us: int = 0
+    """Device time just after the session's newest sample."""
+    walking_s: float = 0.0
+    """Summed duration of the bouts published so far."""
+    n_walking_bouts: int = 0
+    """Bouts published so far."""
+    summary_due_us: int = 0
+    """Device time from which the next periodic session summary is due."""
 
     @property
     def is_open(self) -> bool:
@@ -124,7 +136,9 @@ class SessionState:
                 "last_seq": self.last_seq,
                 "pipeline": None if self.pipeline is None else self.pipeline.to_dict(),
                 "bout_base": self.bout_base, "n_bouts": self.n_bouts,
-                "n_steps": self.n_steps, "identity": self.identity, "ended": self.ended}
+                "n_steps": self.n_steps, "identity": self.identity, "ended": self.ended,
+                "start_us": self.start_us, "end_us": self.end_us, "walking_s": self.walking_s,
+                "n_walking_bouts": self.n_walking_bouts, "summary_due_us": self.summary_due_us}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SessionState:
@@ -139,7 +153,9 @@ class SessionState:
                    None if ident is None else Identity(
                        clinic_id=ident["clinic_id"], patient_id=ident["patient_id"],
                        device_id=ident["device_id"], session_id=ident["session_id"]),
-                   bool(d.get("ended", False)))
+                   bool(d.get("ended", False)), d.get("start_us"), int(d.get("end_us", 0)),
+                   float(d.get("walking_s", 0.0)), int(d.get("n_walking_bouts", 0)),
+                   int(d.get("summary_due_us", 0)))
 
 
 class SessionEndedError(Exception):
@@ -182,6 +198,8 @@ class ProcessResult:
     events: list[GaitEventRecord] = field(default_factory=list)
     bout_results: list[BoutResult] = field(default_factory=list)
     fall_events: list[FallEvent] = field(default_factory=list)
+    sessions: list[SessionRecord] = field(default_factory=list)
+    """The session's running summary, when one is due (see ``SessionRecord``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +235,10 @@ class SessionProcessor:
                  sensor_height_m: float = DEFAULT_SENSOR_HEIGHT_M,
                  sensor_heights_m: Mapping[str, float] | None = None,
                  risk: FallRiskScorer | None = None,
-                 clinic_risk: Mapping[str, FallRiskScorer] | None = None) -> None:
+                 clinic_risk: Mapping[str, FallRiskScorer] | None = None,
+                 session_summary_every_s: float = 60.0) -> None:
         self.gait = GaitStream(window_s=window_s)
+        self.summary_every_us = round(session_summary_every_s * 1e6)
         self.pipeline = GaitPipeline(sensor_height_m=sensor_height_m, window_s=window_s)
         """The gait pipeline of patients without a profile."""
         self.sensor_heights_m = dict(sensor_heights_m or {})
@@ -285,6 +305,10 @@ class SessionProcessor:
                 f"chunk {state.last_seq}; chunk {chunk.sequence} comes after it")
         ident = _identity(chunk)
         state.identity = ident
+        starts = state.start_us is None
+        if state.start_us is None:
+            state.start_us = chunk.t0_us
+        state.end_us = max(state.end_us, chunk.end_us)
         out = self.gait.process(state.gait, chunk.acc_mps2, chunk.t0_us, chunk.sample_rate_hz)
         cadence = out.windows
         pipeline_outs = self._run_pipeline(state, chunk)
@@ -299,7 +323,7 @@ class SessionProcessor:
                                flushed=chunk.ends_session)
         if chunk.ends_session:
             self._end(state)
-        return result
+        return self._summarised(state, result, due=starts)
 
     def flush(self, state: SessionState) -> ProcessResult:
         """Close the session's open segment now, as its last chunk would (the idle timeout).
@@ -312,7 +336,26 @@ class SessionProcessor:
             return ProcessResult([], [])
         cadence = self._close_windows(state.gait)
         outs = [self._close_segment(state, state.identity["patient_id"])]
-        return self._records(state, state.identity, cadence, outs, [], [], flushed=True)
+        result = self._records(state, state.identity, cadence, outs, [], [], flushed=True)
+        return self._summarised(state, result, due=True)
+
+    def _summarised(self, state: SessionState, result: ProcessResult, *,
+                    due: bool) -> ProcessResult:
+        """``result`` with the session's summary when one is due (``SessionRecord``).
+
+        Due at the session's first chunk (``due``), when bouts closed, when the segment was
+        flushed or the session ended, and ``summary_every_us`` of device time after the
+        previous summary.
+        """
+        if not (due or result.bouts or result.flushed or state.end_us >= state.summary_due_us):
+            return result
+        assert state.identity is not None and state.start_us is not None
+        state.summary_due_us = state.end_us + self.summary_every_us
+        summary = SessionRecord(
+            **state.identity, start_us=state.start_us, end_us=state.end_us,
+            n_steps=state.n_steps, n_bouts=state.n_walking_bouts,
+            walking_s=round(state.walking_s, 6), ended=state.ended)
+        return replace(result, sessions=[summary])
 
     def _end(self, state: SessionState) -> None:
         """Mark the session ended and drop the signal history only an open one needs."""
@@ -382,6 +425,8 @@ class SessionProcessor:
             for b in po.bouts:
                 bouts.append(_bout(ident, base + b.bout_index, b))
                 state.n_bouts = max(state.n_bouts, base + b.bout_index + 1)
+                state.walking_s += b.duration_s
+                state.n_walking_bouts += 1
             bout_results += po.bouts
             turns += [_turn(ident, t) for t in po.turns]
         fall_records = [_fall_event(ident, e, a.alert_id)

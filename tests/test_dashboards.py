@@ -198,7 +198,8 @@ def group_tags(query: str) -> list[str]:
 def live_records(end_us: int) -> list[str]:
     """A few minutes of three simulated patients, with a stumble and a fall injected,
     through the real processor path: every record it emits (steps, windows and their gait
-    metrics, bouts, turns, near-falls and falls, alerts, fall-risk scores) as the sink
+    metrics, bouts, turns, near-falls and falls, alerts, fall-risk scores, session
+    summaries) as the sink
     writes it."""
     lines = []
     creds = [DeviceCredential(f"dev-{i}", p, CLINIC, "t") for i, p in enumerate(LIVE_PATIENTS)]
@@ -220,7 +221,7 @@ def live_records(end_us: int) -> list[str]:
             out = proc.process(state, chunk)
             scores = proc.update_risk(risk, chunk, out)
             for r in [*out.steps, *out.windows, *out.metrics, *out.bouts, *out.events,
-                      *out.alerts, *scores.scores, *scores.alerts]:
+                      *out.sessions, *out.alerts, *scores.scores, *scores.alerts]:
                 lines.append(schema.record_to_line(r))
     return lines
 

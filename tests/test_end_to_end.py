@@ -20,6 +20,7 @@ from justwalk.schema import (
     MEASUREMENT_BOUT,
     MEASUREMENT_FALL_RISK,
     MEASUREMENT_GAIT_WINDOW,
+    MEASUREMENT_SESSION,
     MEASUREMENT_STEP,
     qualified,
 )
@@ -115,6 +116,11 @@ async def test_three_patients_cadence_reaches_influxdb(pipeline):
         // window_us - 1
     async with InfluxClient(settings.influx_url, settings.influx_db) as client:
         windows = await poll_windows(client, list(truths), expected)
+        # each device's last chunk ends its session: the session's summary says so (written
+        # after everything else the session published)
+        sessions = await poll_rows(
+            client, f'SELECT * FROM {qualified(MEASUREMENT_SESSION)} WHERE "ended" = true '
+                    'GROUP BY "patient_id"', list(truths))
         steps = await client.query_rows(
             f'SELECT count("step_index") FROM {qualified(MEASUREMENT_STEP)} GROUP BY "patient_id"')
         # the validated pipeline's bout, and the fall-risk score it updated, per patient;
@@ -164,6 +170,10 @@ async def test_three_patients_cadence_reaches_influxdb(pipeline):
                   and r["walking_speed_mps"] is not None]
         assert len(speeds) >= expected - 4, (pid, speeds)
         assert abs(np.median(speeds) - bout["walking_speed_mps"]) < 0.15
+        [session] = sessions[pid]  # one point per session, rewritten as it grew
+        assert session["time"] == start_us and session["n_bouts"] == 1
+        assert session["duration_s"] == pytest.approx(DURATION_S)
+        assert session["walking_s"] == pytest.approx(bout["duration_s"])
     # clean walking raises no alert (false alarms would reach clinicians); the same reader
     # does see the processor's other output
     assert await read_topic(settings.kafka_bootstrap, settings.topic_alerts) == []
@@ -173,6 +183,7 @@ async def test_three_patients_cadence_reaches_influxdb(pipeline):
     for pid, truth in truths.items():
         # steps written per patient: all true steps, give or take the edges of the walk
         assert abs(counts[pid] - len(truth.step_times_us)) <= 4, (pid, counts[pid])
+        assert sessions[pid][0]["n_steps"] == counts[pid]
 
 
 async def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[bytes]:

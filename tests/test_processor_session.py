@@ -15,6 +15,7 @@ from justwalk.records import (
     GaitEventRecord,
     GaitMetricsRecord,
     GaitWindowRecord,
+    SessionRecord,
     StepRecord,
     decode_record,
 )
@@ -149,9 +150,9 @@ def run_all(proc: SessionProcessor, chunks, received_at_us: int | None = None):
 
 def records(results, risks) -> dict[str, list]:
     out: dict[str, list] = {k: [] for k in ("steps", "windows", "metrics", "bouts", "events",
-                                            "alerts", "scores", "risk_alerts")}
+                                            "alerts", "sessions", "scores", "risk_alerts")}
     for r in results:
-        for k in ("steps", "windows", "metrics", "bouts", "events", "alerts"):
+        for k in ("steps", "windows", "metrics", "bouts", "events", "alerts", "sessions"):
             out[k] += getattr(r, k)
     for r in risks:
         out["scores"] += r.scores
@@ -401,7 +402,9 @@ def test_flush_closes_an_idle_session_like_the_flag_and_the_session_goes_on(walk
     assert flushed.flushed and not state.is_open and not state.ended
     scores = proc.update_risk_on_flush(risk, state, flushed)
     out = records([*results, flushed], [*risks, scores])
-    assert out == flagged  # the same records as the end flag
+    # the same records as the end flag, but the session stays open
+    assert out["sessions"][-1] == dataclasses.replace(flagged["sessions"][-1], ended=False)
+    assert {**out, "sessions": []} == {**flagged, "sessions": []}
     # nothing left to flush: a second request (a redelivery) publishes nothing
     again = proc.flush(state)
     assert (again.bouts, again.windows, again.metrics, again.flushed) == ([], [], [], False)
@@ -412,6 +415,41 @@ def test_flush_closes_an_idle_session_like_the_flag_and_the_session_goes_on(walk
     more = records([proc.process(state, c) for c in later], [])
     assert state.is_open and [b.bout_index for b in more["bouts"]] == [1]
     assert more["steps"][0].step_index == len(out["steps"])
+
+
+def test_session_summaries_grow_with_the_session_and_the_last_says_it_ended(walk):
+    proc = SessionProcessor(window_s=5.0, session_summary_every_s=20.0)
+    chunks = list(sim_chunks(walk.samples))
+    chunks[-1] = decode_chunk(encode_chunk(dataclasses.replace(chunks[-1], flags=ChunkFlags.LAST)))
+    results, _, state, _ = run_all(proc, chunks)
+    out = records(results, [])
+    summaries = out["sessions"]
+    # at the start, every 20 s of device time, at the bout, and at the end; never more than
+    # one per chunk
+    assert all(len(r.sessions) <= 1 for r in results)
+    assert results[0].sessions and results[-1].sessions
+    with_bouts = [i for i, r in enumerate(results) if r.bouts]
+    assert with_bouts and all(results[i].sessions for i in with_bouts)
+    assert 4 <= len(summaries) <= 60.0 / 20.0 + 1 + len(with_bouts) + 1
+    # one session: every summary is the same InfluxDB point (time, tags), rewritten
+    assert {(s.start_us, s.patient_id, s.device_id, s.session_id) for s in summaries} == {
+        (T0, "pt-001", "dev-001", "sess-1")}
+    assert len({record_to_line(s).rsplit(" ", 1)[1] for s in summaries}) == 1
+    first, last = summaries[0], summaries[-1]
+    assert (first.n_steps, first.n_bouts, first.walking_s, first.ended) == (0, 0, 0.0, False)
+    assert first.end_us == chunks[0].end_us
+    assert [s.ended for s in summaries] == [False] * (len(summaries) - 1) + [True]
+    assert last.end_us == chunks[-1].end_us and last.duration_s == pytest.approx(60.0)
+    assert last.n_steps == len(out["steps"]) and last.n_bouts == len(out["bouts"]) == 1
+    assert last.walking_s == pytest.approx(sum(b.duration_s for b in out["bouts"]))
+    assert last.walking_s == pytest.approx(WALK[1] - WALK[0], abs=2.0)
+    assert [s.n_steps for s in summaries] == sorted(s.n_steps for s in summaries)
+    # through the topic and into the session point of the schema
+    assert decode_record(last.to_json()) == last
+    line = record_to_line(last)
+    assert line.startswith("session,clinic_id=clinic-a,device_id=dev-001,patient_id=pt-001 ")
+    assert "ended=true" in line and f"n_steps={last.n_steps}i" in line
+    assert isinstance(last, SessionRecord) and state.ended
 
 
 def test_idle_sessions_with_an_injected_clock():
