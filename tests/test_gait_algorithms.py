@@ -311,3 +311,19 @@ def test_steps_while_bent_far_from_the_walking_posture_are_not_steps() -> None:
     fresh = gate.initial_state(FS)  # no walking posture learnt yet: nothing is rejected
     _, ups2 = gate.process(fresh, np.zeros(n), up, FS)
     assert gate.upright(fresh, ups2, 1550)
+
+
+def test_scoring_counts_ics_outside_reference_bouts_only_in_the_full_figure() -> None:
+    from justwalk.evaluation.gait_reference import Bout, Counts, Detection, Trial
+
+    trial = Trial("XX/001", "Test11", "Trial1", 100.0, 0, np.zeros((1000, 6), np.float32),
+                  1.0, (Bout(100, 500),), np.array([150, 250, 350, 450]), ("L", "R", "L", "R"))
+    # 150 and 250 exact, 460 within 0.25 s of 450, 350 missed; 800 lies outside the bout,
+    # 520 just outside it but within the tolerance (and matching nothing)
+    c = Counts()
+    c.add(trial, Detection(np.array([150, 250, 460, 520, 800]), [Bout(150, 460)]))
+    s = c.summary()
+    assert (c.ic_tp, c.ic_fp, c.ic_fn) == (3, 2, 1)
+    assert s["ic_f1"] == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
+    assert (c.ic_in_bouts_tp, c.ic_in_bouts_fp) == (3, 1)
+    assert s["ic_f1_in_ref_bouts"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))

@@ -18,6 +18,10 @@ Scoring follows issue #3 and Mobilise-D (Kirk et al., Sci Rep 14:1754, 2024):
 - bout parameters: per reference bout against the detected bout that overlaps it most; a
   reference bout without any overlapping detection is counted as missed.
 
+A second IC figure isolates step detection from bout detection, as Mobilise-D evaluates its
+IC detectors on the reference walking bouts (Micó-Amigo et al. 2023): the same matching,
+with only the detected ICs that lie inside a reference bout (widened by the tolerance).
+
 This module does file I/O; it is part of the evaluation layer, not of the gait core.
 """
 
@@ -260,6 +264,8 @@ class Counts:
     ic_fp: int = 0
     ic_fn: int = 0
     ic_errors_s: list[float] = field(default_factory=list)
+    ic_in_bouts_tp: int = 0
+    ic_in_bouts_fp: int = 0
     bout_tp: int = 0
     bout_fp: int = 0
     bout_fn: int = 0
@@ -282,6 +288,13 @@ class Counts:
         self.ic_fp += len(ics) - len(pairs)
         self.ic_fn += len(trial.ref_ics) - len(pairs)
         self.ic_errors_s += [abs(float(ics[i] - trial.ref_ics[j])) / fs for i, j in pairs]
+        tol = tolerance_s * fs
+        inside = np.zeros(ics.size, dtype=bool)
+        for ref in trial.ref_bouts:
+            inside |= (ics >= ref.start - tol) & (ics <= ref.end + tol)
+        n_in = len(match_events(ics[inside], trial.ref_ics, tol))
+        self.ic_in_bouts_tp += n_in
+        self.ic_in_bouts_fp += int(inside.sum()) - n_in
         m80 = match_bouts(det.bouts, trial.ref_bouts, rule="80pct")
         miou = match_bouts(det.bouts, trial.ref_bouts, rule="iou")
         self.bout_tp += len(m80)
@@ -322,6 +335,9 @@ class Counts:
             "ic_f1": self._f1(self.ic_tp, self.ic_fp, self.ic_fn),
             "ic_timing_error_s": float(np.median(self.ic_errors_s)) if self.ic_errors_s
             else math.nan,
+            "ic_f1_in_ref_bouts": self._f1(
+                self.ic_in_bouts_tp, self.ic_in_bouts_fp,
+                self.ic_tp + self.ic_fn - self.ic_in_bouts_tp),
             "bout_f1": self._f1(self.bout_tp, self.bout_fp, self.bout_fn),
             "bout_f1_iou": self._f1(self.bout_iou_tp, n_det - self.bout_iou_tp,
                                     self.n_ref_bouts - self.bout_iou_tp),
