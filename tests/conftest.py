@@ -12,6 +12,7 @@ Nothing here talks to anything but 127.0.0.1.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,16 +40,12 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 def stack_settings(local_stack: LocalStack, tmp_path: Path) -> Settings:
     """Settings for one test: the shared stack, names of its own."""
     suffix = uuid.uuid4().hex[:8]
-    return local_stack.settings(Settings()).replace(
-        topic_chunks=f"imu.chunks.{suffix}",
-        topic_steps=f"gait.steps.{suffix}",
-        topic_windows=f"gait.windows.{suffix}",
-        topic_rejects=f"imu.rejected.{suffix}",
-        topic_alerts=f"alerts.{suffix}",
-        topic_bouts=f"gait.bouts.{suffix}",
-        topic_events=f"gait.events.{suffix}",
-        topic_risk=f"fall.risk.{suffix}",
-        topic_session_control=f"imu.session-control.{suffix}",
+    defaults = Settings()
+    # every topic of its own (a topic added to Settings later is included)
+    topics = {f.name: f"{getattr(defaults, f.name)}.{suffix}" for f in dataclasses.fields(Settings)
+              if f.name.startswith("topic_") and f.name != "topic_partitions"}
+    return local_stack.settings(defaults).replace(
+        **topics,
         topic_partitions=4,
         influx_db=f"justwalk_{suffix}",
         processor_group=f"justwalk-processor-{suffix}",
