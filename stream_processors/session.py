@@ -306,7 +306,7 @@ class SessionProcessor:
         ident = _identity(chunk)
         state.identity = ident
         starts = state.start_us is None
-        if state.start_us is None:
+        if starts:
             state.start_us = chunk.t0_us
         state.end_us = max(state.end_us, chunk.end_us)
         out = self.gait.process(state.gait, chunk.acc_mps2, chunk.t0_us, chunk.sample_rate_hz)
