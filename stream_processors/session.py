@@ -20,6 +20,10 @@ Per session three I/O-free cores run side by side on the same samples:
   numbers continue across segments;
 - ``FallMonitor`` (issue #4): near-falls and falls (``alert``, ``gait_event``).
 
+Per session, a running summary (``SessionRecord``: duration, steps, bouts, walking time,
+ended) is published at the start, at every bout, every ``session_summary_every_s`` of
+device time and when the session is flushed or ends; it feeds the clinic's sessions table.
+
 Per patient, ``FallRiskScorer`` (issue #4) turns the session's bouts and fall events into
 fall-risk scores and risk alerts; ``on_time(chunk.t0_us)`` closes clinic days.
 
