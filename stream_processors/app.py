@@ -174,23 +174,15 @@ def create_app(settings: Settings) -> faust.App:
             idle.clear()
 
     async def publish(patient_key: bytes, result: ProcessResult, risk: RiskResult) -> None:
-        # alerts first: they are what a clinician waits for
-        for alert in (*result.alerts, *risk.alerts):
-            await alerts_topic.send(key=patient_key, value=alert.to_json())
-        for gait_event in result.events:
-            await events_topic.send(key=patient_key, value=gait_event.to_json())
-        for step in result.steps:
-            await steps_topic.send(key=patient_key, value=step.to_json())
-        for window in result.windows:
-            await windows_topic.send(key=patient_key, value=window.to_json())
-        for metrics in result.metrics:
-            await windows_topic.send(key=patient_key, value=metrics.to_json())
-        for bout in result.bouts:
-            await bouts_topic.send(key=patient_key, value=bout.to_json())
-        for score in risk.scores:
-            await risk_topic.send(key=patient_key, value=score.to_json())
-        for summary in result.sessions:
-            await sessions_topic.send(key=patient_key, value=summary.to_json())
+        # in this order: alerts first (what a clinician waits for); the session summary
+        # last, so a summary saying "ended" follows everything the session published
+        batches = ((alerts_topic, (*result.alerts, *risk.alerts)), (events_topic, result.events),
+                   (steps_topic, result.steps), (windows_topic, result.windows),
+                   (windows_topic, result.metrics), (bouts_topic, result.bouts),
+                   (risk_topic, risk.scores), (sessions_topic, result.sessions))
+        for topic, records in batches:
+            for record in records:
+                await topic.send(key=patient_key, value=record.to_json())
 
     def store(key: str, rkey: str, state: SessionState, result: ProcessResult,
               risk: RiskResult, partition: int) -> None:
