@@ -28,9 +28,12 @@ our pipeline fed each recording whole; mobgap after one warm-up run.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import itertools
 import json
 import math
+import multiprocessing
+import os
 import sys
 import time
 import warnings
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from justwalk.evaluation.gait_reference import Bout, Counts, Detection, Trial, load_trials
 from justwalk.gait.gsd import BoutAssembler
@@ -100,30 +104,77 @@ def make_pipeline(sensor_height_m: float, params: dict[str, float] | None = None
                         transfers=TransferGate(**kw["transfers"]))
 
 
-def lopo(trials: list[Trial]) -> tuple[dict[str, float], list[tuple[str, dict[str, float]]]]:
-    """Leave-one-participant-out figures over ``TUNING_GRID`` (pooled held-out counts)."""
+def _combos() -> list[dict[str, float]]:
     keys = list(TUNING_GRID)
-    combos = [dict(zip(keys, vals, strict=True))
-              for vals in itertools.product(*(TUNING_GRID[k] for k in keys))]
-    dets = [[run_ours(tr, make_pipeline(tr.sensor_height_m, c)) for tr in trials]
-            for c in combos]
+    return [dict(zip(keys, vals, strict=True))
+            for vals in itertools.product(*(TUNING_GRID[k] for k in keys))]
+
+
+_SCORE_TERMS = ("ic_tp", "ic_fp", "ic_fn", "bout_tp", "bout_fp", "bout_fn")
+_SCORE_MAES = {"cadence_mae_spm": "cadence_spm", "speed_mae_mps": "walking_speed_mps",
+               "stride_length_mae_m": "stride_length_m"}
+
+
+def _score_terms(c: Counts) -> npt.NDArray[np.float64]:
+    """The additive parts of ``selection_score``: counts, and sum and number of each error."""
+    errs = [c.errors[k] for k in _SCORE_MAES.values()]
+    return np.asarray([*(getattr(c, k) for k in _SCORE_TERMS),
+                       *(v for e in errs for v in (math.fsum(e), len(e)))], dtype=np.float64)
+
+
+def _score_of_terms(t: npt.NDArray[np.float64]) -> float:
+    """``selection_score`` of pooled counts given as (summed) ``_score_terms``."""
+    def f1(tp: float, fp: float, fn: float) -> float:
+        return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan
+    s = {"ic_f1": f1(*t[0:3]), "bout_f1": f1(*t[3:6])}
+    for i, key in enumerate(_SCORE_MAES):
+        total, n = t[6 + 2 * i], t[7 + 2 * i]
+        s[key] = total / n if n else math.nan
+    return selection_score(s)
+
+
+_LOPO_TRIALS: list[Trial] = []
+"""The trials the LOPO workers score (set before the worker processes fork)."""
+
+
+def _per_participant(combo: dict[str, float]) -> dict[str, Counts]:
+    """Counts of one parameter set, per participant, over ``_LOPO_TRIALS``."""
+    out: dict[str, Counts] = {}
+    for tr in _LOPO_TRIALS:
+        out.setdefault(tr.participant, Counts()).add(
+            tr, run_ours(tr, make_pipeline(tr.sensor_height_m, combo)))
+    return out
+
+
+def lopo(trials: list[Trial], jobs: int = 1,
+         ) -> tuple[dict[str, float], list[tuple[str, dict[str, float]]]]:
+    """Leave-one-participant-out figures over ``TUNING_GRID`` (pooled held-out counts).
+
+    Every parameter set runs once on every trial (in ``jobs`` processes); each fold then
+    scores the sets on the other participants by subtracting the held-out participant's
+    counts from the totals, so the cost grows with the data, not with data x participants.
+    """
+    combos = _combos()
+    _LOPO_TRIALS[:] = trials
+    try:
+        if jobs > 1:
+            ctx = multiprocessing.get_context("fork")
+            with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+                per = list(pool.map(_per_participant, combos, chunksize=4))
+        else:
+            per = [_per_participant(c) for c in combos]
+    finally:
+        _LOPO_TRIALS.clear()
     participants = sorted({tr.participant for tr in trials})
+    terms = np.asarray([[_score_terms(p[q]) for q in participants] for p in per])
+    totals = terms.sum(axis=1)
     held = Counts()
     chosen = []
-    for p in participants:
-        best, best_score = 0, -math.inf
-        for ci in range(len(combos)):
-            c = Counts()
-            for tr, det in zip(trials, dets[ci], strict=True):
-                if tr.participant != p:
-                    c.add(tr, det)
-            score = selection_score(c.summary())
-            if score > best_score:
-                best, best_score = ci, score
-        for tr, det in zip(trials, dets[best], strict=True):
-            if tr.participant == p:
-                held.add(tr, det)
-        chosen.append((p, combos[best]))
+    for qi, q in enumerate(participants):
+        scores = [_score_of_terms(t) for t in totals - terms[:, qi]]
+        best = int(np.argmax(scores))  # first of equal scores, as before
+        held.merge(per[best][q])
+        chosen.append((q, combos[best]))
     return held.summary(), chosen
 
 
@@ -230,15 +281,34 @@ def _table(title: str, ours: dict[str, float], theirs: dict[str, float] | None) 
 
 
 def evaluate(data_dir: Path, *, with_mobgap: bool = True, with_lopo: bool = True,
-             ) -> dict[str, Any]:
-    """Score both pipelines; returns per-trial and overall summaries."""
-    trials = load_trials(data_dir)
+             jobs: int = 1) -> dict[str, Any]:
+    """Score both pipelines; returns per-trial and overall summaries.
+
+    Recordings that cannot be read, and recordings mobgap fails on, are left out of both
+    pipelines' figures (so both are scored on the same recordings) and listed under
+    ``skipped`` with the reason.
+    """
+    skipped: list[str] = []
+    trials = load_trials(data_dir, skipped)
     if not trials:
         raise FileNotFoundError(f"no referenced recordings under {data_dir}")
     runner, note = mobgap_runner(data_dir) if with_mobgap else (None, "mobgap skipped")
+    theirs: dict[str, Detection] = {}
+    if runner is not None:
+        kept = []
+        for tr in trials:
+            try:
+                theirs[tr.name] = runner(tr)
+            except Exception as exc:  # third-party code: one failing recording is left out
+                skipped.append(f"{tr.name}: mobgap failed ({type(exc).__name__}: {exc})")
+            else:
+                kept.append(tr)
+        trials = kept
+        if not trials:
+            raise FileNotFoundError(f"mobgap failed on every recording under {data_dir}")
     lopo_summary, lopo_chosen = None, None
     if with_lopo and len({tr.participant for tr in trials}) >= 2:
-        lopo_summary, lopo_chosen = lopo(trials)
+        lopo_summary, lopo_chosen = lopo(trials, jobs)
     ours_all, theirs_all = Counts(), Counts()
     per_trial = []
     for tr in trials:
@@ -247,16 +317,15 @@ def evaluate(data_dir: Path, *, with_mobgap: bool = True, with_lopo: bool = True
         c_ours.add(tr, det)
         ours_all.add(tr, det)
         c_theirs = None
-        if runner is not None:
+        if tr.name in theirs:
             c_theirs = Counts()
-            mdet = runner(tr)
-            c_theirs.add(tr, mdet)
-            theirs_all.add(tr, mdet)
+            c_theirs.add(tr, theirs[tr.name])
+            theirs_all.add(tr, theirs[tr.name])
         per_trial.append((tr.name, c_ours.summary(), c_theirs.summary() if c_theirs else None))
     return {"trials": per_trial, "ours": ours_all.summary(),
             "mobgap": theirs_all.summary() if runner is not None else None,
             "mobgap_note": note, "n_trials": len(trials), "lopo": lopo_summary,
-            "lopo_chosen": lopo_chosen}
+            "lopo_chosen": lopo_chosen, "skipped": skipped}
 
 
 def _clean(v: float | None) -> float | None:
@@ -272,9 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-mobgap", action="store_true", help="skip the mobgap comparison")
     ap.add_argument("--no-lopo", action="store_true",
                     help="skip the leave-one-participant-out figures")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="processes for the leave-one-participant-out grid (default: CPUs)")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
     try:
-        res = evaluate(args.data, with_mobgap=not args.no_mobgap, with_lopo=not args.no_lopo)
+        res = evaluate(args.data, with_mobgap=not args.no_mobgap, with_lopo=not args.no_lopo,
+                       jobs=args.jobs)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -293,10 +367,15 @@ def main(argv: list[str] | None = None) -> int:
         out["mobgap_available"] = theirs is not None
         out["mobgap_note"] = res["mobgap_note"]
         out["n_trials"] = res["n_trials"]
+        out["skipped"] = res["skipped"]
         print(json.dumps(out, indent=2))
         return 0
     if theirs is None:
         print(f"NOTE: mobgap not run: {res['mobgap_note']}\n")
+    for reason in res["skipped"]:
+        print(f"SKIPPED {reason}")
+    if res["skipped"]:
+        print()
     for name, o, t in res["trials"]:
         print(_table(name, o, t))
         print()

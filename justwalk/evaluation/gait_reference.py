@@ -2,8 +2,9 @@
 
 Data layout (``shared/data/mobilised/README.md``): ``data/lab/<cohort>/<id>/data.mat`` with
 ``data.TimeMeasure1.<test>.<trial>``; the lower-back IMU is read with the replay loader
-(``justwalk.simulator.replay.load_recording``, the same conversion the gateway replay uses),
-the reference walking bouts (``Standards.INDIP.MicroWB``) are read here.
+(``justwalk.simulator.replay.recording_from_struct``, the same conversion the gateway replay
+uses), the reference walking bouts (``Standards.INDIP.MicroWB``) are read here; each file is
+loaded once.
 
 Reference times are converted to 0-based samples as mobgap does, ``round(t * fs) - 1``
 (the Matlab pipeline used ``t * fs`` as a 1-based index).
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.io
 
-from justwalk.simulator.replay import load_recording, participant_info
+from justwalk.simulator.replay import participant_info, recording_from_struct
 
 REFERENCE_SYSTEM = "INDIP"
 
@@ -129,7 +130,10 @@ def _reference(trial_struct: Any, fs: float) -> tuple[list[Bout], list[float], l
     ics: list[float] = []
     sides: list[str] = []
     for wb in np.atleast_1d(raw):
-        start, end = _to_samples([wb.Start, wb.End], fs)
+        start, end = _to_samples([_num(wb, "Start"), _num(wb, "End")], fs)
+        if not (np.isfinite(start) and np.isfinite(end)) or end < start:
+            raise ValueError(f"reference bout without a valid start and end "
+                             f"({getattr(wb, 'Start', None)!r}, {getattr(wb, 'End', None)!r})")
         bouts.append(Bout(
             start=int(start), end=int(end),
             cadence_spm=_num(wb, "Cadence"),
@@ -137,8 +141,11 @@ def _reference(trial_struct: Any, fs: float) -> tuple[list[Bout], list[float], l
             stride_length_m=_num(wb, "AverageStrideLength"),
             stride_time_cv_pct=_cv_pct(getattr(wb, "Stride_Duration", [])),
         ))
-        ic = _to_samples(wb.InitialContact_Event, fs)
-        lr = np.atleast_1d(np.asarray(wb.InitialContact_LeftRight, dtype=object))
+        ic = _to_samples(getattr(wb, "InitialContact_Event", []), fs)
+        lr = np.atleast_1d(np.asarray(getattr(wb, "InitialContact_LeftRight", []),
+                                      dtype=object))
+        if lr.size != ic.size:  # sides are not scored; keep the contacts
+            lr = np.full(ic.size, "unknown", dtype=object)
         for t, s in zip(ic, lr, strict=True):
             if np.isfinite(t):
                 ics.append(float(t))
@@ -146,28 +153,46 @@ def _reference(trial_struct: Any, fs: float) -> tuple[list[Bout], list[float], l
     return bouts, ics, sides
 
 
-def load_trials(data_dir: Path) -> list[Trial]:
+def load_trials(data_dir: Path, skipped: list[str] | None = None) -> list[Trial]:
     """Every trial under ``data_dir/data/lab/<cohort>/<id>/data.mat`` with an INDIP reference.
 
-    Trials without reference walking bouts are skipped (nothing to score against).
+    Trials without reference walking bouts are left out (nothing to score against). A file,
+    participant or trial that cannot be read (no sensor height, no lower-back sensor,
+    signals not in the expected form) is left out too, with the reason appended to
+    ``skipped``, so one bad recording does not stop the evaluation of the others.
     """
     data_dir = Path(data_dir)
     files = sorted(data_dir.glob("data/lab/*/*/data.mat"))
     if not files:
         files = sorted(data_dir.rglob("data.mat"))
+    reasons = skipped if skipped is not None else []
     trials: list[Trial] = []
     for path in files:
-        mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False, mat_dtype=True)
-        tm = mat["data"].TimeMeasure1
-        info = participant_info(path)
-        height = info.sensor_height_m
+        try:
+            mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False,
+                                   mat_dtype=True)
+            tm = mat["data"].TimeMeasure1
+        except (OSError, ValueError, KeyError, AttributeError, NotImplementedError,
+                scipy.io.matlab.MatReadError) as exc:
+            reasons.append(f"{path}: not a Mobilise-D data.mat ({type(exc).__name__}: {exc})")
+            continue
+        try:
+            height = participant_info(path).sensor_height_m
+        except (OSError, KeyError, ValueError, AttributeError) as exc:
+            reasons.append(f"{path}: no participant info ({type(exc).__name__}: {exc})")
+            continue
         if height is None:
-            raise ValueError(f"{path}: no sensor height in the participant info")
+            reasons.append(f"{path}: no sensor height in the participant info")
+            continue
         for test in tm._fieldnames:
-            for trial in getattr(tm, test)._fieldnames:
+            for trial in getattr(getattr(tm, test), "_fieldnames", []):
                 tr = getattr(getattr(tm, test), trial)
-                rec = load_recording(path, test, trial)
-                parsed = _reference(tr, rec.sample_rate_hz)
+                try:
+                    rec = recording_from_struct(tr, path, test, trial)
+                    parsed = _reference(tr, rec.sample_rate_hz)
+                except (KeyError, ValueError, AttributeError, TypeError, IndexError) as exc:
+                    reasons.append(f"{path} {test}/{trial}: {type(exc).__name__}: {exc}")
+                    continue
                 if parsed is None:
                     continue
                 bouts, ics, sides = parsed
@@ -314,6 +339,18 @@ class Counts:
                     errs.append(abs(a - b))
         self.samples += trial.n_samples
         self.seconds += det.seconds
+
+    def merge(self, other: Counts) -> None:
+        """Pool ``other``'s counts and errors into these."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, list):
+                mine.extend(theirs)
+            elif isinstance(mine, dict):
+                for key, errs in mine.items():
+                    errs.extend(theirs[key])
+            else:
+                setattr(self, f.name, mine + theirs)
 
     @staticmethod
     def _f1(tp: int, fp: int, fn: int) -> float:

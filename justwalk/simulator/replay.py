@@ -162,6 +162,12 @@ def load_recording(
     path = Path(path)
     tm = _field(_load_mat(path)["data"], TIME_MEASURE, str(path))
     tr = _field(_field(tm, test, f"{path}:{TIME_MEASURE}"), trial, f"{path}:{test}")
+    return recording_from_struct(tr, path, test, trial, reference_system=reference_system)
+
+
+def recording_from_struct(tr: Any, path: Path, test: str, trial: str, *,
+                          reference_system: str = "INDIP") -> Recording:
+    """``load_recording`` for a trial struct of an already loaded ``data.mat``."""
     lb = _field(_field(tr, "SU", f"{test}/{trial}"), "LowerBack", f"{test}/{trial}/SU")
     acc_g = np.atleast_2d(np.asarray(lb.Acc, dtype=np.float64))
     gyr_dps = np.atleast_2d(np.asarray(lb.Gyr, dtype=np.float64))
