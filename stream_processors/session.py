@@ -29,9 +29,11 @@ fall-risk scores and risk alerts; ``on_time(chunk.t0_us)`` closes clinic days.
 
 End of a session. A chunk flagged as its session's last (``justwalk.wire.ChunkFlags.LAST``)
 is processed, then the session is closed: ``GaitPipeline.flush`` closes the open bout and
-windows, the cadence windows holding data are emitted (as at a gap), all in that chunk's
-``ProcessResult``, so its bouts reach the fall-risk score like any other. The state is then
-marked ended and shrunk to the counters; a later chunk of the session raises
+windows, the cadence windows holding data are emitted (as at a gap), and a fall whose impact
+came less than the fall detector's 2 s look-ahead before the end is judged on the data there
+is (``FallMonitor.flush``; at least 1 s after the impact), all in that chunk's
+``ProcessResult``, so its bouts and falls reach the fall-risk score like any other. The
+state is then marked ended and shrunk to the counters; a later chunk of the session raises
 ``SessionEndedError`` (code ``session_ended``): a session's results are final once it ended,
 and a device that records again starts a new session id. A device that dies without the
 flag is caught by the app's idle timeout, which calls ``flush``: the same closing, but the
@@ -322,8 +324,9 @@ class SessionProcessor:
         if chunk.ends_session:
             cadence = cadence + self._close_windows(state.gait)
             pipeline_outs.append(self._close_segment(state, chunk.patient_id))
+            events = events + self.falls.flush(state.falls)
         result = self._records(state, ident, cadence, pipeline_outs,
-                               [self._alert(chunk, e, received_at_us) for e in events], events,
+                               [self._alert(ident, e, received_at_us) for e in events], events,
                                flushed=chunk.ends_session)
         if chunk.ends_session:
             self._end(state)
@@ -340,7 +343,10 @@ class SessionProcessor:
             return ProcessResult([], [])
         cadence = self._close_windows(state.gait)
         outs = [self._close_segment(state, state.identity["patient_id"])]
-        result = self._records(state, state.identity, cadence, outs, [], [], flushed=True)
+        events = self.falls.flush(state.falls)
+        result = self._records(state, state.identity, cadence, outs,
+                               [self._alert(state.identity, e, None) for e in events], events,
+                               flushed=True)
         return self._summarised(state, result, due=True)
 
     def _summarised(self, state: SessionState, result: ProcessResult, *,
@@ -457,15 +463,12 @@ class SessionProcessor:
         outs.append((state.bout_base, pipeline.process(seg, chunk.acc_mps2, chunk.gyr_radps)))
         return outs
 
-    def _alert(self, chunk: ImuChunk, event: FallEvent,
+    def _alert(self, ident: Identity, event: FallEvent,
                received_at_us: int | None) -> AlertRecord:
         return AlertRecord(
-            alert_id=AlertRecord.make_id(chunk.patient_id, chunk.session_id, event.type.value,
-                                         event.start_us),
-            clinic_id=chunk.clinic_id,
-            patient_id=chunk.patient_id,
-            device_id=chunk.device_id,
-            session_id=chunk.session_id,
+            alert_id=AlertRecord.make_id(ident["patient_id"], ident["session_id"],
+                                         event.type.value, event.start_us),
+            **ident,
             type=event.type.value,
             severity=SEVERITY[event.type],
             event_start_us=event.start_us,

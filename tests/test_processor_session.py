@@ -477,3 +477,44 @@ def test_idle_sessions_with_an_injected_clock():
     assert idle.last_seen_us == {} and idle.requested_us == {}
     with pytest.raises(ValueError, match="positive"):
         IdleSessions(timeout_s=0, clock=lambda: 0)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("how", ["last chunk", "idle flush"])
+def test_a_fall_just_before_the_data_ends_still_raises_its_alert(how):
+    """A real SisFall fall whose device stops 1.5 s after the impact, before the fall
+    detector's 2 s look-ahead: the end flag and the idle flush judge it on the data there is
+    (``FallMonitor.flush``); before, the fall was dropped."""
+    from pathlib import Path
+
+    from justwalk.evaluation import sisfall
+
+    root = Path(__file__).resolve().parents[2] / "shared" / "data" / "sisfall"
+    if not (root / "manifest.csv").is_file():
+        pytest.skip("no SisFall data")
+    entry = next(e for e in sisfall.read_manifest(root) if e.file.startswith("SA01/F01_"))
+    samples = sisfall.load(root, entry, 100.0).samples
+    whole = SessionProcessor(window_s=5.0, clock=lambda: 0)
+    proc_alerts = SessionProcessor(window_s=5.0, clock=lambda: 0)
+    whole_alerts = records(*run_all(whole, sim_chunks(samples, patient="pt-077"))[:2])["alerts"]
+    assert [a.type for a in whole_alerts] == ["fall"]
+    cut = round((whole_alerts[0].evidence["peak_us"] - T0) / 1e4) + 150
+    chunks = list(sim_chunks(samples[:cut], patient="pt-077"))
+    if how == "last chunk":
+        chunks[-1] = decode_chunk(encode_chunk(dataclasses.replace(chunks[-1],
+                                                                   flags=ChunkFlags.LAST)))
+    results, risks, state, risk = run_all(proc_alerts, chunks)
+    if how == "idle flush":
+        assert records(results, risks)["alerts"] == []  # the stream alone did not decide
+        flushed = proc_alerts.flush(state)
+        results.append(flushed)
+        risks.append(proc_alerts.update_risk_on_flush(risk, state, flushed))
+    out = records(results, risks)
+    assert [a.type for a in out["alerts"]] == ["fall"]
+    alert = out["alerts"][0]
+    assert alert.alert_id == whole_alerts[0].alert_id  # the same fall as with all the data
+    assert (alert.patient_id, alert.session_id, alert.clinic_id) == ("pt-077", "sess-1",
+                                                                    "clinic-a")
+    assert [e.event_type for e in out["events"] if e.event_type == "fall"] == ["fall"]
+    # and the fall reaches the patient's fall-risk score
+    assert out["scores"] and out["scores"][-1].n_falls == 1

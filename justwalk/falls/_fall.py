@@ -71,6 +71,7 @@ References
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -121,7 +122,9 @@ class FallDetector(CandidateDetector[FallFeatures]):
         min_tilt_change_deg: float = 25.0,
         max_gyr_after_radps: float = 1.0,
         refractory_s: float = 10.0,
+        min_flush_after_s: float = 1.0,
     ) -> None:
+        self.min_flush_after_s = min_flush_after_s
         self.min_impact_acc_mps2 = min_impact_acc_mps2
         self.peak_half_window_s = peak_half_window_s
         self.peak_gyr_window_s = peak_gyr_window_s
@@ -150,6 +153,21 @@ class FallDetector(CandidateDetector[FallFeatures]):
         before = max(-self.tilt_before_window_s[0], -self.descent_window_s[0],
                      -self.peak_gyr_window_s[0], self.peak_half_window_s)
         return before + self.lookahead_s + 1.0
+
+    def truncated(self, available_s: float) -> FallDetector | None:
+        """The detector for data that ends ``available_s`` after the impact (end of data).
+
+        The posture and movement window keeps its length but ends where the data ends; with
+        less than ``min_flush_after_s`` after the impact there is nothing to judge.
+        """
+        if available_s >= self.lookahead_s:
+            return self
+        if available_s < self.min_flush_after_s:
+            return None
+        a, b = self.tilt_after_window_s
+        judge = copy.copy(self)
+        judge.tilt_after_window_s = (max(available_s - (b - a), 0.0), available_s)
+        return judge
 
     def features(self, blocks: Blocks, k: int) -> FallFeatures:
         """Features of the candidate at block ``k``."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
 
 from justwalk.falls._fall import FallDetector
@@ -88,4 +89,22 @@ class FallMonitor:
                   if c.event is not None]
         events += [c.event for c in self.fall.scan_blocks(state.fall, blocks)
                    if c.event is not None]
+        return sorted(events, key=lambda e: (e.detected_us, e.peak_us))
+
+    def flush(self, state: FallMonitorState) -> list[FallEvent]:
+        """The data ended (the session's last chunk, or its device went quiet): falls now.
+
+        A fall is decided ``lookahead_s`` (2 s) after its impact. When the data ends sooner,
+        an impact with at least ``FallDetector.min_flush_after_s`` of data after it is judged
+        on the posture and movement at the end of the data (``FallDetector.truncated``), so
+        a fall is not lost because the device stopped. Near-falls are not judged early: they
+        need the upright recovery after the event. Data that continues the same segment
+        later still judges the impacts that were too recent here.
+        """
+        if state.front.sample_rate_hz <= 0:
+            return []
+        blocks = self.front.process(state.front, np.zeros((0, 6)), state.front.segment_t0_us,
+                                    state.front.sample_rate_hz)
+        events = [c.event for c in self.fall.flush_blocks(state.fall, blocks)
+                  if c.event is not None]
         return sorted(events, key=lambda e: (e.detected_us, e.peak_us))

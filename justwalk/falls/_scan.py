@@ -7,6 +7,7 @@ look-ahead); each detector supplies the features and the decision.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
@@ -145,6 +146,42 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
             k += 1
         state.next_candidate = max(state.next_candidate, last + 1)
         return out
+
+    def flush_blocks(self, state: DetectorState, blocks: Blocks) -> list[Candidate[FeaturesT]]:
+        """At the end of the data, judge the candidates whose look-ahead it cannot complete.
+
+        ``blocks`` are all the rows known (the data ended after them). A candidate with at
+        least ``min_flush_after_s`` of data after it is judged by ``truncated`` (a copy of
+        this detector whose after-windows end where the data ends); one with less is left
+        for data that may still continue the segment. A detector without ``truncated``
+        judges nothing here.
+        """
+        if not math.isfinite(self.min_flush_after_s):
+            return []
+        n = blocks.first_index + blocks.rows.shape[0]
+        k = max(state.next_candidate, blocks.first_index)
+        last = n - 1 - ft.n_blocks(blocks, self.min_flush_after_s)
+        out: list[Candidate[FeaturesT]] = []
+        while k <= last:
+            ahead = n - 1 - k
+            judge = self.truncated((ahead + 1) * blocks.block_s)
+            if judge is None:
+                break
+            if blocks.rows[k - blocks.first_index, ft.AMAX] >= self.gate_acc_mps2 and (
+                    ft.is_local_max(blocks, k, self.peak_half_window_s)):
+                cand = judge._judge(state, blocks, k, ahead)
+                if cand is not None:
+                    out.append(cand)
+            k += 1
+        state.next_candidate = max(state.next_candidate, k)
+        return out
+
+    min_flush_after_s: float = math.inf
+    """Data needed after a candidate for ``flush_blocks`` to judge it."""
+
+    def truncated(self, available_s: float) -> CandidateDetector[FeaturesT] | None:
+        """A copy judging with ``available_s`` of data after a candidate, or None (default)."""
+        return None
 
     def _judge(
         self, state: DetectorState, blocks: Blocks, k: int, ahead: int
