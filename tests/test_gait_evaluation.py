@@ -149,3 +149,16 @@ def test_jobs_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
         ev.main(["--jobs", "0", "--no-mobgap"])
     assert exc.value.code == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+@needs_data
+def test_json_has_the_issue_keys_and_the_skipped_list(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert ev.main(["--json", "--no-mobgap", "--no-lopo", "--data", str(DATA)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("ic_f1", "ic_timing_error_s", "bout_f1", "cadence_mae_spm", "speed_mae_mps",
+                "stride_length_mae_m", "stride_time_cv_mae_pp", "samples_per_s"):
+        assert set(out[key]) == {"ours", "mobgap"} and out[key]["mobgap"] is None
+    assert out["ic_f1"]["ours"] > 0.7 and out["n_trials"] == 7 and out["skipped"] == []
