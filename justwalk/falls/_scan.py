@@ -78,6 +78,8 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
     lookahead_s: float
     refractory_s: float
     history_s: float
+    min_flush_after_s: float = math.inf
+    """Data needed after a candidate for ``flush_blocks`` to judge it (none: never)."""
 
     def front_end(self) -> BlockFrontEnd:
         """The block front end this detector feeds (created on first use)."""
@@ -134,12 +136,8 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
         last = blocks.first_index + blocks.rows.shape[0] - 1 - ahead
         out: list[Candidate[FeaturesT]] = []
         k = max(state.next_candidate, blocks.first_index)
-        gate = self.gate_acc_mps2
-        rows = blocks.rows
         while k <= last:
-            if rows[k - blocks.first_index, ft.AMAX] >= gate and ft.is_local_max(
-                blocks, k, self.peak_half_window_s
-            ):
+            if self._is_candidate(blocks, k):
                 cand = self._judge(state, blocks, k, ahead)
                 if cand is not None:
                     out.append(cand)
@@ -167,8 +165,7 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
             judge = self.truncated((ahead + 1) * blocks.block_s)
             if judge is None:
                 break
-            if blocks.rows[k - blocks.first_index, ft.AMAX] >= self.gate_acc_mps2 and (
-                    ft.is_local_max(blocks, k, self.peak_half_window_s)):
+            if self._is_candidate(blocks, k):
                 cand = judge._judge(state, blocks, k, ahead)
                 if cand is not None:
                     out.append(cand)
@@ -176,8 +173,10 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
         state.next_candidate = max(state.next_candidate, k)
         return out
 
-    min_flush_after_s: float = math.inf
-    """Data needed after a candidate for ``flush_blocks`` to judge it."""
+    def _is_candidate(self, blocks: Blocks, k: int) -> bool:
+        """Block ``k`` holds a peak at least the gate, the largest within its half window."""
+        return bool(blocks.rows[k - blocks.first_index, ft.AMAX] >= self.gate_acc_mps2) and (
+            ft.is_local_max(blocks, k, self.peak_half_window_s))
 
     def truncated(self, available_s: float) -> CandidateDetector[FeaturesT] | None:
         """A copy judging with ``available_s`` of data after a candidate, or None (default)."""
