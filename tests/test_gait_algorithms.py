@@ -327,3 +327,23 @@ def test_scoring_counts_ics_outside_reference_bouts_only_in_the_full_figure() ->
     assert s["ic_f1"] == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
     assert (c.ic_in_bouts_tp, c.ic_in_bouts_fp) == (3, 1)
     assert s["ic_f1_in_ref_bouts"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))
+
+
+def test_false_ics_inside_reference_same_foot_gaps_are_counted_but_still_false() -> None:
+    from justwalk.evaluation.gait_reference import Bout, Counts, Detection, Trial, same_foot_gaps
+
+    # bout 1: left 150, left 290 (the right contact between them is missing), right 350;
+    # bout 2: right 650, left 720, but "unknown" sides are never a gap; the pair 350 -> 650
+    # spans two bouts and is not a gap either
+    trial = Trial("XX/001", "Test11", "Trial1", 100.0, 0, np.zeros((1000, 6), np.float32),
+                  1.0, (Bout(100, 400), Bout(600, 800)),
+                  np.array([150, 290, 350, 650, 720, 780]),
+                  ("left", "left", "right", "right", "unknown", "unknown"))
+    assert same_foot_gaps(trial) == [(150, 290)]
+    c = Counts()
+    # 220 fills the gap; 175 is within the tolerance of 150 (a duplicate, not a gap step);
+    # 500 is false outside every gap
+    c.add(trial, Detection(np.array([150, 175, 220, 290, 350, 500]), [Bout(150, 350)]))
+    s = c.summary()
+    assert (c.ic_tp, c.ic_fp) == (3, 3)
+    assert s["ref_same_foot_gaps"] == 1 and s["ic_fp_in_ref_gaps"] == 1

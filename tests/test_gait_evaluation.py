@@ -162,3 +162,5 @@ def test_json_has_the_issue_keys_and_the_skipped_list(capsys: pytest.CaptureFixt
                 "stride_length_mae_m", "stride_time_cv_mae_pp", "samples_per_s"):
         assert set(out[key]) == {"ours", "mobgap"} and out[key]["mobgap"] is None
     assert out["ic_f1"]["ours"] > 0.7 and out["n_trials"] == 7 and out["skipped"] == []
+    # diagnostic: false ICs that fill contacts the reference missed (still scored false)
+    assert 0 < out["ic_fp_in_ref_gaps"]["ours"] < 58

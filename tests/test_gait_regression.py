@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from justwalk.evaluation.gait import TUNING_GRID, lopo, run_ours
-from justwalk.evaluation.gait_reference import Counts, load_trials
+from justwalk.evaluation.gait_reference import Counts, load_trials, same_foot_gaps
 from justwalk.gait.pipeline import GaitPipeline
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mobilised"
@@ -38,6 +38,11 @@ def trials():  # type: ignore[no-untyped-def]
 def test_seven_referenced_trials(trials) -> None:  # type: ignore[no-untyped-def]
     assert len(trials) == 7
     assert sum(len(t.ref_bouts) for t in trials) == 19
+    # the INDIP reference misses contacts: 23 places inside its bouts list two consecutive
+    # contacts of the same foot (11 in HA/002 Test11, 11 in MS/001 Test11, 1 in HA/001)
+    gaps = {t.name: len(same_foot_gaps(t)) for t in trials}
+    assert sum(gaps.values()) == 23
+    assert gaps["HA/002 Test11 Trial1"] == 11 and gaps["MS/001 Test11 Trial1"] == 11
 
 
 # mobgap MobilisedPipelineImpaired on these 7 trials (`make evaluate-gait`, and issue #3)

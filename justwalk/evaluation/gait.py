@@ -19,7 +19,10 @@ printed LOPO figures show how much the tuning would move there.
 Besides the issue's figures the table shows "IC F1 inside ref bouts": the detected ICs that
 lie inside reference walking bouts only (``gait_reference``), i.e. step detection on its
 own, as Mobilise-D scores IC detectors; the gap to the full IC F1 is what bout detection
-costs (ICs outside the reference bouts, bouts missed).
+costs (ICs outside the reference bouts, bouts missed). "ref same-foot IC gaps" counts the
+places where the reference lists two consecutive contacts of the same foot inside a bout,
+i.e. missed one; "false ICs inside those gaps" are detections scored false there
+(``gait_reference.same_foot_gaps``).
 
 Processing speed is samples per second of the algorithms alone (data already in memory),
 our pipeline fed each recording whole; mobgap after one warm-up run.
@@ -260,6 +263,8 @@ ROWS = [
     ("bout F1 (80 % rule)", "bout_f1", "{:.3f}"),
     ("bout F1 (IoU >= 0.5)", "bout_f1_iou", "{:.3f}"),
     ("ref bouts without partner", "bouts_missed", "{:.0f}"),
+    ("ref same-foot IC gaps", "ref_same_foot_gaps", "{:.0f}"),
+    ("  false ICs inside those gaps", "ic_fp_in_ref_gaps", "{:.0f}"),
     ("cadence MAE (steps/min)", "cadence_mae_spm", "{:.2f}"),
     ("walking speed MAE (m/s)", "speed_mae_mps", "{:.3f}"),
     ("stride length MAE (m)", "stride_length_mae_m", "{:.3f}"),
@@ -357,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         out: dict[str, Any] = {k: {"ours": _clean(ours[src]),
                                    "mobgap": _clean(theirs[src]) if theirs else None}
                                for k, src in JSON_KEYS.items()}
-        for extra in ("bout_f1_iou", "ic_f1_in_ref_bouts"):
+        for extra in ("bout_f1_iou", "ic_f1_in_ref_bouts", "ic_fp_in_ref_gaps"):
             out[extra] = {"ours": _clean(ours[extra]),
                           "mobgap": _clean(theirs[extra]) if theirs else None}
         lo = res["lopo"]

@@ -23,11 +23,18 @@ A second IC figure isolates step detection from bout detection, as Mobilise-D ev
 IC detectors on the reference walking bouts (Micó-Amigo et al. 2023): the same matching,
 with only the detected ICs that lie inside a reference bout (widened by the tolerance).
 
+A diagnostic, not a score: ``same_foot_gaps`` finds where the reference lists two
+consecutive contacts of the same foot inside a bout (a contact the reference missed), and
+the summary counts the false detected ICs that lie inside such gaps. They are scored as
+false like any other; the count says how much of the false-positive figure may be real
+steps missing from the reference.
+
 This module does file I/O; it is part of the evaluation layer, not of the gait core.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -235,6 +242,25 @@ def match_events(detected: npt.ArrayLike, reference: npt.ArrayLike,
     return sorted(out)
 
 
+def same_foot_gaps(trial: Trial) -> list[tuple[int, int]]:
+    """Places where the reference lists two consecutive contacts of the same foot.
+
+    Within one reference bout, consecutive initial contacts alternate feet; two in a row of
+    the same (known) foot mean the reference missed the other foot's contact between them
+    (or listed one contact twice). Returns (first, second) sample pairs. A detected contact
+    well inside such a pair is scored false although the foot may really have landed there,
+    so the evaluation reports how many false contacts fall there.
+    """
+    r, sides = trial.ref_ics, trial.ref_ic_sides
+    gaps: list[tuple[int, int]] = []
+    for bout in trial.ref_bouts:
+        idx = [k for k in range(r.size) if bout.start <= r[k] <= bout.end]
+        for a, b in itertools.pairwise(idx):
+            if sides[a] == sides[b] and sides[a] in ("left", "right"):
+                gaps.append((int(r[a]), int(r[b])))
+    return gaps
+
+
 def overlap(a: Bout, b: Bout) -> int:
     """Number of samples two bouts share."""
     return max(0, min(a.end, b.end) - max(a.start, b.start) + 1)
@@ -298,6 +324,8 @@ class Counts:
     n_ref_bouts: int = 0
     n_det_bouts: int = 0
     n_missed_bouts: int = 0
+    ref_same_foot_gaps: int = 0
+    ic_fp_in_gaps: int = 0
     errors: dict[str, list[float]] = field(default_factory=lambda: {
         "cadence_spm": [], "walking_speed_mps": [], "stride_length_m": [],
         "stride_time_cv_pct": []})
@@ -314,6 +342,12 @@ class Counts:
         self.ic_fn += len(trial.ref_ics) - len(pairs)
         self.ic_errors_s += [abs(float(ics[i] - trial.ref_ics[j])) / fs for i, j in pairs]
         tol = tolerance_s * fs
+        gaps = same_foot_gaps(trial)
+        self.ref_same_foot_gaps += len(gaps)
+        matched = {i for i, _ in pairs}
+        false_ics = ics[[i for i in range(ics.size) if i not in matched]]
+        self.ic_fp_in_gaps += sum(
+            int(((false_ics > a + tol) & (false_ics < b - tol)).sum()) for a, b in gaps)
         inside = np.zeros(ics.size, dtype=bool)
         for ref in trial.ref_bouts:
             inside |= (ics >= ref.start - tol) & (ics <= ref.end + tol)
@@ -383,5 +417,7 @@ class Counts:
             "stride_length_mae_m": mae("stride_length_m"),
             "stride_time_cv_mae_pp": mae("stride_time_cv_pct"),
             "bouts_missed": float(self.n_missed_bouts),
+            "ref_same_foot_gaps": float(self.ref_same_foot_gaps),
+            "ic_fp_in_ref_gaps": float(self.ic_fp_in_gaps),
             "samples_per_s": self.samples / self.seconds if self.seconds > 0 else math.nan,
         }
