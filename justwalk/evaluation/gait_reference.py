@@ -325,7 +325,7 @@ class Counts:
     n_det_bouts: int = 0
     n_missed_bouts: int = 0
     ref_same_foot_gaps: int = 0
-    ic_fp_in_gaps: int = 0
+    ic_fp_in_ref_gaps: int = 0
     errors: dict[str, list[float]] = field(default_factory=lambda: {
         "cadence_spm": [], "walking_speed_mps": [], "stride_length_m": [],
         "stride_time_cv_pct": []})
@@ -346,7 +346,7 @@ class Counts:
         self.ref_same_foot_gaps += len(gaps)
         matched = {i for i, _ in pairs}
         false_ics = ics[[i for i in range(ics.size) if i not in matched]]
-        self.ic_fp_in_gaps += sum(
+        self.ic_fp_in_ref_gaps += sum(
             int(((false_ics > a + tol) & (false_ics < b - tol)).sum()) for a, b in gaps)
         inside = np.zeros(ics.size, dtype=bool)
         for ref in trial.ref_bouts:
@@ -418,6 +418,6 @@ class Counts:
             "stride_time_cv_mae_pp": mae("stride_time_cv_pct"),
             "bouts_missed": float(self.n_missed_bouts),
             "ref_same_foot_gaps": float(self.ref_same_foot_gaps),
-            "ic_fp_in_ref_gaps": float(self.ic_fp_in_gaps),
+            "ic_fp_in_ref_gaps": float(self.ic_fp_in_ref_gaps),
             "samples_per_s": self.samples / self.seconds if self.seconds > 0 else math.nan,
         }
