@@ -39,8 +39,10 @@ def array_bytes(a: npt.NDArray[Any], dtype: npt.DTypeLike) -> bytes:
 
 def array_from(data: bytes, dtype: npt.DTypeLike, shape: tuple[int, ...] | int,
                component: str = "state") -> npt.NDArray[Any]:
-    """A writable array of ``shape`` from ``array_bytes`` output; ``StateFormatError`` if
-    the byte count does not fit."""
+    """A writable array of ``shape`` from ``array_bytes`` output.
+
+    Raises ``StateFormatError`` when the byte count does not fit the shape.
+    """
     dt = np.dtype(dtype).newbyteorder("<")
     shape_t = (shape,) if isinstance(shape, int) else tuple(shape)
     n = int(np.prod(shape_t, dtype=np.int64))
