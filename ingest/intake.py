@@ -1,4 +1,8 @@
-"""The gateway's core, shared by both endpoints: decode, validate, stamp, publish, report.
+"""The gateway's core, shared by both endpoints: decode, validate, publish, report.
+
+An accepted chunk is published as the device's own bytes (decoded once here, to validate;
+never re-encoded), with the clinic of the device's registry entry and the receipt time in
+Kafka headers (``justwalk.wire.chunk_headers``).
 
 A chunk goes through two steps so that a connection can keep decoding while Kafka
 stores earlier chunks: ``submit`` (decode, validate, queue in the producer, in arrival
@@ -23,11 +27,10 @@ from justwalk.config import Settings
 from justwalk.device_protocol import ack_message, error_message
 from justwalk.records import RejectRecord
 from justwalk.wire import (
-    KAFKA_HEADER_RECEIVED_US,
     ChunkError,
     ImuChunk,
+    chunk_headers,
     decode_chunk,
-    encode_chunk,
     peek_sequence_and_session,
 )
 
@@ -109,7 +112,7 @@ class Intake:
             if verdict.outcome is Outcome.REJECT:
                 return Submission(self.reject(entry, session_id, sequence, verdict.code,
                                                 verdict.reason, received_us))
-            return await self._send(chunk, entry, received_us)
+            return await self._send(data, chunk, entry, received_us)
         except Exception:
             log.exception("internal error on a chunk from device %s (patient %s, session %s, "
                           "sequence %s)", entry.device_id, entry.patient_id, session_id,
@@ -169,18 +172,15 @@ class Intake:
             for task in pending:
                 task.cancel()
 
-    async def _send(self, chunk: ImuChunk, entry: DeviceEntry, received_us: int) -> Submission:
+    async def _send(self, data: bytes, chunk: ImuChunk, entry: DeviceEntry,
+                    received_us: int) -> Submission:
         # The chunk is recorded as accepted; until it is queued, a failure must undo that,
-        # or the device's resend would be acked as a duplicate and the data lost.
-        try:
-            value = encode_chunk(chunk.with_clinic(entry.clinic_id))
-        except BaseException:
-            self.validator.forget(chunk.device_id, chunk.session_id)
-            raise
+        # or the device's resend would be acked as a duplicate and the data lost. The
+        # device's bytes go to Kafka unchanged; the clinic travels in a header.
         try:
             delivery = await self.publisher.send(
-                self.settings.topic_chunks, chunk.patient_id.encode(), value,
-                headers=[(KAFKA_HEADER_RECEIVED_US, str(received_us).encode())])
+                self.settings.topic_chunks, chunk.patient_id.encode(), data,
+                headers=chunk_headers(entry.clinic_id, received_us))
         except BaseException as exc:
             self.validator.forget(chunk.device_id, chunk.session_id)
             if not isinstance(exc, Exception):

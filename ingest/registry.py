@@ -122,7 +122,7 @@ def provision(
 def _check_entry(entry: DeviceEntry) -> None:
     for name in ("device_id", "patient_id", "clinic_id"):
         value = getattr(entry, name)
-        if not isinstance(value, str) or not ID_PATTERN.match(value):
+        if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
             raise ValueError(
                 f"{name} {value!r} must be 1-64 characters of letters, digits, "
                 "'_', '.', ':' or '-'"

@@ -28,8 +28,12 @@ Axis convention (sensor frame for the lower back, the one Mobilise-D uses): x po
 right-hand rule about each axis. Other placements keep the same x/y/z meaning relative to
 the body segment when it is upright.
 
-``clinic_id`` is stamped by the gateway from its device registry; whatever a device sends
-there is overwritten. Patients appear only as pseudonymous ids.
+``clinic_id`` in the message is whatever the device sent (usually empty) and is never
+trusted: the gateway forwards the device's bytes unchanged to Kafka and carries the clinic of
+the device's registry entry, and its receipt time, in Kafka headers (``KAFKA_HEADER_CLINIC``,
+``KAFKA_HEADER_RECEIVED_US``); the processor decodes each message once and takes the clinic
+from the header (``decode_chunk(data, clinic_id=...)``). Patients appear only as pseudonymous
+ids.
 
 Flags: bit 0 (``ChunkFlags.LAST``) marks the last chunk of its session: the device will send
 no more data under that session id (the recording stopped, the patient took the sensor
@@ -63,26 +67,62 @@ _HEADER = struct.Struct("<2sBBHHfIqBBBB")
 HEADER_BYTES = _HEADER.size
 MAX_MESSAGE_BYTES = HEADER_BYTES + 4 * MAX_ID_BYTES + MAX_SAMPLES * N_CHANNELS * 4
 _SAMPLE_DTYPE = np.dtype("<f4")
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+"""Identifiers; always matched with ``fullmatch`` (``match`` with ``$`` lets a trailing
+newline through)."""
 
 
 KAFKA_HEADER_RECEIVED_US = "jw-received-us"
 """Kafka header on chunk messages: the gateway's wall-clock time (us since the epoch, ASCII
 digits) when the chunk arrived. Only for latency measurement; no result depends on it."""
+KAFKA_HEADER_CLINIC = "jw-clinic"
+"""Kafka header on chunk messages: the clinic of the sending device's registry entry (ASCII),
+set by the gateway; the only clinic id the processor trusts."""
+KAFKA_HEADER_CONTROL = "jw-control"
+"""Kafka header marking a message on the chunk topic that is not a chunk but an instruction
+of the processor to itself (``stream_processors.control``); the gateway never sets it."""
+
+
+def chunk_headers(clinic_id: str, received_us: int) -> list[tuple[str, bytes]]:
+    """The Kafka headers the gateway puts on a chunk message."""
+    return [(KAFKA_HEADER_CLINIC, clinic_id.encode("ascii")),
+            (KAFKA_HEADER_RECEIVED_US, str(received_us).encode("ascii"))]
+
+
+def header_value(
+    headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None, name: str,
+) -> bytes | None:
+    """The value of Kafka header ``name`` (list of pairs or mapping), or None."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in items or ():
+        if key == name:
+            return value
+    return None
 
 
 def received_us_from_headers(
     headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None,
 ) -> int | None:
     """The gateway receipt time from a Kafka message's headers (list of pairs or mapping)."""
-    items = headers.items() if isinstance(headers, Mapping) else headers
     try:
-        for key, value in items or ():
-            if key == KAFKA_HEADER_RECEIVED_US:
-                return int(value)
+        value = header_value(headers, KAFKA_HEADER_RECEIVED_US)
+        return None if value is None else int(value)
     except (TypeError, ValueError):
         return None
-    return None
+
+
+def clinic_from_headers(
+    headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None,
+) -> str | None:
+    """The clinic id the gateway stamped on a chunk message, or None if absent or invalid."""
+    value = header_value(headers, KAFKA_HEADER_CLINIC)
+    if value is None:
+        return None
+    try:
+        clinic = value.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return clinic if ID_PATTERN.fullmatch(clinic) else None
 
 
 class Placement(enum.IntEnum):
@@ -172,7 +212,7 @@ class ImuChunk:
 def _check_id(name: str, value: str, *, allow_empty: bool = False) -> bytes:
     if allow_empty and value == "":
         return b""
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         raise ChunkError(
             "bad_id",
             f"{name} {value!r} must be 1-64 characters of letters, digits, '_', '.', ':' or '-'",
@@ -219,11 +259,13 @@ def encode_chunk(chunk: ImuChunk) -> bytes:
     return b"".join([header, *ids, samples.tobytes()])
 
 
-def decode_chunk(data: bytes) -> ImuChunk:
+def decode_chunk(data: bytes, *, clinic_id: str | None = None) -> ImuChunk:
     """Parse one message. Raises ChunkError naming the first problem found.
 
     Only the structure is checked here (magic, version, lengths, ids, finite numbers);
     physical plausibility and ordering are the gateway's job (``ingest.validation``).
+    ``clinic_id``, when given, replaces the message's own (the processor passes the one of
+    the gateway's Kafka header).
     """
     if len(data) < HEADER_BYTES:
         raise ChunkError(
@@ -264,11 +306,11 @@ def decode_chunk(data: bytes) -> ImuChunk:
             offset += length
     except UnicodeDecodeError:
         raise ChunkError("bad_id", "ids must be ASCII") from None
-    patient_id, device_id, session_id, clinic_id = raw_ids
+    patient_id, device_id, session_id, clinic = raw_ids
     for name, value in (("patient_id", patient_id), ("device_id", device_id),
                         ("session_id", session_id)):
         _check_id(name, value)
-    _check_id("clinic_id", clinic_id, allow_empty=True)
+    _check_id("clinic_id", clinic, allow_empty=True)
     if not np.isfinite(fs) or fs <= 0:
         raise ChunkError("bad_sample_rate", f"sample rate {fs} Hz is not a positive number")
     samples = np.frombuffer(data, dtype=_SAMPLE_DTYPE, count=n * N_CHANNELS, offset=id_end)
@@ -288,7 +330,7 @@ def decode_chunk(data: bytes) -> ImuChunk:
         sample_rate_hz=float(fs),
         placement=placement_enum,
         samples=samples,
-        clinic_id=clinic_id,
+        clinic_id=clinic if clinic_id is None else clinic_id,
         flags=chunk_flags,
     )
 
@@ -306,7 +348,7 @@ def peek_sequence_and_session(data: bytes) -> tuple[int | None, str | None]:
     start = HEADER_BYTES + lp + ld
     raw = data[start : start + ls]
     session_id = raw.decode("ascii", errors="replace") if len(raw) == ls else ""
-    return sequence, session_id if ID_PATTERN.match(session_id) else None
+    return sequence, session_id if ID_PATTERN.fullmatch(session_id) else None
 
 
 def frame_upload(messages: list[bytes]) -> bytes:
