@@ -10,8 +10,7 @@ are ``None`` here: JSON has no NaN.
 record              topic (``Settings``)  InfluxDB measurement (``justwalk.schema``)
 =================== ===================== ================================================
 StepRecord          ``topic_steps``       ``step``
-GaitWindowRecord    ``topic_windows``     ``gait_window`` (issue-2 cadence fields)
-GaitMetricsRecord   ``topic_windows``     ``gait_window`` (issue-3 fields of the same point)
+GaitWindowRecord    ``topic_windows``     ``gait_window``
 BoutRecord          ``topic_bouts``       ``gait_bout``
 GaitEventRecord     ``topic_events``      ``gait_event`` (turns, near-falls, falls)
 FallRiskRecord      ``topic_risk``        ``fall_risk``
@@ -23,10 +22,11 @@ AlertRecord         ``topic_alerts``      ``alert``
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
+
+import orjson
 
 
 class _TopicRecord:
@@ -38,10 +38,15 @@ class _TopicRecord:
 
     __slots__ = ()
     KIND: ClassVar[str]
+    _PREFIX: ClassVar[bytes]
 
     def to_json(self) -> bytes:
-        """Serialise for Kafka."""
-        return _dump(self.KIND, asdict(self))  # type: ignore[call-overload]
+        """Serialise for Kafka: the record's fields after ``"kind"`` (NaN, if any, as null)."""
+        return self._PREFIX + orjson.dumps(self)[1:]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._PREFIX = b'{"kind":' + orjson.dumps(cls.KIND) + b","
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:
@@ -80,7 +85,16 @@ class StepRecord(_TopicRecord):
 
 @dataclass(frozen=True, slots=True)
 class GaitWindowRecord(_TopicRecord):
-    """Gait metrics over one event-time window [window_start_us, + window_s)."""
+    """Gait over one event-time window [window_start_us, + window_s) (the ``gait_window`` point).
+
+    Everything comes from the validated gait pipeline (``justwalk.gait.pipeline``, the
+    pipeline ``justwalk evaluate gait`` scores): its steps in the window, the walking flag
+    (at least 3 steps), cadence (mean of 120 / stride time over the strides ending in the
+    window), step and stride time, variability, regularity, stride length, walking speed
+    and the turns that ended in the window. Windows are aligned to multiples of the window
+    since the epoch. Gait values are None when the patient was not walking in the window
+    or the value could not be computed.
+    """
 
     KIND: ClassVar[str] = "gait_window"
 
@@ -93,46 +107,22 @@ class GaitWindowRecord(_TopicRecord):
     n_steps: int
     walking: bool
     cadence_spm: float | None
-    """Steps per minute while walking in this window; None when the patient was not walking."""
     mean_step_time_s: float | None
+    stride_time_s: float | None = None
+    stride_time_cv_pct: float | None = None
+    step_time_asymmetry_pct: float | None = None
+    step_regularity: float | None = None
+    stride_regularity: float | None = None
+    stride_length_m: float | None = None
+    walking_speed_mps: float | None = None
+    n_turns: int = 0
+    """Turns that ended in the window."""
 
 
 def finite_or_none(x: float) -> float | None:
     """``x`` as a plain float, or None when it is NaN or infinite (not available)."""
     x = float(x)
     return x if math.isfinite(x) else None
-
-
-@dataclass(frozen=True, slots=True)
-class GaitMetricsRecord(_TopicRecord):
-    """The validated gait pipeline's metrics over one event-time window (issue #3).
-
-    The window is the same as a ``GaitWindowRecord``'s ([window_start_us, + window_s),
-    aligned to multiples of the window since the epoch), and the record fills the other
-    fields of the same ``gait_window`` point: stride time, variability, regularity,
-    stride length, walking speed, turns. Steps, walking and cadence of that point stay
-    those of the ``GaitWindowRecord`` (the step detector of issue #2), so the two records
-    never write the same field. Gait values are None when the pipeline saw fewer than 3
-    initial contacts in the window (not walking) or could not compute them.
-    """
-
-    KIND: ClassVar[str] = "gait_metrics"
-
-    clinic_id: str
-    patient_id: str
-    device_id: str
-    session_id: str
-    window_start_us: int
-    window_s: float
-    stride_time_s: float | None
-    stride_time_cv_pct: float | None
-    step_time_asymmetry_pct: float | None
-    step_regularity: float | None
-    stride_regularity: float | None
-    stride_length_m: float | None
-    walking_speed_mps: float | None
-    n_turns: int
-    """Turns that ended in the window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +302,7 @@ class RejectRecord:
 
     def to_json(self) -> bytes:
         """Serialise for Kafka."""
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        return orjson.dumps(self)
 
 
 ALERT_FORMAT_VERSION = 1
@@ -358,32 +348,28 @@ class AlertRecord(_TopicRecord):
 def decode_alert(data: bytes) -> AlertRecord:
     """Parse an alert from the alerts topic. Raises ValueError on anything unexpected."""
     try:
-        d = json.loads(data)
+        d = orjson.loads(data)
         if d.get("kind") != AlertRecord.KIND:
             raise KeyError("kind")
         return AlertRecord.from_dict(d)
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
         raise ValueError(f"not an alert: {exc!r}") from exc
 
 
-Record = (StepRecord | GaitWindowRecord | GaitMetricsRecord | BoutRecord | GaitEventRecord
-          | FallRiskRecord | AlertRecord | SessionRecord)
+Record = (StepRecord | GaitWindowRecord | BoutRecord | GaitEventRecord | FallRiskRecord
+          | AlertRecord | SessionRecord)
 _KINDS: dict[str, type[Record]] = {
     cls.KIND: cls
-    for cls in (StepRecord, GaitWindowRecord, GaitMetricsRecord, BoutRecord, GaitEventRecord,
-                FallRiskRecord, AlertRecord, SessionRecord)
+    for cls in (StepRecord, GaitWindowRecord, BoutRecord, GaitEventRecord, FallRiskRecord,
+                AlertRecord, SessionRecord)
 }
-
-
-def _dump(kind: str, body: dict[str, Any]) -> bytes:
-    return json.dumps({"kind": kind, **body}, separators=(",", ":"), allow_nan=False).encode()
 
 
 def decode_record(data: bytes) -> Record:
     """Parse a record from a gait.* topic. Raises ValueError on anything unexpected."""
     try:
-        d = json.loads(data)
+        d = orjson.loads(data)
         cls = _KINDS[d["kind"]]
         return cls.from_dict(d)
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise ValueError(f"not a gait record: {exc!r}") from exc

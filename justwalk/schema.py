@@ -33,7 +33,6 @@ from justwalk.records import (
     BoutRecord,
     FallRiskRecord,
     GaitEventRecord,
-    GaitMetricsRecord,
     GaitWindowRecord,
     Record,
     SessionRecord,
@@ -192,8 +191,8 @@ GAIT_WINDOW = Measurement(
         *_GAIT_PARAMETERS,
         _f("n_turns", "integer", "turns that ended in the window (issue #3)"),
     ),
-    written_by="sink (GaitWindowRecord: steps, walking, cadence; GaitMetricsRecord: the "
-               "issue #3 fields of the same point)",
+    written_by="sink (GaitWindowRecord: one record per window from the validated gait "
+               "pipeline)",
 )
 BOUT = Measurement(
     MEASUREMENT_BOUT, RP_LONGTERM,
@@ -603,7 +602,7 @@ def record_to_line(record: Record) -> str:
             record.t_us,
         )
     if isinstance(record, GaitWindowRecord):
-        return line(
+        return point(
             MEASUREMENT_GAIT_WINDOW,
             tags,
             {
@@ -613,14 +612,6 @@ def record_to_line(record: Record) -> str:
                 "mean_step_time_s": record.mean_step_time_s,
                 "window_s": record.window_s,
                 "session_id": record.session_id,
-            },
-            record.window_start_us * 1000,
-        )
-    if isinstance(record, GaitMetricsRecord):
-        return point(
-            MEASUREMENT_GAIT_WINDOW,
-            tags,
-            {
                 "stride_time_s": record.stride_time_s,
                 "stride_time_cv_pct": record.stride_time_cv_pct,
                 "step_time_asymmetry_pct": record.step_time_asymmetry_pct,
