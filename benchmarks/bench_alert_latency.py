@@ -132,7 +132,6 @@ def main() -> None:
         try:
             settings = stack.settings(Settings()).replace(
                 gateway_port=_free_port(), device_registry=work / "devices.json",
-                processor_data_dir=work / "processor", alert_channels=work / "channels.json",
                 alert_outbox=work / "alerts" / "outbox.sqlite3", topic_partitions=8,
                 alert_suppression_s=5.0)
             asyncio.run(ensure_topics(settings))

@@ -2,7 +2,7 @@
 
     justwalk stack        local Tansu broker + InfluxDB on loopback, until Ctrl-C
     justwalk gateway      device gateway (WebSocket + upload) -> Kafka
-    justwalk processor    faust stream processor: chunks -> steps and cadence windows
+    justwalk processor    stream processor: chunks -> steps, windows, bouts, events, risk
     justwalk sink         gait.* topics -> InfluxDB
     justwalk alerts       alerts topic -> clinics' webhooks and e-mail
     justwalk simulate     simulated patients streaming to a gateway
@@ -52,7 +52,7 @@ def _cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_processor(args: argparse.Namespace, settings: Settings) -> int:
     from stream_processors.app import run_processor
 
-    return run_processor(settings, loglevel=args.log_level)
+    return run_processor(settings)
 
 
 def _cmd_sink(args: argparse.Namespace, settings: Settings) -> int:

@@ -32,9 +32,9 @@ class Settings:
     """Fall-risk scores per patient (FallRiskRecord); risk alerts go to ``topic_alerts``."""
     topic_sessions: str = "gait.sessions"
     """Running summaries of recording sessions (SessionRecord)."""
-    topic_session_control: str = "imu.session-control"
-    """The processor's requests to itself to flush an idle session (internal; keyed and
-    partitioned like ``topic_chunks``; see stream_processors.idle)."""
+    topic_state: str = "processor.state"
+    """The processor's stored session and patient states (internal; compacted; partitioned
+    like ``topic_chunks``; see stream_processors.runtime)."""
     topic_partitions: int = 8
     # Consumer-group timings; the defaults of Kafka clients make joins slow on a small broker.
     kafka_session_timeout_s: float = 10.0
@@ -59,11 +59,14 @@ class Settings:
     max_upload_bytes: int = 64 * 1024 * 1024
 
     processor_group: str = "justwalk-processor"
-    processor_data_dir: Path = Path("run/processor")
     cadence_window_s: float = 5.0
-    # A session's state is written to its changelogged table every this many chunks
-    # (see stream_processors.live_state for the trade-off).
-    processor_snapshot_every: int = 20
+    processor_checkpoint_interval_s: float = 5.0
+    """How often the processor stores its changed states and commits its input offsets
+    (stream_processors.runtime). A crash replays at most about this much input."""
+    session_retention_s: float = 31 * 86400.0
+    """A session whose newest data is older than this (device time against the wall clock)
+    is deleted from the processor's state. Keep it above ``max_upload_age_s``, so that any
+    chunk the gateway still accepts finds its session."""
     risk_policies: Path = Path("deploy/local/risk_policies.json")
     """Clinics' fall-risk alert thresholds (optional file; see stream_processors.risk_policies)."""
     default_sensor_height_m: float = 1.0

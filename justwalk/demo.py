@@ -289,7 +289,6 @@ def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
         s = stack.settings(settings).replace(
             gateway_port=_free_port(),
             device_registry=run_dir / "devices.json",
-            processor_data_dir=run_dir / "processor",
         )
         devices = [(f"dev-{i + 1:03d}", f"pt-{i + 1:03d}", CLINIC_ID) for i in range(n_patients)]
         if recording is not None:

@@ -14,6 +14,10 @@ from justwalk.config import Settings
 log = logging.getLogger(__name__)
 
 
+_COMPACTED = {"cleanup.policy": "compact"}
+"""The state topic keeps the newest record of each key (and drops deleted keys)."""
+
+
 def topic_names(settings: Settings) -> list[str]:
     """Every topic the pipeline uses."""
     return [
@@ -26,7 +30,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_events,
         settings.topic_risk,
         settings.topic_sessions,
-        settings.topic_session_control,
+        settings.topic_state,
     ]
 
 
@@ -41,7 +45,8 @@ async def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> None:
             missing = [t for t in topic_names(settings) if t not in existing]
             if missing:
                 await admin.create_topics(
-                    [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=1)
+                    [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=1,
+                              topic_configs=_COMPACTED if t == settings.topic_state else {})
                      for t in missing]
                 )
                 log.info("created topics %s", missing)

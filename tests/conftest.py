@@ -52,7 +52,6 @@ def stack_settings(local_stack: LocalStack, tmp_path: Path) -> Settings:
         sink_group=f"justwalk-sink-{suffix}",
         alert_group=f"justwalk-alerts-{suffix}",
         alert_outbox=tmp_path / "alerts" / "outbox.sqlite3",
-        processor_data_dir=tmp_path / "processor",
         # Consumer groups join and rebalance quickly on a single small broker.
         kafka_session_timeout_s=6.0,
         kafka_heartbeat_interval_s=0.5,
