@@ -22,6 +22,7 @@ AlertRecord         ``topic_alerts``      ``alert``
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
@@ -348,11 +349,11 @@ class AlertRecord(_TopicRecord):
 def decode_alert(data: bytes) -> AlertRecord:
     """Parse an alert from the alerts topic. Raises ValueError on anything unexpected."""
     try:
-        d = orjson.loads(data)
+        d = json.loads(data)
         if d.get("kind") != AlertRecord.KIND:
             raise KeyError("kind")
         return AlertRecord.from_dict(d)
-    except (KeyError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not an alert: {exc!r}") from exc
 
 

@@ -105,10 +105,12 @@ async def read_states(consumer: AIOKafkaConsumer, topic: str, partition: int
     """
     tp = TopicPartition(topic, partition)
     consumer.assign([tp])
+    # Tansu (0.x, the local broker) answers ListOffsets with the last *batch*'s base offset
+    # + 1, short of the end; the high watermark of each fetch answer is right.
     end = (await consumer.end_offsets([tp]))[tp]
     await consumer.seek_to_beginning(tp)
     stored: list[tuple[str, bytes | None, int]] = []
-    while await consumer.position(tp) < end:
+    while await consumer.position(tp) < max(end, consumer.highwater(tp) or 0):
         batch = await consumer.getmany(tp, timeout_ms=1000, max_records=FETCH_MAX_RECORDS)
         for m in batch.get(tp, []):
             if m.key is not None:

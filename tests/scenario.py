@@ -10,13 +10,14 @@ gateway would publish them, for:
 - ``pt-quiet``: its device stops without the end flag (the idle timeout closes it);
 - ``pt-ms`` (with ``ms_recording``): the real Mobilise-D MS recording, replayed.
 
-All device times are fixed, so two runs of the same input give the same records.
+All device times are fixed (per test session), so two runs of the same input give the same records.
 ``influx_points`` folds records into what InfluxDB would hold: one point per measurement,
 tag set and time, fields merged by later writes (InfluxDB's rule).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,7 +34,9 @@ from justwalk.simulator.replay import Recording
 from justwalk.wire import chunk_headers, encode_chunk
 
 CLINIC = "clinic-test"
-T0_US = 1_767_607_200_000_000  # 2026-01-05 10:00 UTC
+T0_US = (time.time_ns() // 3_600_000_000_000 - 2) * 3_600_000_000
+"""The start of the hour before the last (fixed once per test session: recent enough for
+InfluxDB's retention, the same for every run that compares)."""
 DURATION_S = 150.0
 GAP = (120, 160)
 """pt-slow's chunks missing from the live stream (sequence numbers, half-open)."""

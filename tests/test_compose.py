@@ -75,7 +75,10 @@ def test_dependencies_wait_for_health_and_the_topics() -> None:
 def test_topics_created_are_the_pipelines_topics() -> None:
     script = SPEC["services"]["kafka-topics"]["command"][0]
     listed = re.search(r"for topic in (.*?); do", script)
-    assert listed and listed[1].split() == topic_names(Settings())
+    compacted = re.findall(r"--topic ([\w.]+) [^;]*?--config cleanup.policy=compact", script)
+    settings = Settings()
+    assert compacted == [settings.topic_state]
+    assert listed and listed[1].split() + compacted == topic_names(settings)
 
 
 def test_no_secret_is_written_in_the_file() -> None:

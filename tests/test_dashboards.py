@@ -220,7 +220,7 @@ def live_records(end_us: int) -> list[str]:
             chunk = dataclasses.replace(chunk, clinic_id=CLINIC)
             out = proc.process(state, chunk)
             scores = proc.update_risk(risk, chunk, out)
-            for r in [*out.steps, *out.windows, *out.metrics, *out.bouts, *out.events,
+            for r in [*out.steps, *out.windows, *out.bouts, *out.events,
                       *out.sessions, *out.alerts, *scores.scores, *scores.alerts]:
                 lines.append(schema.record_to_line(r))
     return lines

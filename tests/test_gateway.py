@@ -38,6 +38,7 @@ from justwalk.wire import (
     ChunkFlags,
     ImuChunk,
     Placement,
+    clinic_from_headers,
     decode_chunk,
     encode_chunk,
     frame_upload,
@@ -141,6 +142,11 @@ async def exchange(ws: aiohttp.ClientWebSocketResponse,
     return answers
 
 
+def as_processed(record: Any) -> ImuChunk:
+    """A chunk message decoded as the processor does: the clinic from the gateway's header."""
+    return decode_chunk(record.value, clinic_id=clinic_from_headers(record.headers))
+
+
 def ack(seq: int, duplicate: bool = False) -> dict[str, Any]:
     return {"type": "ack", "sequence": seq} | ({"duplicate": True} if duplicate else {})
 
@@ -154,7 +160,10 @@ async def test_valid_chunks_arrive_in_order_keyed_by_patient_with_clinic(gw: Gat
     assert len(records) == 6
     assert {r.key for r in records} == {b"ms-0001"}
     assert len({r.partition for r in records}) == 1
-    chunks = [decode_chunk(r.value) for r in sorted(records, key=lambda r: r.offset)]
+    records = sorted(records, key=lambda r: r.offset)
+    # the device's own bytes, unchanged; the clinic of its registry entry in a header
+    assert [r.value for r in records] == [wire(i, clinic="spoofed") for i in range(6)]
+    chunks = [as_processed(r) for r in records]
     assert [c.sequence for c in chunks] == list(range(6))
     assert {c.clinic_id for c in chunks} == {"clinic-a"}
     np.testing.assert_array_equal(chunks[3].samples, make_chunk(3).samples)
@@ -222,10 +231,10 @@ async def test_the_last_chunk_flag_passes_through_and_ends_the_session(gw: Gatew
     assert (answers[4]["code"], answers[5]["code"]) == ("bad_flags", "session_ended")
     assert "chunk 2" in answers[5]["reason"] and "new session id" in answers[5]["reason"]
     records = await read_topic(gw.settings, gw.settings.topic_chunks, 3)
-    chunks = sorted((decode_chunk(r.value) for r in records), key=lambda c: c.sequence)
+    chunks = sorted((as_processed(r) for r in records), key=lambda c: c.sequence)
     assert [(c.sequence, c.flags) for c in chunks] == [
         (0, ChunkFlags.NONE), (1, ChunkFlags.NONE), (2, ChunkFlags.LAST)]
-    assert chunks[2].clinic_id == "clinic-a"  # stamped, the flag kept
+    assert chunks[2].clinic_id == "clinic-a"  # the clinic header, the flag kept
 
 
 @pytest.mark.parametrize("headers", [{}, auth_headers("not-a-token"),
@@ -258,7 +267,7 @@ async def test_upload_with_good_and_bad_frames(gw: Gateway) -> None:
     assert "upload frame 7" in answer["rejected"][2]["reason"]
 
     records = await read_topic(gw.settings, gw.settings.topic_chunks, 5)
-    chunks = [decode_chunk(r.value) for r in sorted(records, key=lambda r: r.offset)]
+    chunks = [as_processed(r) for r in sorted(records, key=lambda r: r.offset)]
     assert [c.sequence for c in chunks] == [0, 1, 3, 2, 5]
     assert {c.clinic_id for c in chunks} == {"clinic-a"}
 
@@ -413,4 +422,4 @@ async def test_serve_runs_until_cancelled_and_closes_open_sockets(
                                         aiohttp.WSCloseCode.GOING_AWAY)
         await ws.close()
     records = await read_topic(settings, settings.topic_chunks, 1)
-    assert [decode_chunk(r.value).clinic_id for r in records] == ["clinic-a"]
+    assert [as_processed(r).clinic_id for r in records] == ["clinic-a"]

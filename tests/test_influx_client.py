@@ -177,7 +177,8 @@ async def test_gait_window_round_trip_types(influx: InfluxClient) -> None:
     )
     fields = {r["fieldKey"]: r["fieldType"] for r in field_keys}
     assert fields == {"n_steps": "integer", "walking": "boolean", "cadence_spm": "float",
-                      "mean_step_time_s": "float", "window_s": "float", "session_id": "string"}
+                      "mean_step_time_s": "float", "window_s": "float", "session_id": "string",
+                      "n_turns": "integer"}
     rows = await influx.query_rows(
         f"SELECT * FROM {quote_ident(MEASUREMENT_GAIT_WINDOW)} ORDER BY time"
     )

@@ -13,7 +13,6 @@ from justwalk.records import (
     BoutRecord,
     FallRiskRecord,
     GaitEventRecord,
-    GaitMetricsRecord,
     GaitWindowRecord,
     SessionRecord,
     StepRecord,
@@ -30,6 +29,23 @@ from stream_processors.session import (
     SessionProcessor,
     state_key,
 )
+from stream_processors.session_state import (
+    PatientState,
+    dump_patient,
+    dump_session,
+    load_patient,
+    load_session,
+)
+
+
+def round_trip(state):
+    """A session state through its stored binary form."""
+    return load_session(dump_session(state))
+
+
+def round_trip_risk(risk):
+    """A patient's fall-risk state through its stored binary form."""
+    return load_patient(dump_patient(PatientState(risk))).risk
 
 T0 = 1_700_000_000_000_000
 
@@ -76,7 +92,7 @@ def test_redelivered_chunks_are_skipped_and_state_survives_serialisation():
     state = proc.new_state()
     outs = []
     for i, c in enumerate(all_chunks):
-        state = proc.load_state(proc.dump_state(state))
+        state = round_trip(state)
         outs.append(proc.process(state, c))
         if i % 5 == 4:  # a redelivery of the last three chunks after a "restart"
             for old in all_chunks[i - 2 : i + 1]:
@@ -149,10 +165,10 @@ def run_all(proc: SessionProcessor, chunks, received_at_us: int | None = None):
 
 
 def records(results, risks) -> dict[str, list]:
-    out: dict[str, list] = {k: [] for k in ("steps", "windows", "metrics", "bouts", "events",
+    out: dict[str, list] = {k: [] for k in ("steps", "windows", "bouts", "events",
                                             "alerts", "sessions", "scores", "risk_alerts")}
     for r in results:
-        for k in ("steps", "windows", "metrics", "bouts", "events", "alerts", "sessions"):
+        for k in ("steps", "windows", "bouts", "events", "alerts", "sessions"):
             out[k] += getattr(r, k)
     for r in risks:
         out["scores"] += r.scores
@@ -185,21 +201,22 @@ def test_a_simulated_walk_gives_one_bout_and_window_metrics_near_the_truth(walk)
     assert (bout.n_turns, bout.turn_angle_deg) == (0, 0.0)
     assert out["events"] == [] and out["alerts"] == []  # straight, clean walking
 
-    # metrics of the same 5 s windows as the cadence windows (the same gait_window points)
-    metrics = out["metrics"]
-    assert all(isinstance(m, GaitMetricsRecord) for m in metrics)
-    starts = [m.window_start_us for m in metrics]
+    # the 5 s windows: one gait_window record each, from the same pipeline as the bout
+    windows = out["windows"]
+    assert all(isinstance(w, GaitWindowRecord) for w in windows)
+    starts = [w.window_start_us for w in windows]
     assert starts == [T0 + i * 5_000_000 for i in range(len(starts))]
-    assert set(starts) <= {w.window_start_us for w in out["windows"]} | {starts[-1]}
-    inside = [m for m in metrics
-              if T0 + (WALK[0] + 1) * 1e6 <= m.window_start_us <= T0 + (WALK[1] - 6) * 1e6]
-    assert len(inside) >= 8
-    for m in inside:
-        assert abs(120.0 / m.stride_time_s - truth_cadence) < 4.0, m
-        assert abs(m.walking_speed_mps - bout.walking_speed_mps) < 0.15, m
-        assert abs(m.stride_length_m - bout.stride_length_m) < 0.15, m
-    standing = [m for m in metrics if m.window_start_us >= T0 + WALK[1] * 1e6]
-    assert standing and all(m.walking_speed_mps is None for m in standing)
+    inside = [w for w in windows
+              if T0 + (WALK[0] + 1) * 1e6 <= w.window_start_us <= T0 + (WALK[1] - 6) * 1e6]
+    assert len(inside) >= 8 and all(w.walking for w in inside)
+    for w in inside:
+        assert abs(w.cadence_spm - truth_cadence) < 4.0, w
+        assert abs(120.0 / w.stride_time_s - w.cadence_spm) < 2.0, w
+        assert abs(w.walking_speed_mps - bout.walking_speed_mps) < 0.15, w
+        assert abs(w.stride_length_m - bout.stride_length_m) < 0.15, w
+    standing = [w for w in windows if w.window_start_us >= T0 + WALK[1] * 1e6]
+    assert standing and all(not w.walking and w.cadence_spm is None
+                            and w.walking_speed_mps is None for w in standing)
 
     # the JSON contract round-trips and maps onto the schema's measurements
     for r in (bout, inside[0], standing[0]):
@@ -209,9 +226,10 @@ def test_a_simulated_walk_gives_one_bout_and_window_metrics_near_the_truth(walk)
     assert f"cadence_spm={bout.cadence_spm!r}" in line and 'session_id="sess-1"' in line
     assert line.endswith(f" {bout.start_us * 1000}")
     line = record_to_line(inside[0])
-    assert line.startswith("gait_window,") and "cadence_spm" not in line  # GaitStream's
+    assert line.startswith("gait_window,") and f"cadence_spm={inside[0].cadence_spm!r}" in line
+    assert f"walking_speed_mps={inside[0].walking_speed_mps!r}" in line
     assert line.endswith(f" {inside[0].window_start_us * 1000}")
-    assert record_to_line(standing[0]).split(" ")[1] == "n_turns=0i"
+    assert "cadence_spm" not in record_to_line(standing[0])
 
 
 def test_fall_risk_scores_follow_bouts_and_falls_and_close_days(walk):
@@ -283,14 +301,14 @@ def test_states_round_trip_between_chunks_and_replays_are_skipped(walk):
     proc = SessionProcessor(window_s=5.0, clock=lambda: 0)
     all_chunks = list(sim_chunks(walk.samples))
     reference = records(*run_all(proc, all_chunks)[:2])
-    assert reference["bouts"] and reference["scores"] and reference["metrics"]
+    assert reference["bouts"] and reference["scores"] and reference["windows"]
 
     state, risk = proc.new_state(), proc.new_risk_state()
     results, risks = [], []
     for i, c in enumerate(all_chunks):
         # as the app does: both states from their tables before every chunk
-        state = proc.load_state(proc.dump_state(state))
-        risk = proc.load_risk_state(proc.dump_risk_state(risk))
+        state = round_trip(state)
+        risk = round_trip_risk(risk)
         r = proc.process(state, c)
         results.append(r)
         risks.append(proc.update_risk(risk, c, r))
@@ -300,7 +318,7 @@ def test_states_round_trip_between_chunks_and_replays_are_skipped(walk):
                 assert dup.duplicate
                 assert proc.update_risk(risk, old, dup) == RiskResult()
     assert records(results, risks) == reference
-    assert proc.dump_state(proc.load_state(proc.dump_state(state))) == proc.dump_state(state)
+    assert dump_session(round_trip(state)) == dump_session(state)
 
 
 def test_a_gap_restarts_the_pipeline_and_bout_numbers_continue(walk):
@@ -361,16 +379,15 @@ def test_the_last_chunk_flushes_the_open_bout_exactly_once(walk):
     # every window holding data was published: the last one is the partial window at the end
     starts = [w.window_start_us for w in out["windows"]]
     assert starts == [T0 + i * 5_000_000 for i in range(6)]
-    assert [m.window_start_us for m in out["metrics"]] == starts
     assert state.ended and not state.is_open
 
     # a redelivery of the last chunk (after a restart: the state from its snapshot) does
     # not flush again
-    state = proc.load_state(proc.dump_state(state))
+    state = round_trip(state)
     dup = proc.process(state, chunks[-1])
     assert dup.duplicate and proc.update_risk(risk, chunks[-1], dup) == RiskResult()
     # the ended state keeps the counters only, not the signal history
-    assert len(proc.dump_state(state)) < len(proc.dump_state(open_state)) / 5
+    assert len(dump_session(state)) < len(dump_session(open_state)) / 5
     assert (state.n_bouts, state.n_steps) == (1, len(out["steps"]))
 
 
@@ -378,14 +395,14 @@ def test_a_chunk_after_the_end_is_refused_and_changes_nothing(walk):
     proc = SessionProcessor(window_s=5.0)
     chunks = cut_while_walking(walk, 10.0)
     _, _, state, _ = run_all(proc, chunks)
-    before = proc.dump_state(state)
+    before = dump_session(state)
     [late] = list(sim_chunks(walk.samples[:50], t0_us=chunks[-1].end_us,
                              first_seq=chunks[-1].sequence + 1))
     with pytest.raises(SessionEndedError) as e:
         proc.process(state, late)
     assert e.value.code == "session_ended"
     assert "'sess-1'" in e.value.reason and f"chunk {late.sequence}" in e.value.reason
-    assert proc.dump_state(state) == before
+    assert dump_session(state) == before
     # a new session of the same device starts afresh
     [fresh] = list(sim_chunks(walk.samples[:50], t0_us=chunks[-1].end_us, session="sess-2"))
     assert not proc.process(proc.new_state(), fresh).duplicate
@@ -397,7 +414,7 @@ def test_flush_closes_an_idle_session_like_the_flag_and_the_session_goes_on(walk
 
     results, risks, state, risk = run_all(proc, cut_while_walking(walk, last=False))
     assert state.is_open
-    state = proc.load_state(proc.dump_state(state))  # e.g. on another worker after a restart
+    state = round_trip(state)  # e.g. on another worker after a restart
     flushed = proc.flush(state)
     assert flushed.flushed and not state.is_open and not state.ended
     scores = proc.update_risk_on_flush(risk, state, flushed)
@@ -407,7 +424,7 @@ def test_flush_closes_an_idle_session_like_the_flag_and_the_session_goes_on(walk
     assert {**out, "sessions": []} == {**flagged, "sessions": []}
     # nothing left to flush: a second request (a redelivery) publishes nothing
     again = proc.flush(state)
-    assert (again.bouts, again.windows, again.metrics, again.flushed) == ([], [], [], False)
+    assert (again.bouts, again.windows, again.flushed) == ([], [], False)
     assert proc.update_risk_on_flush(risk, state, again) == RiskResult()
 
     # the device comes back (after a pause) and walks on, then stands: the session goes on

@@ -254,7 +254,7 @@ async def test_malformed_records_are_skipped_and_the_rest_lands(
     missing_field = json.loads(good_windows[1].to_json())
     del missing_field["n_steps"]
     injected = StepRecord("clinic-a", "pt-x\nstep,patient_id=evil", "d", "s", T0_US, 1, 0.5)
-    far_future = StepRecord("clinic-a", "pt-x", "d", "s", 10**20, 2, 0.5)  # bad timestamp
+    far_future = StepRecord("clinic-a", "pt-x", "d", "s", 2**62, 2, 0.5)  # past year 2262
     too_old = StepRecord("clinic-a", "pt-x", "d", "s", 0, 3, 0.5)  # outside the retention
     s, w = settings.topic_steps, settings.topic_windows
     undecodable: list[Message] = [
