@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from justwalk.config import Settings
 from justwalk.records import decode_record
 from justwalk.wire import ChunkFlags, ImuChunk, chunk_headers, decode_chunk, encode_chunk
 from stream_processors.app import output_topics
@@ -23,8 +24,6 @@ from stream_processors.control import encode_flush
 from stream_processors.runtime import Headers, ProcessorRuntime, latest_states
 from stream_processors.session import SessionProcessor
 from tests.scenario import CLINIC, Message, chunk_messages, influx_points
-
-from justwalk.config import Settings
 
 SETTINGS = Settings()
 TOPICS = output_topics(SETTINGS)
