@@ -2,6 +2,7 @@
 #   make test       venv + InfluxDB, then the whole test suite (starts Tansu and influxd itself)
 #   make demo       the end-to-end demo (DURATION=0: until Ctrl-C)
 #   make lint       ruff + mypy
+#   make bench      the processor's throughput, memory and latency table (several minutes)
 # On a fresh Debian machine run as root: missing python3-venv and influxdb come from apt.
 
 VENV ?= .venv
@@ -10,7 +11,7 @@ DURATION ?= 0
 PYTHON ?= python3
 STAMP = $(VENV)/.justwalk-installed
 
-.PHONY: venv influxdb demo test lint clean distclean bench-venv evaluate-gait
+.PHONY: venv influxdb demo test lint clean distclean bench bench-venv evaluate-gait
 
 venv: $(STAMP)
 
@@ -48,6 +49,9 @@ test: venv influxdb lint
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+bench: venv influxdb
+	$(PY) -m benchmarks.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -92,6 +92,8 @@ class Settings:
     sink_group: str = "justwalk-sink"
     sink_batch_points: int = 5000
     sink_flush_interval_s: float = 0.5
+    sink_latency_report_s: float = 60.0
+    """The sink logs the latency from gateway receipt to InfluxDB (percentiles) this often."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -732,6 +732,57 @@ def alert_to_line(alert: AlertRecord) -> str:
     )
 
 
+def fold_lines(lines: Iterable[str]) -> dict[tuple[str, str], dict[str, str]]:
+    """What InfluxDB holds after these lines were written, in order.
+
+    One point per measurement, tag set and time (the key: the line's head and timestamp);
+    a later write of the same point overwrites the fields it carries and keeps the others
+    (InfluxDB 1.x). Field values stay as written in line protocol. For comparing runs.
+    """
+    points: dict[tuple[str, str], dict[str, str]] = {}
+    for text in lines:
+        head, rest = _head_and_rest(text)
+        fields, ts = rest.rsplit(" ", 1)
+        points.setdefault((head, ts), {}).update(_line_fields(fields))
+    return points
+
+
+def _head_and_rest(text: str) -> tuple[str, str]:
+    """Split a line at its first unescaped space: measurement and tags | fields and time."""
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == " ":
+            return text[:i], text[i + 1:]
+        i += 1
+    raise ValueError(f"not a line of line protocol: {text!r}")
+
+
+def _line_fields(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    key, buf, quoted, i = "", [], False, 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            buf.append(text[i:i + 2])
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        if not quoted and c == "=" and not key:
+            key, buf = "".join(buf), []
+        elif not quoted and c == ",":
+            out[key], key, buf = "".join(buf), "", []
+        else:
+            buf.append(c)
+        i += 1
+    if key:
+        out[key] = "".join(buf)
+    return out
+
+
 def measurement_of_line(text: str) -> str:
     """The (unescaped) measurement name of one line of line protocol."""
     i = 0

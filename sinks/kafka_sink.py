@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from justwalk.config import Settings
 from justwalk.kafka_topics import ensure_topics, group_consumer
 from justwalk.records import decode_record
 from justwalk.schema import RETENTION_DURATION, RETENTION_POLICY, record_to_line
+from justwalk.wire import received_us_from_headers
 from sinks.influx import (
     InfluxClient,
     InfluxDatabaseMissing,
@@ -40,6 +42,7 @@ from sinks.influx import (
     InfluxUnavailable,
     InfluxWriteError,
 )
+from sinks.latency import LatencyLog
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class BufferedPoint:
     tp: TopicPartition
     offset: int
     line: str
+    received_us: int | None = None
+    """The gateway's receipt time of the chunk behind the record (latency), if known."""
 
 
 class InfluxSink:
@@ -81,6 +86,7 @@ class InfluxSink:
         retry_max_s: float = 10.0,
         shutdown_timeout_s: float = 10.0,
         poll_max_s: float = 0.25,
+        latency_report_s: float = 60.0,
     ) -> None:
         if batch_points < 1:
             raise ValueError("batch_points must be at least 1")
@@ -95,6 +101,8 @@ class InfluxSink:
         self.retry_max_s = retry_max_s
         self.shutdown_timeout_s = shutdown_timeout_s
         self.poll_max_s = poll_max_s
+        self.latency_report_s = latency_report_s
+        self._report_at = 0.0
 
         self.points_written_ = 0
         self.records_skipped_ = 0
@@ -109,6 +117,8 @@ class InfluxSink:
         self._retry_at = 0.0
         self._backoff_s = retry_initial_s
         self._need_database = True
+        self.latency = LatencyLog()
+        """Gateway receipt -> acknowledged by InfluxDB, for the current reporting period."""
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> InfluxSink:
@@ -125,6 +135,7 @@ class InfluxSink:
         options: dict[str, Any] = {
             "batch_points": settings.sink_batch_points,
             "flush_interval_s": settings.sink_flush_interval_s,
+            "latency_report_s": settings.sink_latency_report_s,
             **kwargs,
         }
         return cls(
@@ -162,7 +173,8 @@ class InfluxSink:
                 message.topic, message.partition, message.offset, exc,
             )
             return
-        self._buffer.append(BufferedPoint(tp, message.offset, line))
+        self._buffer.append(BufferedPoint(tp, message.offset, line,
+                                          received_us_from_headers(message.headers)))
 
     async def write(self, batch: Sequence[BufferedPoint]) -> tuple[int, int]:
         """Write a batch; return (points written, points rejected).
@@ -207,6 +219,8 @@ class InfluxSink:
         except InfluxDatabaseMissing:
             self._need_database = True
             raise
+        self.latency.add(time.time_ns() // 1000,
+                         [p.received_us for p in batch if p.received_us is not None])
         self.points_written_ += written
         self.points_rejected_ += rejected
         self.records_skipped_ += rejected
@@ -258,6 +272,7 @@ class InfluxSink:
                 await self.consumer.stop()  # also when it never started: it owns a client
             finally:
                 await self.client.close()
+            self.report_latency()
             log.info(
                 "sink stopped: %d points written in %d batches, %d records skipped",
                 self.points_written_, self.batches_written_, self.records_skipped_,
@@ -286,8 +301,16 @@ class InfluxSink:
                         "assuming they exist", exc.message)
         self._need_database = False
 
+    def report_latency(self) -> None:
+        """Log the period's latency percentiles and start a new period."""
+        summary = self.latency.summary()
+        if summary is not None:
+            log.info("latency gateway receipt -> InfluxDB: %s", summary)
+        self.latency.reset()
+
     async def _consume(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
+        self._report_at = loop.time() + self.latency_report_s
         while not stop.is_set():
             room = self.batch_points - len(self._buffer)
             self._backpressure(full=room <= 0)
@@ -304,6 +327,9 @@ class InfluxSink:
                     self.add(message)
             if self._flush_due(loop.time()):
                 await self._try_flush()
+            if loop.time() >= self._report_at:
+                self.report_latency()
+                self._report_at = loop.time() + self.latency_report_s
 
     def _backpressure(self, *, full: bool) -> None:
         if full:

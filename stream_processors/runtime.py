@@ -43,6 +43,7 @@ from justwalk.records import RejectRecord
 from justwalk.state_format import StateFormatError
 from justwalk.wire import (
     KAFKA_HEADER_CONTROL,
+    KAFKA_HEADER_RECEIVED_US,
     ChunkError,
     ImuChunk,
     clinic_from_headers,
@@ -72,6 +73,13 @@ from stream_processors.session_state import (
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
+
+
+def received_header(received_us: int | None) -> Headers | None:
+    """The receipt-time header for the records of a chunk received at ``received_us``."""
+    if received_us is None:
+        return None
+    return [(KAFKA_HEADER_RECEIVED_US, str(received_us).encode("ascii"))]
 SESSION_PREFIX = "s|"
 PATIENT_PREFIX = "p|"
 """Keys of the state table: ``s|patient|device|session`` and ``p|patient``."""
@@ -254,7 +262,8 @@ class ProcessorRuntime:
             if result is not None and not result.duplicate:
                 risk = self.processor.update_risk(patient.risk, chunk, result, received_us)
         if result is not None:
-            await self._publish(chunk.patient_id.encode(), result, risk)
+            await self._publish(chunk.patient_id.encode(), result, risk,
+                                received_header(received_us))
 
     async def _on_control(self, ps: PartitionStates, offset: int, kind: bytes,
                           value: bytes | None, where: str) -> None:
@@ -284,7 +293,7 @@ class ProcessorRuntime:
         log.info("session %s quiet: flushed %d bouts, %d windows", skey[2:], len(result.bouts),
                  len(result.windows))
         self._after(ps, skey, session)
-        await self._publish(ident["patient_id"].encode(), result, risk)
+        await self._publish(ident["patient_id"].encode(), result, risk, None)
 
     def _after(self, ps: PartitionStates, skey: str, session: SessionState) -> None:
         ps.end_us[skey] = session.end_us
@@ -317,9 +326,11 @@ class ProcessorRuntime:
             ps.patients[pkey] = state
         return state
 
-    async def _publish(self, key: bytes, result: ProcessResult, risk: RiskResult) -> None:
+    async def _publish(self, key: bytes, result: ProcessResult, risk: RiskResult,
+                       headers: Headers | None) -> None:
         # alerts first (what a clinician waits for); the session summary last, so a summary
-        # saying "ended" follows everything the session published
+        # saying "ended" follows everything the session published. Records carry the
+        # gateway's receipt time of the chunk that made them (the sink measures latency).
         t = self.topics
         send = self.sender.send
         n = 0
@@ -328,7 +339,7 @@ class ProcessorRuntime:
                                (t.windows, result.windows), (t.bouts, result.bouts),
                                (t.risk, risk.scores), (t.sessions, result.sessions)):
             for record in records:
-                await send(topic, key, record.to_json())
+                await send(topic, key, record.to_json(), headers=headers)
             n += len(records)
         self.records_ += n
 
@@ -353,7 +364,7 @@ class ProcessorRuntime:
         """
         if self.idle is None:
             return []
-        out = []
+        out: list[tuple[int, bytes, bytes, Headers]] = []
         for partition, ps in self.parts.items():
             open_keys = [k for k, s in ps.sessions.items() if s.is_open]
             for skey in self.idle.due(open_keys):

@@ -26,7 +26,7 @@ import numpy as np
 from justwalk.device_protocol import DeviceCredential
 from justwalk.falls import EventType
 from justwalk.records import decode_record
-from justwalk.schema import record_to_line
+from justwalk.schema import fold_lines, record_to_line
 from justwalk.simulator.device import make_chunks
 from justwalk.simulator.events import InjectedEvent
 from justwalk.simulator.gait_model import GaitProfile, synthesize
@@ -108,33 +108,4 @@ def chunk_messages(ms_recording: Recording | None = None, *,
 
 def influx_points(records: Iterable[bytes]) -> dict[tuple[str, str], dict[str, str]]:
     """What InfluxDB holds after these records (JSON from the gait topics) were written."""
-    points: dict[tuple[str, str], dict[str, str]] = {}
-    for value in records:
-        line = record_to_line(decode_record(value))
-        head, rest = line.split(" ", 1)
-        fields, ts = rest.rsplit(" ", 1)
-        points.setdefault((head, ts), {}).update(_fields(fields))
-    return points
-
-
-def _fields(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    key, buf, quoted, i = "", [], False, 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text):
-            buf.append(text[i:i + 2])
-            i += 2
-            continue
-        if c == '"':
-            quoted = not quoted
-        if not quoted and c == "=" and not key:
-            key, buf = "".join(buf), []
-        elif not quoted and c == ",":
-            out[key], key, buf = "".join(buf), "", []
-        else:
-            buf.append(c)
-        i += 1
-    if key:
-        out[key] = "".join(buf)
-    return out
+    return fold_lines(record_to_line(decode_record(v)) for v in records)

@@ -332,3 +332,15 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+async def test_records_carry_the_receipt_time_of_the_chunk_that_made_them(messages) -> None:
+    broker = MemBroker()
+    for key, value, _ in messages[:400]:
+        broker.append(SETTINGS.topic_chunks, key, value, chunk_headers(CLINIC, 1234567))
+    w = MemWorker(broker)
+    for p in range(N_PARTITIONS):
+        w.assign(p)
+    await w.run(range(N_PARTITIONS))
+    out = [r for t in OUTPUTS for part in broker.logs[t] for r in part]
+    assert out and all(r.headers == [("jw-received-us", b"1234567")] for r in out)

@@ -326,3 +326,14 @@ async def test_daily_and_weekly_rollups_match_the_raw_points(influx: InfluxClien
     again = await influx.query_rows(
         f'SELECT count("steps") AS "n" FROM {schema.qualified("patient_daily")}')
     assert again[0]["n"] == len(daily)
+
+
+def test_fold_lines_merges_fields_of_the_same_point_like_influxdb() -> None:
+    from justwalk.schema import fold_lines
+
+    lines = ['step,patient_id=p\\ 1 a=1i,s="x, y=z" 5',
+             'step,patient_id=p\\ 1 b=2.5 5',
+             'step,patient_id=p\\ 1 a=3i 6']
+    assert fold_lines(lines) == {
+        ("step,patient_id=p\\ 1", "5"): {"a": "1i", "s": '"x, y=z"', "b": "2.5"},
+        ("step,patient_id=p\\ 1", "6"): {"a": "3i"}}

@@ -1,0 +1,94 @@
+"""Latency with patients streaming in real time through the whole pipeline.
+
+Simulated devices stream over WebSockets to the gateway, one processor, the sink and the
+alert service (the child processes production runs), with stumbles and falls injected.
+Two latencies are read back: gateway receipt -> point stored in InfluxDB (queryable), as
+the sink measures it for every record (``sinks.latency``, its log line at stop), and
+gateway receipt -> fall/near-fall alert at the clinic's webhook (``chunk_received_at_us``
+of each delivered alert).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ingest.registry import provision
+from justwalk.alert_receiver import AlertReceiver, channels_for
+from justwalk.config import Settings
+from justwalk.kafka_topics import ensure_topics
+from justwalk.pipeline import Pipeline
+from justwalk.simulator.events import with_random_events
+from justwalk.simulator.run import default_profiles, prepare_patients, stream_patients
+
+CLINIC = "clinic-bench"
+_LATENCY = re.compile(r"latency gateway receipt -> InfluxDB: n=(\d+) p50=([\d.]+)s "
+                      r"p90=([\d.]+)s p99=([\d.]+)s max=([\d.]+)s")
+
+
+@dataclass
+class RealtimeRun:
+    """What the real-time run measured."""
+
+    patients: int
+    chunks: int
+    rejected: int
+    to_influx: tuple[int, float, float, float] | None
+    """(records, p50, p99, max) seconds, gateway receipt -> InfluxDB."""
+    alerts: list[float]
+    """Gateway receipt -> webhook of each fall and near-fall alert (s)."""
+    injected: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def realtime(base: Settings, work: Path, *, patients: int, duration_s: float,
+                   chunk_s: float, events: int, seed: int = 3) -> RealtimeRun:
+    """Stream ``patients`` for ``duration_s`` in real time; measure the latencies."""
+    settings = base.replace(gateway_port=_free_port(), device_registry=work / "devices.json",
+                            alert_channels=work / "channels.json",
+                            alert_outbox=work / "alerts" / "outbox.sqlite3",
+                            alert_suppression_s=5.0, sink_latency_report_s=3600.0)
+    await ensure_topics(settings)
+    receiver = AlertReceiver(secret=b"benchmark-webhook-secret")
+    await receiver.start()
+    settings.alert_channels.write_text(json.dumps(channels_for(receiver, [CLINIC])))
+    creds = provision(settings.device_registry, work / "creds.json",
+                      [(f"dev-{i:04d}", f"rt-{i:04d}", CLINIC) for i in range(patients)])
+    rng = np.random.default_rng(seed)
+    profiles = with_random_events(default_profiles(patients, rng), events, duration_s, rng,
+                                  fall_fraction=0.5)
+    sim = prepare_patients(creds, profiles, duration_s,
+                           start_us=time.time_ns() // 1000 + 5_000_000,
+                           window_s=settings.cadence_window_s, seed=seed)
+    injected = sum(len(p.truth.events) for p in sim)
+    pipeline = Pipeline(settings, log_dir=work / "logs", with_alerts=True)
+    await asyncio.to_thread(pipeline.start)
+    try:
+        stats = await stream_patients(pipeline.gateway_url, sim, speed=1.0, chunk_s=chunk_s)
+        await receiver.wait_for(injected, timeout_s=30)
+        await asyncio.sleep(3.0)
+    finally:
+        await asyncio.to_thread(pipeline.stop)
+        await receiver.stop()
+    found = _LATENCY.findall((work / "logs" / "sink.log").read_text())
+    to_influx = None
+    if found:
+        n, p50, _, p99, mx = found[-1]
+        to_influx = (int(n), float(p50), float(p99), float(mx))
+    alerts = [r.latency_s for r in receiver.received
+              if "alert" in r.body and r.alert["type"] in ("fall", "near_fall")
+              and r.latency_s is not None]
+    return RealtimeRun(patients, sum(s.sent for s in stats),
+                       sum(len(s.errors) for s in stats), to_influx, alerts, injected)
