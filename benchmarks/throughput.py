@@ -127,9 +127,10 @@ async def read_all(settings: Settings, topics: list[str]) -> list[tuple[str, int
 async def processor_run(base: Settings, chunks_topic: str, n: int, work: Path, name: str,
                         *, processors: int = 1, second_at: float | None = None,
                         timeout_s: float = 600.0) -> ProcessorRun:
-    """Run ``processors`` processors on the pre-loaded ``chunks_topic`` until all ``n``
-    messages are committed (with ``second_at``, the second one starts once that fraction is
-    committed: a rebalance mid-run).
+    """Run ``processors`` processors on the pre-loaded ``chunks_topic`` until it is done.
+
+    Done: all ``n`` messages committed. With ``second_at``, the second processor starts once
+    that fraction is committed (a rebalance mid-run).
     """
     settings = run_settings(base, chunks_topic, name)
     await ensure_topics(settings)
