@@ -18,6 +18,17 @@ from justwalk.config import Settings, child_env
 from justwalk.device_protocol import HEALTH_PATH
 
 
+READY_LINE = "assigned partitions"
+"""What a processor logs (at info level) once it owns partitions and read their states."""
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 class PipelineError(RuntimeError):
     """A pipeline process failed to start or died."""
 
@@ -49,7 +60,8 @@ class Pipeline:
                                        env=child_env(self.settings))
 
     def start(self, *, timeout_s: float = 60.0) -> None:
-        """Start every process; returns once the gateway answers its health check."""
+        """Start every process; returns once the gateway answers its health check and every
+        processor owns partitions (so the first chunks do not wait for the group to form)."""
         self._start("gateway", "gateway")
         for i in range(self.n_processors):
             self._start(f"processor-{i}", "processor")
@@ -69,6 +81,19 @@ class Pipeline:
                 raise PipelineError(
                     f"gateway not healthy after {timeout_s:.0f} s:\n"
                     + procs.log_tail(self.log_dir / "gateway.log"))
+            time.sleep(0.2)
+        self._wait_for_processors(deadline)
+
+    def _wait_for_processors(self, deadline: float) -> None:
+        if self.log_level.lower() not in ("debug", "info"):
+            return  # the line is not logged
+        names = [n for n in self.procs if n.startswith("processor")]
+        while names:
+            self.check_alive()
+            names = [n for n in names if READY_LINE not in _text(self.log_dir / f"{n}.log")]
+            if names and time.monotonic() > deadline:
+                raise PipelineError(f"{names[0]} took no partitions in time:\n"
+                                    + procs.log_tail(self.log_dir / f"{names[0]}.log"))
             time.sleep(0.2)
 
     def check_alive(self) -> None:
