@@ -17,7 +17,6 @@ from justwalk import procs
 from justwalk.config import Settings, child_env
 from justwalk.device_protocol import HEALTH_PATH
 
-
 READY_LINE = "assigned partitions"
 """What a processor logs (at info level) once it owns partitions and read their states."""
 
@@ -60,8 +59,11 @@ class Pipeline:
                                        env=child_env(self.settings))
 
     def start(self, *, timeout_s: float = 60.0) -> None:
-        """Start every process; returns once the gateway answers its health check and every
-        processor owns partitions (so the first chunks do not wait for the group to form)."""
+        """Start every process; return once they are ready.
+
+        Ready: the gateway answers its health check and every processor owns partitions (so
+        the first chunks do not wait for the group to form).
+        """
         self._start("gateway", "gateway")
         for i in range(self.n_processors):
             self._start(f"processor-{i}", "processor")
