@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from justwalk.evaluation import falls as ev
-from justwalk.falls import FallDetector, NearFallDetector
+from justwalk.falls import EventType, FallDetector, FallMonitor, NearFallDetector
 from tests.test_falls_detectors import (
     FS,
     T0_US,
     _both,
     _double_peak_stumble,
     fall_recording,
+    feed,
     still,
     stumble_recording,
     walking,
@@ -121,7 +122,7 @@ def test_evaluation_decisions_from_a_shared_scan_are_the_streaming_events(cfg):
     rec.candidates(ev._with(near, {"peak_half_window_s": 0.3, "gate_acc_mps2": 1.1 * 9.8}))
     det = ev._with(near, cfg)
     (outcome,) = ev.decide_all([rec], det, fall)
-    streamed = det.process(det.initial_state(), x, T0_US, FS)
+    streamed, _ = feed(FallMonitor(near_fall=det), x, [50], only=EventType.NEAR_FALL)
     assert [c.event for c in outcome.near] == [
         dataclasses.replace(e, start_us=e.start_us - T0_US, end_us=e.end_us - T0_US,
                             peak_us=e.peak_us - T0_US, detected_us=e.detected_us - T0_US)

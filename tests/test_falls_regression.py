@@ -12,6 +12,7 @@ import pytest
 
 from justwalk.evaluation import falls as ev
 from justwalk.falls import FallDetector, NearFallDetector
+from tests.test_falls_detectors import T0_US, feed
 
 SISFALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "sisfall"
 MOBILISED = SISFALL.parent / "mobilised"
@@ -106,19 +107,11 @@ def test_a_fold_is_tuned_on_the_other_subjects_only(recordings, held_out):
 
 
 def test_evaluation_equals_streaming_events(recordings):
-    """The evaluation's offline decisions are what the streaming detectors report."""
-    near, fall = NearFallDetector(), FallDetector()
-    from justwalk.evaluation import sisfall
-
-    entries = {e.file: e for e in sisfall.read_manifest(SISFALL)}
-    outcomes = {o.rec.name: o for o in ev.decide_all(recordings, near, fall)}
-    for name in ("SA01/D18_SA01_R01.txt", "SE06/F06_SE06_R01.txt", "SA01/D13_SA01_R01.txt"):
-        x = sisfall.load(SISFALL, entries[name], 100.0).samples
-        events = near.process(near.initial_state(), x, 0, 100.0)
-        events += fall.process(fall.initial_state(), x, 0, 100.0)
-        expected = [c.event for c in outcomes[name].near + outcomes[name].fall]
-        assert sorted(events, key=lambda e: e.peak_us) == sorted(expected,
-                                                                 key=lambda e: e.peak_us)
+    """The evaluation's offline decisions are the events ``FallMonitor`` reported chunk by
+    chunk with the gait pipeline's steps, on every recording."""
+    outcomes = ev.decide_all(recordings, NearFallDetector(), FallDetector())
+    assert ev.streaming_mismatches(outcomes) == []
+    assert sum(len(r.streamed) for r in recordings) > 50
 
 
 def test_command_prints_exactly_the_issue_keys(capsys):
@@ -128,25 +121,26 @@ def test_command_prints_exactly_the_issue_keys(capsys):
     assert out["fall_sensitivity"] >= 0.978
 
 
-def test_monitor_with_shared_front_end_equals_the_detectors_run_apart() -> None:
-    """``FallMonitor`` computes the block summaries once for both detectors; on every
-    SisFall recording (0.5 s chunks) its events are those of the two detectors run apart."""
-    from justwalk.evaluation import sisfall
-    from justwalk.falls import FallDetector, FallMonitor, NearFallDetector
+def _stream(x, sizes: int | None = None, *, flush: bool = False) -> list:  # type: ignore[type-arg]
+    """``FallMonitor`` events of a recording on the processor's path, in chunks of ``sizes``
+    samples (default: all at once)."""
+    from justwalk.falls import FallMonitor
 
-    t0 = 1_700_000_000_000_000
+    return feed(FallMonitor(), x, None if sizes is None else [sizes], flush=flush)[0]
+
+
+@pytest.mark.parametrize("sizes", [None, 100, 37])
+def test_chunking_does_not_change_the_events_of_real_recordings(sizes) -> None:
+    """On every SisFall recording the events with the gait pipeline's steps are those of
+    0.5 s chunks (the processor's), whatever the chunk size: every step a near-fall verdict
+    reads is released before it."""
+    from justwalk.evaluation import sisfall
+
     n_events = 0
     for entry in sisfall.read_manifest(SISFALL):
         x = sisfall.load(SISFALL, entry, 100.0).samples
-        mon, near, fall = FallMonitor(), NearFallDetector(), FallDetector()
-        sm, sn, sf = mon.initial_state(), near.initial_state(), fall.initial_state()
-        got, want = [], []
-        for i in range(0, x.shape[0], 50):
-            t = t0 + i * 10_000
-            got += mon.process(sm, x[i:i + 50], t, 100.0)
-            want += near.process(sn, x[i:i + 50], t, 100.0) + fall.process(sf, x[i:i + 50], t,
-                                                                            100.0)
-        assert got == sorted(want, key=lambda e: (e.detected_us, e.peak_us)), entry.file
+        got = _stream(x, sizes)
+        assert got == _stream(x, 50), entry.file
         n_events += len(got)
     assert n_events > 50
 
@@ -171,14 +165,12 @@ def test_a_fall_is_not_lost_when_the_data_ends_before_its_look_ahead() -> None:
     mon = FallMonitor()
     found, n = 0, 0
     for x in _sisfall(ev.FALL):
-        st = mon.initial_state()
-        full = [e for e in mon.process(st, x, 0, 100.0) if e.type == EventType.FALL]
+        full = [e for e in _stream(x, 50) if e.type == EventType.FALL]
         if not full:
             continue
         n += 1
-        cut = round(full[0].peak_us / 1e4) + 150
-        st = mon.initial_state()
-        before = [e for e in mon.process(st, x[:cut], 0, 100.0) if e.type == EventType.FALL]
+        cut = round((full[0].peak_us - T0_US) / 1e4) + 150
+        before, st = feed(mon, x[:cut], [50], only=EventType.FALL)
         assert before == []  # the look-ahead (2 s) is not complete
         flushed = mon.flush(st)
         if flushed:
@@ -188,8 +180,7 @@ def test_a_fall_is_not_lost_when_the_data_ends_before_its_look_ahead() -> None:
             assert e.detected_us >= e.peak_us + 1_400_000  # decided where the data ended
             assert mon.flush(st) == []  # judged once
         # less than min_flush_after_s after the impact: nothing to judge yet
-        st = mon.initial_state()
-        mon.process(st, x[:cut - 80], 0, 100.0)
+        _, st = feed(mon, x[:cut - 80], [50])
         assert mon.flush(st) == []
     assert n >= 45
     assert found >= 41
@@ -201,6 +192,5 @@ def test_flush_of_walking_or_of_nothing_gives_nothing() -> None:
     mon = FallMonitor()
     assert mon.flush(mon.initial_state()) == []
     for x in _sisfall(ev.WALKING)[:10]:
-        st = mon.initial_state()
-        mon.process(st, x, 0, 100.0)
+        _, st = feed(mon, x, [50])
         assert mon.flush(st) == []

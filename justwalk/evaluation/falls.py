@@ -16,7 +16,11 @@ Data
   importable (else skipped, and the output says so).
 
 All recordings are converted to the wire convention and resampled to 100 Hz (the device
-rate) and fed to the streaming detectors exactly as a stream processor would.
+rate) and go through the stream processor's path: in 0.5 s chunks, ``GaitPipeline.process``
+first, then ``FallMonitor.process`` with the same chunk and the steps the pipeline released
+for it. The figures come from the candidates' features (so that ``--loso`` can re-decide
+every grid setting); for the shipped detectors the command checks that these decisions are
+exactly the events the monitor reported chunk by chunk, and fails if not.
 
 Metrics
 -------
@@ -77,20 +81,28 @@ from scipy import ndimage
 from justwalk.evaluation import sisfall
 from justwalk.falls import (
     GRAVITY_MPS2,
+    BlockFrontEnd,
     Blocks,
     Candidate,
     CandidateDetector,
     DetectorState,
     FallDetector,
+    FallEvent,
     FallFeatures,
+    FallMonitor,
     NearFallDetector,
     NearFallFeatures,
 )
+from justwalk.gait.pipeline import GaitPipeline
 
 F = TypeVar("F")
 D = TypeVar("D", bound=CandidateDetector[Any])
 
 SAMPLE_RATE_HZ = 100.0
+CHUNK_S = 0.5
+"""Chunk length of the processor's path (a device chunk)."""
+SENSOR_HEIGHT_M = 1.0
+"""Sensor height given to ``GaitPipeline``: it scales step lengths only, not step times."""
 WALKING = "walking"
 NEAR_FALL = "near_fall"
 FALL = "fall"
@@ -154,6 +166,8 @@ class Recording:
     walking_only: bool = False
     """Counts towards false alarms per hour of walking."""
     source: str = "sisfall"
+    streamed: list[FallEvent] = field(default_factory=list)
+    """Events ``FallMonitor`` reported chunk by chunk (the detectors given to ``_analyse``)."""
     _scans: dict[tuple[Any, ...], tuple[tuple[float, ...], list[Candidate[Any]]]] = field(
         default_factory=dict, repr=False)
 
@@ -196,18 +210,54 @@ def _default_data_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "data" / "sisfall"
 
 
+def stream(samples: npt.NDArray[np.float64], monitor: FallMonitor
+           ) -> tuple[npt.NDArray[np.int64], list[FallEvent]]:
+    """The stream processor's path over one recording (device time 0 at its first sample).
+
+    Chunk by chunk (``CHUNK_S``): ``GaitPipeline.process``, then ``FallMonitor.process`` with
+    the same chunk and the steps the pipeline released for it. Returns every released step
+    time and the monitor's events.
+    """
+    pipeline = GaitPipeline(sensor_height_m=SENSOR_HEIGHT_M)
+    gait = pipeline.initial_state(t0_us=0, sample_rate_hz=SAMPLE_RATE_HZ)
+    state = monitor.initial_state()
+    n = round(CHUNK_S * SAMPLE_RATE_HZ)
+    steps: list[int] = []
+    events: list[FallEvent] = []
+    for i in range(0, samples.shape[0], n):
+        chunk = samples[i : i + n]
+        released = [s.t_us for s in pipeline.process(gait, chunk[:, 0:3], chunk[:, 3:6]).steps]
+        steps += released
+        events += monitor.process(state, chunk, round(i * 1e6 / SAMPLE_RATE_HZ),
+                                  SAMPLE_RATE_HZ, released)
+    return np.asarray(steps, dtype=np.int64), events
+
+
 def _analyse(name: str, group: str, label: str, samples: npt.NDArray[np.float64],
              near: NearFallDetector, fall: FallDetector, *, walking_only: bool) -> Recording:
     acc_norm = np.sqrt((samples[:, 0:3] ** 2).sum(axis=1))
     ref_us = round(int(np.argmax(acc_norm)) * 1e6 / SAMPLE_RATE_HZ)
-    front = near.front_end()  # both detectors share the front end; only the history differs
-    blocks = front.process(front.initial_state(), samples, 0, SAMPLE_RATE_HZ)
+    steps, events = stream(samples, FallMonitor(near_fall=near, fall=fall))
+    # the same block rows and steps, all at once, for re-deciding any grid setting
+    front = BlockFrontEnd(history_s=max(near.history_s, fall.history_s))
+    blocks = front.process(front.initial_state(), samples, 0, SAMPLE_RATE_HZ, steps)
     rec = Recording(name, group, label, samples.shape[0] / SAMPLE_RATE_HZ, ref_us, blocks,
                     walking_only=walking_only, source=name.split("/")[0]
-                    if name.startswith(("mobilised/", "simulated/")) else "sisfall")
+                    if name.startswith(("mobilised/", "simulated/")) else "sisfall",
+                    streamed=events)
     rec.candidates(near)
     rec.candidates(fall)
     return rec
+
+
+def streaming_mismatches(outcomes: Sequence[Outcome]) -> list[str]:
+    """Recordings whose decided events differ from those ``FallMonitor`` streamed."""
+    def key(e: FallEvent) -> tuple[int, int]:
+        return (e.detected_us, e.peak_us)
+
+    return [o.rec.name for o in outcomes
+            if sorted([c.event for c in o.near + o.fall if c.event is not None], key=key)
+            != sorted(o.rec.streamed, key=key)]
 
 
 def load_sisfall(data_dir: Path, near: NearFallDetector, fall: FallDetector) -> list[Recording]:
@@ -752,9 +802,17 @@ def main(argv: list[str] | None = None) -> int:
         m = metrics(outcomes)
         title = "Fall detection, leave-one-subject-out (thresholds tuned without the subject)"
     else:
-        m = metrics(decide_all(recs, near, fall))
+        outcomes = decide_all(recs, near, fall)
+        differ = streaming_mismatches(outcomes)
+        if differ:
+            print("error: the decisions differ from the streamed events on "
+                  + ", ".join(differ), file=sys.stderr)
+            return 1
+        m = metrics(outcomes)
         chosen = []
         title = "Fall detection with the shipped thresholds"
+        notes.append("decisions equal the events FallMonitor streamed in "
+                     f"{CHUNK_S:g} s chunks with the gait pipeline's steps")
     if args.json:
         print(json.dumps({k: (None if isinstance(m[k], float) and math.isnan(m[k]) else m[k])
                           for k in JSON_KEYS}))

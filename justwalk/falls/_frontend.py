@@ -6,8 +6,9 @@ Each complete block is reduced to a handful of numbers (``COLUMNS``): accelerati
 maximum and minimum, angular-rate maximum, mean acceleration vector (for the trunk's
 orientation relative to gravity), integrated angular rate, the integral of ``|a| - g``
 (a velocity proxy, Bourke et al. 2010) and the largest jerk. Samples of an incomplete block
-wait in the state. Steps (initial contacts) come from ``justwalk.gait``'s streaming step
-detector, fed with the samples of complete blocks only.
+wait in the state. Steps (initial contacts) are not detected here: they are the device times
+of the steps ``justwalk.gait.pipeline.GaitPipeline`` released for the same chunk (one step
+path for the product), kept in a bounded history.
 
 Detectors keep a bounded history of block rows and judge a candidate once the blocks after
 it that they need have arrived (bounded look-ahead). Every row is computed from one block's
@@ -24,7 +25,6 @@ import numpy as np
 import numpy.typing as npt
 
 from justwalk.falls.base import GRAVITY_MPS2
-from justwalk.gait import StepDetectorState, StreamingStepDetector
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -65,8 +65,7 @@ class FrontEndState:
     history: list[list[float]] = field(default_factory=list)
     """Rows (``COLUMNS``) of the most recent complete blocks, oldest first."""
     steps_us: list[int] = field(default_factory=list)
-    """Recent step times."""
-    steps: StepDetectorState = field(default_factory=StepDetectorState)
+    """Recent step times (from the gait pipeline), oldest first."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready representation."""
@@ -80,7 +79,6 @@ class FrontEndState:
             "n_blocks": self.n_blocks,
             "history": [list(r) for r in self.history],
             "steps_us": list(self.steps_us),
-            "steps": self.steps.to_dict(),
         }
 
     @classmethod
@@ -96,7 +94,6 @@ class FrontEndState:
             n_blocks=int(d["n_blocks"]),
             history=[[float(v) for v in r] for r in d["history"]],
             steps_us=[int(v) for v in d["steps_us"]],
-            steps=StepDetectorState.from_dict(d["steps"]),
         )
 
 
@@ -144,24 +141,15 @@ class BlockFrontEnd:
         history_s: float = 8.0,
         steps_history_s: float = 10.0,
         max_gap_s: float = 0.05,
-        step_detector: StreamingStepDetector | None = None,
     ) -> None:
         self.block_s = block_s
         self.history_s = history_s
         self.steps_history_s = steps_history_s
         self.max_gap_s = max_gap_s
-        self.step_detector = step_detector or StreamingStepDetector(
-            band_hz=(0.5, 3.0),
-            min_step_time_s=0.25,
-            min_peak_mps2=0.35,
-            rel_threshold=0.6,
-            rms_time_constant_s=3.0,
-            max_gap_s=max_gap_s,
-        )
 
     def initial_state(self) -> FrontEndState:
         """State before any data."""
-        return FrontEndState(steps=self.step_detector.initial_state())
+        return FrontEndState()
 
     def block_samples(self, sample_rate_hz: float) -> int:
         """Samples per block at this rate."""
@@ -177,7 +165,18 @@ class BlockFrontEnd:
         state.n_blocks = 0
         state.history = []
         state.steps_us = []
-        state.steps = self.step_detector.initial_state()
+
+    def starts_segment(self, state: FrontEndState, n_samples: int, t0_us: int,
+                       sample_rate_hz: float) -> bool:
+        """Whether a chunk of ``n_samples`` at ``t0_us`` starts a new segment.
+
+        A gap longer than ``max_gap_s``, an overlap or a new sample rate does (history and
+        pending candidates are dropped rather than guessed across the gap).
+        """
+        if state.sample_rate_hz != sample_rate_hz:
+            return True
+        expected = state.segment_t0_us + round(state.n_samples * 1e6 / sample_rate_hz)
+        return n_samples > 0 and abs(t0_us - expected) > self.max_gap_s * 1e6
 
     def process(
         self,
@@ -185,11 +184,13 @@ class BlockFrontEnd:
         samples: npt.ArrayLike,
         t0_us: int,
         sample_rate_hz: float,
+        steps_us: npt.ArrayLike = (),
     ) -> Blocks:
         """Consume one chunk (n, 6): acc m/s^2 then gyr rad/s; ``state`` is updated in place.
 
-        A gap longer than ``max_gap_s``, an overlap or a new sample rate starts a new segment
-        (history and pending candidates are dropped rather than guessed across the gap).
+        ``steps_us`` are the device times of the steps the gait pipeline released for the
+        same chunk (increasing); steps before the segment's start are ignored. See
+        ``starts_segment`` for gaps.
         """
         x = np.asarray(samples, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != 6:
@@ -198,12 +199,8 @@ class BlockFrontEnd:
             raise ValueError("samples must be finite")
         if sample_rate_hz <= 0:
             raise ValueError(f"sample rate {sample_rate_hz} Hz is not positive")
-        if state.sample_rate_hz != sample_rate_hz:
+        if self.starts_segment(state, x.shape[0], t0_us, sample_rate_hz):
             self._reset(state, t0_us, sample_rate_hz)
-        elif x.shape[0]:
-            expected = state.segment_t0_us + round(state.n_samples * 1e6 / sample_rate_hz)
-            if abs(t0_us - expected) > self.max_gap_s * 1e6:
-                self._reset(state, t0_us, sample_rate_hz)
         b = self.block_samples(sample_rate_hz)
         old_rows = np.asarray(state.history, dtype=np.float64).reshape(-1, N_COLUMNS)
         first_index = state.n_blocks - old_rows.shape[0]
@@ -214,12 +211,8 @@ class BlockFrontEnd:
         full, rest = x[: n_full * b], x[n_full * b :]
         state.pending = rest.tolist()
         new_rows = self._rows(state, full, b, sample_rate_hz)
-        if n_full:
-            t_first = state.segment_t0_us + round(state.n_blocks * b * 1e6 / sample_rate_hz)
-            new_steps = self.step_detector.process(
-                state.steps, full[:, 0:3], t_first, sample_rate_hz
-            )
-            state.steps_us.extend(int(t) for t in new_steps)
+        state.steps_us.extend(int(t) for t in np.asarray(steps_us, dtype=np.int64)
+                              if t >= state.segment_t0_us)
         state.n_blocks += n_full
         rows = np.concatenate([old_rows, new_rows]) if n_full else old_rows
         keep = max(1, round(self.history_s / (b / sample_rate_hz)))

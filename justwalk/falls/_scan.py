@@ -1,4 +1,4 @@
-"""Common streaming machinery of the detectors: state, candidate scanning, refractory period.
+"""Common machinery of the detectors: state, candidate scanning, refractory period.
 
 A candidate is a block holding a local maximum of the acceleration magnitude above a gate.
 It is judged once ``lookahead_s`` of data after it has arrived (the detector's bounded
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy.typing as npt
 
 from justwalk.falls import _features as ft
-from justwalk.falls._frontend import BlockFrontEnd, Blocks, FrontEndState
+from justwalk.falls._frontend import BlockFrontEnd, Blocks
 from justwalk.falls.base import FallEvent
 
 FeaturesT = TypeVar("FeaturesT")
@@ -23,9 +23,8 @@ FeaturesT = TypeVar("FeaturesT")
 
 @dataclass
 class DetectorState:
-    """Per-stream state of a fall or near-fall detector; small and serialisable."""
+    """Per-stream state of a fall or near-fall detector (the front end is shared)."""
 
-    front: FrontEndState = field(default_factory=FrontEndState)
     next_candidate: int = 0
     """Segment block index of the first block not yet judged."""
     quiet_until_us: int = -(2**62)
@@ -35,7 +34,6 @@ class DetectorState:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready representation."""
         return {
-            "front": self.front.to_dict(),
             "next_candidate": self.next_candidate,
             "quiet_until_us": self.quiet_until_us,
             "n_events": self.n_events,
@@ -45,7 +43,6 @@ class DetectorState:
     def from_dict(cls, d: dict[str, Any]) -> DetectorState:
         """Inverse of ``to_dict``."""
         return cls(
-            front=FrontEndState.from_dict(d["front"]),
             next_candidate=int(d["next_candidate"]),
             quiet_until_us=int(d["quiet_until_us"]),
             n_events=int(d["n_events"]),
@@ -64,7 +61,7 @@ class Candidate(Generic[FeaturesT]):
 
 
 class CandidateDetector(ABC, Generic[FeaturesT]):
-    """Base of the detectors: feeds the front end and judges candidates in time order."""
+    """Base of the detectors: judges candidates of block rows in time order."""
 
     decision_params: ClassVar[frozenset[str]] = frozenset()
     """Constructor parameters read only by ``accepts`` and the candidate gate: candidates
@@ -81,56 +78,29 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
     min_flush_after_s: float = math.inf
     """Data needed after a candidate for ``flush_blocks`` to judge it (none: never)."""
 
-    def front_end(self) -> BlockFrontEnd:
-        """The block front end this detector feeds (created on first use)."""
-        front = getattr(self, "_front_end", None)
-        if front is None:
-            front = BlockFrontEnd(history_s=self.history_s)
-            self._front_end = front
-        return front
-
-    def initial_state(self) -> DetectorState:
-        """State before any data."""
-        return DetectorState(front=self.front_end().initial_state())
-
-    def process(
-        self,
-        state: DetectorState,
-        samples: npt.ArrayLike,
-        t0_us: int,
-        sample_rate_hz: float,
-    ) -> list[FallEvent]:
-        """Consume one chunk (n, 6) of acc (m/s^2) and gyr (rad/s); return the new events.
-
-        ``state`` is updated in place. Chunks must come in time order; see
-        ``BlockFrontEnd.process`` for gaps.
-        """
-        return [c.event for c in self.scan(state, samples, t0_us, sample_rate_hz)
-                if c.event is not None]
-
     def scan(
         self,
-        state: DetectorState,
         samples: npt.ArrayLike,
         t0_us: int,
         sample_rate_hz: float,
+        steps_us: npt.ArrayLike,
     ) -> list[Candidate[FeaturesT]]:
-        """Like ``process`` but returns every judged candidate with its features.
+        """Every candidate of a whole recording, judged, with its features (no streaming).
 
-        Used by the evaluation to tune thresholds without re-running the signal chain.
+        ``samples`` (n, 6) are acc (m/s^2) and gyr (rad/s); ``steps_us`` the device times of
+        the recording's steps (``GaitPipeline``). Streams go through ``FallMonitor``; this
+        serves tests and the evaluation.
         """
-        segment = state.front.segment
-        blocks = self.front_end().process(state.front, samples, t0_us, sample_rate_hz)
-        if state.front.segment != segment:
-            state.next_candidate = 0  # a new segment started
-        return self.scan_blocks(state, blocks)
+        front = BlockFrontEnd(history_s=self.history_s)
+        blocks = front.process(front.initial_state(), samples, t0_us, sample_rate_hz,
+                               steps_us)
+        return self.scan_blocks(DetectorState(), blocks)
 
     def scan_blocks(self, state: DetectorState, blocks: Blocks) -> list[Candidate[FeaturesT]]:
         """Judge the candidates of ``blocks`` (front-end output) whose look-ahead is complete.
 
-        ``scan`` is the front end followed by this. The evaluation computes the front end of
-        a recording once and calls this for each parameter setting; ``state.front`` is not
-        used here.
+        ``FallMonitor`` calls this for each chunk; the evaluation computes the front end of a
+        recording once and calls this for each parameter setting.
         """
         ahead = ft.n_blocks(blocks, self.lookahead_s)
         last = blocks.first_index + blocks.rows.shape[0] - 1 - ahead
