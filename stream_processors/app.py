@@ -97,27 +97,37 @@ class KafkaSender:
                 f"{len(errors)} of {len(pending)} records were not stored: {errors[0]!r}")
 
 
-async def read_states(consumer: AIOKafkaConsumer, topic: str, partition: int
-                      ) -> dict[str, bytes]:
-    """The stored states of one partition (``runtime.latest_states`` of its records).
+async def read_states(consumer: AIOKafkaConsumer, topic: str, partitions: Iterable[int]
+                      ) -> dict[int, dict[str, bytes]]:
+    """The stored states of ``partitions`` (``runtime.latest_states`` of each one's records).
 
-    ``consumer`` is a started consumer outside any group (it is assigned here).
+    ``consumer`` is a started consumer outside any group (it is assigned here); the
+    partitions are read together.
     """
-    tp = TopicPartition(topic, partition)
-    consumer.assign([tp])
+    tps = [TopicPartition(topic, p) for p in partitions]
+    stored: dict[TopicPartition, list[tuple[str, bytes | None, int]]] = {tp: [] for tp in tps}
+    if not tps:
+        return {}
+    consumer.assign(tps)
     # Tansu (0.x, the local broker) answers ListOffsets with the last *batch*'s base offset
     # + 1, short of the end; the high watermark of each fetch answer is right.
-    end = (await consumer.end_offsets([tp]))[tp]
-    await consumer.seek_to_beginning(tp)
-    stored: list[tuple[str, bytes | None, int]] = []
-    while await consumer.position(tp) < max(end, consumer.highwater(tp) or 0):
-        batch = await consumer.getmany(tp, timeout_ms=1000, max_records=FETCH_MAX_RECORDS)
-        for m in batch.get(tp, []):
-            if m.key is not None:
-                applied = next((int(v) for k, v in m.headers or () if k == APPLIED_HEADER), -1)
-                stored.append((m.key.decode(), m.value, applied))
+    ends = await consumer.end_offsets(tps)
+    await consumer.seek_to_beginning(*tps)
+    pending = {tp for tp in tps if ends[tp] > 0}
+    while pending:
+        batch = await consumer.getmany(*pending, timeout_ms=1000,
+                                       max_records=FETCH_MAX_RECORDS)
+        for tp, messages in batch.items():
+            for m in messages:
+                if m.key is not None:
+                    applied = next((int(v) for k, v in m.headers or () if k == APPLIED_HEADER),
+                                   -1)
+                    stored[tp].append((m.key.decode(), m.value, applied))
+        for tp in list(pending):
+            if await consumer.position(tp) >= max(ends[tp], consumer.highwater(tp) or 0):
+                pending.discard(tp)
     consumer.unsubscribe()
-    return latest_states(stored)
+    return {tp.partition: latest_states(stored[tp]) for tp in tps}
 
 
 class ProcessorWorker:
@@ -267,12 +277,11 @@ class ProcessorWorker:
     async def on_assigned(self, assigned: Collection[TopicPartition]) -> None:
         """Read back the stored states of newly assigned partitions."""
         t = time.monotonic()
+        mine = sorted(tp.partition for tp in assigned if tp.topic == self.settings.topic_chunks)
         async with self.lock:
-            for tp in sorted(assigned):
-                if tp.topic == self.settings.topic_chunks:
-                    states = await read_states(self.restore, self.settings.topic_state,
-                                               tp.partition)
-                    self.runtime.assign(tp.partition, states)
+            states = await read_states(self.restore, self.settings.topic_state, mine)
+            for partition in mine:
+                self.runtime.assign(partition, states[partition])
         log.info("assigned partitions %s (states read in %.2f s)",
                  sorted(tp.partition for tp in assigned), time.monotonic() - t)
 
