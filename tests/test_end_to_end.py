@@ -306,3 +306,59 @@ async def test_a_device_that_dies_mid_walk_gets_its_bout_by_the_idle_timeout(
     [score] = risk["pt-dies"]
     assert score["n_bouts"] == 1
     assert len(again) == 1 and len(published) == 1  # flushed once
+
+
+async def test_an_upload_filling_a_gap_reaches_influxdb(stack_settings, tmp_path):
+    """Store and forward: 20 s the device could not stream live are uploaded afterwards.
+
+    The gateway acknowledges them, and the processor analyses them (a late track of the
+    session): the steps of the gap reach InfluxDB, numbered on from the session's others.
+    """
+    from justwalk.simulator.device import make_chunks
+    from justwalk.wire import frame_upload
+
+    settings = stack_settings.replace(device_registry=tmp_path / "devices.json",
+                                      gateway_port=_free_port())
+    [cred] = provision(settings.device_registry, tmp_path / "creds.json",
+                       [("dev-gap", "pt-gap", "clinic-test")])
+    duration_s, gap = 80.0, (60, 100)  # chunks 60-99: 30 s to 50 s
+    rec = synthesize(GaitProfile(cadence_spm=100.0, step_time_cv=0.02,
+                                 walking_s=((1.0, duration_s),)),
+                     duration_s, 100.0, np.random.default_rng(9))
+    start_us = simulation_start_us(time.time_ns() // 1000, duration_s, 0)
+    chunks = make_chunks(cred, rec.samples, start_us=start_us, sample_rate_hz=100.0,
+                         session_id="s-gap")
+    live = [encode_chunk(c) for c in chunks if not gap[0] <= c.sequence < gap[1]]
+    late = [encode_chunk(c) for c in chunks if gap[0] <= c.sequence < gap[1]]
+    gap_us = (chunks[gap[0]].t0_us, chunks[gap[1] - 1].end_us)
+    p = Pipeline(settings, log_dir=tmp_path / "logs")
+    p.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(p.gateway_url + "/v1/stream",
+                                       headers=auth_headers(cred.token)) as ws:
+                for m in live:
+                    await ws.send_bytes(m)
+                    assert json.loads(await ws.receive_str())["type"] == "ack"
+            async with http.post(p.gateway_url + "/v1/upload", data=frame_upload(late),
+                                 headers=auth_headers(cred.token)) as r:
+                answer = await r.json()
+        assert r.status == 200 and answer["accepted"] == len(late), answer
+        async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                steps = await client.query_rows(
+                    f'SELECT "step_index" FROM {qualified(MEASUREMENT_STEP)}', epoch="u")
+                inside = [s for s in steps if gap_us[0] <= s["time"] < gap_us[1]]
+                if len(inside) >= 25 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+        rejected = await read_topic(settings.kafka_bootstrap, settings.topic_rejects, 1.0)
+    finally:
+        codes = p.stop()
+    assert codes == {"gateway": 0, "processor-0": 0, "sink": 0}, codes
+    # 20 s at 100 steps/min: 33 steps, less those at the two edges of the late segment
+    assert len(inside) >= 25, len(inside)
+    indices = [s["step_index"] for s in steps]
+    assert len(set(indices)) == len(indices)  # no step number used twice
+    assert rejected == []
