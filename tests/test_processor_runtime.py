@@ -344,3 +344,22 @@ async def test_records_carry_the_receipt_time_of_the_chunk_that_made_them(messag
     await w.run(range(N_PARTITIONS))
     out = [r for t in OUTPUTS for part in broker.logs[t] for r in part]
     assert out and all(r.headers == [("jw-received-us", b"1234567")] for r in out)
+
+
+async def test_sessions_past_their_retention_are_deleted_and_tombstoned() -> None:
+    broker = MemBroker()
+    w = MemWorker(broker)
+    w.assign(0)
+    h = chunk_headers(CLINIC, 0)
+    t0 = 1_767_607_200_000_000
+    await w.runtime.on_message(0, 0, b"pt-x", _chunk(0, t0, last=True), h)
+    key = "s|pt-x|dev-x|s"
+    w.runtime.checkpoint([0])  # the ended session is stored (and kept packed in memory)
+    retention_us = w.runtime.retention_us
+    assert w.runtime.expire(t0 + retention_us) == 0  # not yet: its data ends after t0
+    assert w.runtime.expire(t0 + 500_000 + retention_us + 1) == 1
+    (cp,) = w.runtime.checkpoint([0])
+    assert (key, None, -1) in cp.sessions  # the tombstone
+    assert key not in w.runtime.parts[0].packed and key not in w.runtime.parts[0].sessions
+    # on restore, the tombstone after the stored state deletes the key
+    assert latest_states([(key, b"x", 3), (key, None, -1)]) == {}
