@@ -49,15 +49,23 @@ the stream is chunked. ``max_hold_s`` was chosen by leave-one-participant-out fr
 emitted, when no IC has come for ``max_break_s`` (2.2 s; Mobilise-D allows breaks of up
 to 3 s, which the 3 s budget does not leave room for); the per-step results are final
 long before that.
+
+State: the chain's ICs not yet released (all of them before it is confirmed), the held ICs,
+and for a confirmed chain its first and last step and the histogram of its IC intervals
+(their median decides what is off-rhythm, exactly, however long the bout), so the state
+does not grow with the bout.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+
+from justwalk.gait.lr import LEFT, RIGHT
 
 
 @dataclass
@@ -65,39 +73,101 @@ class BoutState:
     """Per-stream state of ``BoutAssembler``."""
 
     chain: list[list[Any]] = field(default_factory=list)
-    """ICs of the open chain as [sample, side]."""
+    """ICs of the open chain not released as steps, as [sample, side]: all of them before
+    the chain is confirmed, then the newest (the stopping-step candidate)."""
     confirmed: bool = False
     next_bout: int = 0
     held: list[list[Any]] = field(default_factory=list)
     """ICs of a confirmed chain held back as possible trailing edge, as [sample, side]."""
     n_released: int = 0
-    """How many ICs at the start of ``chain`` have been released as steps."""
+    """How many ICs of the chain have been released as steps."""
+    first: int = -1
+    """The chain's first step (-1: none released)."""
+    last: int = -1
+    """The chain's last step released."""
+    intervals: dict[int, int] = field(default_factory=dict)
+    """Confirmed chain: how often each interval (samples) between consecutive ICs occurs."""
     last_seen: int | None = None
     """The newest IC of the open chain, also if it was decided not to be a step."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready representation."""
-        return {"chain": [list(c) for c in self.chain], "confirmed": self.confirmed,
-                "next_bout": self.next_bout, "held": [list(c) for c in self.held],
-                "n_released": self.n_released, "last_seen": self.last_seen}
+    @property
+    def is_open(self) -> bool:
+        """Whether a chain is open."""
+        return bool(self.chain or self.held or self.n_released)
+
+    def median_interval(self) -> float:
+        """Median of the confirmed chain's IC intervals (as ``numpy.median``)."""
+        n = sum(self.intervals.values())
+        if not n:
+            return float("nan")
+        below, lo, hi = 0, None, None
+        for v in sorted(self.intervals):
+            below += self.intervals[v]
+            if lo is None and below > (n - 1) // 2:
+                lo = v
+            if below > n // 2:
+                hi = v
+                break
+        assert lo is not None and hi is not None
+        return float(lo) if n % 2 else (lo + hi) / 2
+
+    def _count(self, a: int, b: int, k: int) -> None:
+        d = b - a
+        c = self.intervals.get(d, 0) + k
+        if c:
+            self.intervals[d] = c
+        else:
+            del self.intervals[d]
+
+    def pack(self) -> list[Any]:
+        """Msgpack-ready form: ICs as samples (delta-coded from the first) and side bits."""
+        items = [*self.chain, *self.held]
+        base = items[0][0] if items else 0
+        sides = 0
+        for k, c in enumerate(items):
+            sides |= (c[1] == RIGHT) << k
+        return [base, [b - a for a, b in itertools.pairwise([base, *(c[0] for c in items)])],
+                sides.to_bytes((len(items) + 7) // 8, "little"), len(self.chain),
+                int(self.confirmed), self.next_bout, self.n_released, self.first, self.last,
+                [x for kv in sorted(self.intervals.items()) for x in kv],
+                -1 if self.last_seen is None else self.last_seen]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BoutState:
-        """Inverse of ``to_dict``."""
-        chain = [[int(c[0]), str(c[1])] for c in d["chain"]]
-        confirmed = bool(d["confirmed"])
-        return cls(chain=chain, confirmed=confirmed, next_bout=int(d["next_bout"]),
-                   held=[[int(c[0]), str(c[1])] for c in d.get("held", [])],
-                   n_released=int(d.get("n_released", len(chain) if confirmed else 0)),
-                   last_seen=d.get("last_seen"))
+    def unpack(cls, obj: list[Any]) -> BoutState:
+        """Inverse of ``pack``."""
+        (base, deltas, side_bits, n_chain, confirmed, next_bout, n_released, first, last,
+         intervals, last_seen) = obj
+        ics = list(itertools.accumulate(deltas, initial=base))[1:]
+        bits = int.from_bytes(side_bits, "little")
+        items = [[ic, RIGHT if bits >> k & 1 else LEFT] for k, ic in enumerate(ics)]
+        return cls(chain=items[:n_chain], confirmed=bool(confirmed), next_bout=next_bout,
+                   held=items[n_chain:], n_released=n_released, first=first, last=last,
+                   intervals=dict(zip(intervals[::2], intervals[1::2], strict=True)),
+                   last_seen=None if last_seen < 0 else last_seen)
+
+
+class ClosedBout(NamedTuple):
+    """A walking bout closed.
+
+    Its index, first and last step (samples), how many steps, the chain's newest IC (also
+    if it was no step), and the sample index after which it was closed (infinite: at the
+    end of the data).
+    """
+
+    bout_index: int
+    start: int
+    end: int
+    n_ics: int
+    last_seen: int
+    closed_after: float
 
 
 @dataclass(frozen=True, slots=True)
 class AssemblyOutput:
-    """Steps released (sample, side, bout index) and bouts closed (their [sample, side])."""
+    """Steps released (sample, side, bout index) and bouts closed."""
 
     steps: list[tuple[int, str, int]]
-    closed: list[tuple[int, list[tuple[int, str]]]]
+    closed: list[ClosedBout]
 
 
 class BoutAssembler:
@@ -122,10 +192,8 @@ class BoutAssembler:
 
     def decided_until(self, state: BoutState, final_until: int) -> int:
         """Sample index before which the set of released steps will not change."""
-        if state.chain and not state.confirmed:
+        if state.chain:  # an unconfirmed chain's first IC, or the stopping-step candidate
             return min(final_until, int(state.chain[0][0]))
-        if state.n_released < len(state.chain):
-            return min(final_until, int(state.chain[state.n_released][0]))
         if state.held:
             return min(final_until, int(state.held[0][0]))
         return final_until
@@ -144,36 +212,46 @@ class BoutAssembler:
         up to ``final_until``, so the output does not depend on how the stream is chunked.
         """
         steps: list[tuple[int, str, int]] = []
-        closed: list[tuple[int, list[tuple[int, str]]]] = []
+        closed: list[ClosedBout] = []
         for ic, side in ics:
-            self._advance(state, steps, closed, int(ic), sample_rate_hz)
+            ic = int(ic)
+            self._advance(state, steps, closed, ic, sample_rate_hz)
             if not state.confirmed and ic in transfer:
                 state.chain = []
                 state.last_seen = None
                 continue
             if state.confirmed:
-                med = float(np.median(np.diff([c[0] for c in state.chain])))
-                prev = state.last_seen if state.last_seen is not None else state.chain[-1][0]
-                state.last_seen = int(ic)
-                if self._irregular(ic - prev, med):
-                    state.held.append([int(ic), side])
+                newest = state.chain[-1][0] if state.chain else state.last
+                prev = state.last_seen if state.last_seen is not None else newest
+                state.last_seen = ic
+                if self._irregular(ic - prev, state.median_interval()):
+                    state.held.append([ic, side])
                 else:
-                    state.chain.extend([*state.held, [int(ic), side]])
+                    for c in [*state.held, [ic, side]]:
+                        state._count(newest, c[0], 1)
+                        newest = c[0]
+                        state.chain.append(c)
                     state.held = []
                     self._release(state, steps)
                 continue
-            state.chain.append([int(ic), side])
-            state.last_seen = int(ic)
+            state.chain.append([ic, side])
+            state.last_seen = ic
             if len(state.chain) >= self.min_ics:
                 self._trim_leading(state)
             if len(state.chain) >= self.min_ics:
-                state.confirmed = True
-                self._release(state, steps)
+                self._confirm(state, steps)
         self._advance(state, steps, closed, final_until, sample_rate_hz)
         return AssemblyOutput(steps, closed)
 
+    def _confirm(self, state: BoutState, steps: list[tuple[int, str, int]]) -> None:
+        state.confirmed = True
+        state.intervals = {}
+        for a, b in itertools.pairwise(state.chain):
+            state._count(a[0], b[0], 1)
+        self._release(state, steps)
+
     def _advance(self, state: BoutState, steps: list[tuple[int, str, int]],
-                 closed: list[tuple[int, list[tuple[int, str]]]], now: int, fs: float) -> None:
+                 closed: list[ClosedBout], now: int, fs: float) -> None:
         """Take every timed decision due before ``now``, earliest first.
 
         - an unconfirmed chain whose first IC is ``max_hold_s`` old is confirmed if it holds
@@ -187,37 +265,37 @@ class BoutAssembler:
         hold = self.max_hold_s * fs
         gap = self.max_break_s * fs
         while True:
-            due: list[tuple[float, int]] = []
-            last = state.last_seen if (state.chain or state.held) else None
+            when, kind = float("inf"), -1
             if state.chain and not state.confirmed:
-                due.append((state.chain[0][0] + hold, 0))
-            if state.confirmed and state.held:
-                due.append((state.held[0][0] + hold, 1))
-            if state.confirmed and len(state.chain) > state.n_released:
-                due.append((state.chain[state.n_released][0] + hold, 2))
-            if last is not None:
-                due.append((last + gap, 3))
-            if not due:
-                return
-            when, kind = min(due)
-            if not now > when:
+                when, kind = state.chain[0][0] + hold, 0
+            if state.confirmed and state.held and state.held[0][0] + hold < when:
+                when, kind = state.held[0][0] + hold, 1
+            if state.confirmed and state.chain and state.chain[0][0] + hold < when:
+                when, kind = state.chain[0][0] + hold, 2
+            if state.last_seen is not None and state.is_open and state.last_seen + gap < when:
+                when, kind = state.last_seen + gap, 3
+            if kind < 0 or not now > when:
                 return
             if kind == 0:
                 if len(state.chain) >= self.min_early_ics:
-                    state.confirmed = True
-                    self._release(state, steps)
+                    self._confirm(state, steps)
                 else:
                     state.chain.pop(0)
             elif kind == 1:
                 state.held.pop(0)
             elif kind == 2 and state.held:  # steps followed it: it was no stopping step
-                c = state.chain[state.n_released]
-                steps.append((int(c[0]), str(c[1]), state.next_bout))
-                state.n_released += 1
-            elif kind == 2:
-                state.chain.pop(state.n_released)
+                self._release_one(state, steps)
+            elif kind == 2:  # the walk stopped: the candidate is no step
+                gone = state.chain.pop(0)[0]
+                after = state.chain[0][0] if state.chain else None
+                if state.n_released:
+                    state._count(state.last, gone, -1)
+                if after is not None:
+                    state._count(gone, after, -1)
+                    if state.n_released:
+                        state._count(state.last, after, 1)
             else:
-                self._close(state, closed)
+                self._close(state, closed, when)
 
     def _trim_leading(self, state: BoutState) -> None:
         while len(state.chain) >= 3:
@@ -226,31 +304,39 @@ class BoutAssembler:
                 return
             state.chain.pop(0)
 
+    def _release_one(self, state: BoutState, steps: list[tuple[int, str, int]]) -> None:
+        c = state.chain.pop(0)
+        steps.append((int(c[0]), str(c[1]), state.next_bout))
+        if not state.n_released:
+            state.first = int(c[0])
+        state.last = int(c[0])
+        state.n_released += 1
+
     def _release(self, state: BoutState, steps: list[tuple[int, str, int]]) -> None:
         """Release the chain's ICs except its newest ``drop_last_ics`` (the stopping step)."""
         if not state.confirmed:
             return
-        upto = len(state.chain) - self.drop_last_ics
-        while state.n_released < upto:
-            c = state.chain[state.n_released]
-            steps.append((int(c[0]), str(c[1]), state.next_bout))
-            state.n_released += 1
+        while len(state.chain) > self.drop_last_ics:
+            self._release_one(state, steps)
 
     def flush(self, state: BoutState) -> AssemblyOutput:
         """Close the open chain (end of data)."""
-        closed: list[tuple[int, list[tuple[int, str]]]] = []
-        if state.chain:
-            self._close(state, closed)
+        closed: list[ClosedBout] = []
+        if state.chain or state.n_released:
+            self._close(state, closed, float("inf"))
         return AssemblyOutput([], closed)
 
-    def _close(self, state: BoutState, closed: list[tuple[int, list[tuple[int, str]]]]) -> None:
+    def _close(self, state: BoutState, closed: list[ClosedBout], when: float) -> None:
         if state.confirmed:
-            kept = state.chain[:state.n_released]
-            if len(kept) >= self.min_bout_ics:
-                closed.append((state.next_bout, [(int(c[0]), str(c[1])) for c in kept]))
+            if state.n_released >= self.min_bout_ics:
+                last = state.last_seen if state.last_seen is not None else state.last
+                closed.append(ClosedBout(state.next_bout, state.first, state.last,
+                                         state.n_released, int(last), when))
             state.next_bout += 1
         state.chain = []
         state.held = []
         state.n_released = 0
+        state.first = state.last = -1
+        state.intervals = {}
         state.last_seen = None
         state.confirmed = False

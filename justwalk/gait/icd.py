@@ -31,9 +31,11 @@ than the first version's 0.3 / 0.5 so that the small heel-strike peaks of slow, 
 are kept, while the bout assembly (``gsd``) removes isolated and edge detections.
 
 Look-ahead: coarse-kernel half length + ``min_step_time_s`` (0.55 s with the defaults).
-State: filter delays, two short signal histories, a running mean square, the last few
-step peaks; round-trips
-exactly through ``to_dict``/``from_dict``. ICs are absolute sample indices of the stream.
+State: filter delays, the last few tenths of a second of the high-passed, fine and coarse
+signals and of the threshold (float64: they decide where the ICs are), a running mean
+square, the last few step peaks. The per-sample arithmetic runs in
+``_kernels.icd_block`` (numba): each coarse sample is judged as soon as its look-ahead has
+arrived. ICs are absolute sample indices of the stream.
 """
 
 from __future__ import annotations
@@ -43,56 +45,79 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage, signal
 
-from justwalk.gait._streaming import FirState, History, butter_sos, gaussian_kernel, sos_run
+from justwalk.gait import _kernels
+from justwalk.gait._kernels import MAX_BLOCK
+from justwalk.gait._rings import (
+    butter_sos,
+    gaussian_kernel,
+    new_ring,
+    pack_array,
+    pack_ring,
+    unpack_ring,
+)
+from justwalk.state_format import array_from
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+_N_INTS = _kernels.IC_RECENT + _kernels.N_RECENT
+_FAR = -(10**9)
 
 
 @dataclass
 class IcState:
-    """Per-stream state of ``IcDetector``."""
+    """Per-stream state of ``IcDetector`` (rings addressed by absolute index)."""
 
-    n_seen: int = 0
-    hp_zi: list[list[float]] | None = None
-    fine_zi: list[float] | None = None
-    coarse_zi: list[float] | None = None
-    ms_zi: list[float] | None = None
-    fine: History = field(default_factory=lambda: History(0))
-    coarse: History = field(default_factory=lambda: History(0))
-    threshold: History = field(default_factory=lambda: History(0))
-    next_eval: int = 0
-    """First coarse-signal index without a final verdict."""
-    last_peak: int = -(10**9)
-    last_ic: int = -(10**9)
-    recent_peaks: list[int] = field(default_factory=list)
-    """The last accepted coarse peaks (for the step-rhythm search-back)."""
+    z: FloatArray = field(default_factory=lambda: np.zeros(3))
+    """High-pass section delays (2) and the running mean square."""
+    hp: FloatArray = field(default_factory=lambda: np.zeros(1))
+    """Ring of the high-passed input (the FIR filters' history; zeros before the start)."""
+    coarse: FloatArray = field(default_factory=lambda: new_ring(1, np.float64))
+    """Ring of the coarse signal (index = sample - coarse delay)."""
+    thr: FloatArray = field(default_factory=lambda: new_ring(1, np.float64))
+    """Ring of the threshold (indexed like ``coarse``)."""
+    fine: FloatArray = field(default_factory=lambda: new_ring(1, np.float64))
+    """Ring of the fine signal (index = sample - fine delay)."""
+    ints: IntArray = field(default_factory=lambda: _initial_ints())
+    """[samples seen, next coarse index to judge, last peak, last IC, recent peaks (n, 5)]."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready representation."""
-        return {
-            "n_seen": self.n_seen, "hp_zi": self.hp_zi, "fine_zi": self.fine_zi,
-            "coarse_zi": self.coarse_zi, "ms_zi": self.ms_zi,
-            "fine": self.fine.to_dict(), "coarse": self.coarse.to_dict(),
-            "threshold": self.threshold.to_dict(), "next_eval": self.next_eval,
-            "last_peak": self.last_peak, "last_ic": self.last_ic,
-            "recent_peaks": list(self.recent_peaks),
-        }
+    @property
+    def n_seen(self) -> int:
+        """Samples consumed."""
+        return int(self.ints[_kernels.IC_N_SEEN])
+
+    @property
+    def next_eval(self) -> int:
+        """First coarse-signal index without a final verdict."""
+        return int(self.ints[_kernels.IC_NEXT_EVAL])
+
+    def pack(self, delays: tuple[int, int], keep: tuple[int, int, int]) -> list[Any]:
+        """Msgpack-ready form; ``delays`` (coarse, fine), ``keep`` (coarse, thr, fine)."""
+        n = self.n_seen
+        dc, df = delays
+        return [pack_array(self.z), pack_ring(self.hp, n, self.hp.shape[0]),
+                pack_ring(self.coarse, n - dc, keep[0]), pack_ring(self.thr, n - dc, keep[1]),
+                pack_ring(self.fine, n - df, keep[2]), pack_array(self.ints), dc, df]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> IcState:
-        """Inverse of ``to_dict``."""
-        return cls(
-            n_seen=int(d["n_seen"]), hp_zi=d["hp_zi"], fine_zi=d["fine_zi"],
-            coarse_zi=d["coarse_zi"], ms_zi=d["ms_zi"],
-            fine=History.from_dict(d["fine"]), coarse=History.from_dict(d["coarse"]),
-            threshold=History.from_dict(d["threshold"]), next_eval=int(d["next_eval"]),
-            last_peak=int(d["last_peak"]), last_ic=int(d["last_ic"]),
-            recent_peaks=[int(v) for v in d.get("recent_peaks", [])],
-        )
+    def unpack(cls, obj: list[Any]) -> IcState:
+        """Inverse of ``pack``."""
+        c = "gait icd"
+        z, hp, coarse, thr, fine, ints, dc, df = obj
+        i = array_from(ints, np.int64, _N_INTS, c)
+        n = int(i[_kernels.IC_N_SEEN])
+        return cls(array_from(z, np.float64, 3, c), unpack_ring(hp, n, np.float64, c),
+                   unpack_ring(coarse, n - dc, np.float64, c),
+                   unpack_ring(thr, n - dc, np.float64, c),
+                   unpack_ring(fine, n - df, np.float64, c), i)
+
+
+def _initial_ints() -> IntArray:
+    ints = np.zeros(_N_INTS, np.int64)
+    ints[_kernels.IC_LAST_PEAK] = _FAR
+    ints[_kernels.IC_LAST_IC] = _FAR
+    return ints
 
 
 class IcDetector:
@@ -129,98 +154,88 @@ class IcDetector:
         self.search_fwd_s = search_fwd_s
         self.offset_s = offset_s
 
-    def _sizes(self, fs: float) -> tuple[int, int, int, int, int]:
+    def _sizes(self, fs: float) -> tuple[int, int, int, int, int, int]:
         h = max(1, round(self.min_step_time_s * fs))
         back = round(self.search_back_s * fs)
         fwd = round(self.search_fwd_s * fs)
         off = round(self.offset_s * fs)
         _, dc = gaussian_kernel(self.coarse_sigma_s, fs)
-        return h, back, fwd, off, dc
+        _, df = gaussian_kernel(self.fine_sigma_s, fs)
+        return h, back, fwd, off, dc, df
 
     def lookahead_samples(self, sample_rate_hz: float) -> int:
         """How many samples after a sample its IC verdict is final."""
-        h, _, _, _, dc = self._sizes(sample_rate_hz)
+        h, _, _, _, dc, _ = self._sizes(sample_rate_hz)
         return h + dc
+
+    def ic_lag_samples(self, sample_rate_hz: float) -> int:
+        """The most an IC can lie before the newest sample when it is found."""
+        h, back, _, off, dc, _ = self._sizes(sample_rate_hz)
+        return h + dc + back + off + 1
+
+    def delays(self, sample_rate_hz: float) -> tuple[int, int]:
+        """Delays (samples) of the coarse and the fine signal."""
+        _, _, _, _, dc, df = self._sizes(sample_rate_hz)
+        return dc, df
+
+    def keep(self, sample_rate_hz: float) -> tuple[int, int, int]:
+        """How much of the coarse, threshold and fine rings a later block reads."""
+        h, back, _, _, dc, df = self._sizes(sample_rate_hz)
+        return 2 * h, h, h + back + dc - df
+
+    def params(self, sample_rate_hz: float) -> FloatArray:
+        """The parameter vector of ``_kernels.icd_block``."""
+        fs = sample_rate_hz
+        h, back, fwd, off, dc, df = self._sizes(fs)
+        p = np.zeros(12)
+        p[_kernels.IP_H], p[_kernels.IP_BACK], p[_kernels.IP_FWD] = h, back, fwd
+        p[_kernels.IP_OFF], p[_kernels.IP_DC], p[_kernels.IP_DF] = off, dc, df
+        p[_kernels.IP_ABS] = self.abs_threshold_mps2
+        p[_kernels.IP_REL] = self.rel_threshold
+        p[_kernels.IP_WEAK] = self.weak_ratio if self.weak_ratio is not None else 1.0
+        p[_kernels.IP_TOL] = self.rhythm_tolerance
+        p[_kernels.IP_MAX_STEP] = self.max_step_time_s * fs
+        # causal running mean square of the coarse signal: y += a (x - y)
+        p[_kernels.IP_A_MS] = 1.0 - np.exp(-1.0 / (self.rms_time_constant_s * fs))
+        return p
+
+    def filters(self, sample_rate_hz: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """High-pass sections, fine and coarse Gaussian kernels."""
+        fs = sample_rate_hz
+        return (butter_sos(2, self.highpass_hz, "highpass", fs),
+                gaussian_kernel(self.fine_sigma_s, fs)[0],
+                gaussian_kernel(self.coarse_sigma_s, fs)[0])
 
     def initial_state(self, sample_rate_hz: float = 100.0) -> IcState:
         """State before any data."""
-        h, back, fwd, _, dc = self._sizes(sample_rate_hz)
-        keep = 4 * (h + back + fwd + dc) + 8
-        return IcState(fine=History(keep), coarse=History(keep), threshold=History(keep))
+        fs = sample_rate_hz
+        h, back, fwd, _, dc, df = self._sizes(fs)
+        _, kf, kc = self.filters(fs)
+        return IcState(hp=np.zeros(_pow2(max(kf.size, kc.size) - 1)),
+                       coarse=new_ring(2 * h + 1, np.float64),
+                       thr=new_ring(h + 1, np.float64),
+                       fine=new_ring(h + back + max(dc - df, fwd) + 1, np.float64))
 
     def final_until(self, state: IcState, sample_rate_hz: float) -> int:
         """No IC reported later can lie before this sample index."""
-        _, back, _, off, _ = self._sizes(sample_rate_hz)
+        _, back, _, off, _, _ = self._sizes(sample_rate_hz)
         return state.next_eval - back - off
 
-    def _expected_step(self, state: IcState, fs: float) -> int:
-        """Median of the recent step intervals (samples); 0 without a running rhythm."""
-        d = np.diff(state.recent_peaks)
-        d = d[d <= self.max_step_time_s * fs]
-        return int(np.median(d)) if d.size >= 3 else 0
-
-    @staticmethod
-    def _ic_at(state: IcState, p: int, fine_all: History, back: int, fwd: int,
-               off: int) -> int:
-        lo = max(p - back, fine_all.start)
-        seg = fine_all.slice(lo, p + fwd + 1)
-        return lo + int(np.argmax(seg)) - off if seg.size else -1
-
-    @staticmethod
-    def _accept(state: IcState, p: int, ic: int, ics: list[int]) -> None:
-        state.last_peak = p
-        state.recent_peaks = [*state.recent_peaks[-4:], p]
-        if ic > state.last_ic and ic >= 0:
-            ics.append(ic)
-            state.last_ic = ic
-
-    def process(self, state: IcState, acc_v_mps2: FloatArray, sample_rate_hz: float) -> IntArray:
+    def process(self, state: IcState, acc_v_mps2: npt.ArrayLike, sample_rate_hz: float
+                ) -> IntArray:
         """Consume one chunk of vertical acceleration; return the new ICs (sample indices)."""
-        x = np.asarray(acc_v_mps2, dtype=np.float64)
-        fs = sample_rate_hz
-        if x.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        h, back, fwd, off, dc = self._sizes(fs)
-        kf, df = gaussian_kernel(self.fine_sigma_s, fs)
-        kc, _ = gaussian_kernel(self.coarse_sigma_s, fs)
-        hp, state.hp_zi = sos_run(butter_sos(2, self.highpass_hz, "highpass", fs), x, state.hp_zi)
-        fine, state.fine_zi = FirState.run(kf, hp, state.fine_zi)
-        coarse, state.coarse_zi = FirState.run(kc, hp, state.coarse_zi)
-        # causal running mean square of the coarse signal
-        a = 1.0 - np.exp(-1.0 / (self.rms_time_constant_s * fs))
-        ms_zi = np.asarray(state.ms_zi) if state.ms_zi is not None else np.zeros(1)
-        ms, ms_f = signal.lfilter([a], [1.0, a - 1.0], coarse * coarse, zi=ms_zi)
-        state.ms_zi = ms_f.tolist()
-        thr = np.maximum(self.abs_threshold_mps2, self.rel_threshold * np.sqrt(ms))
-        n0 = state.n_seen
-        if n0 == 0:
-            state.fine.start = -df
-            state.coarse.start = -dc
-            state.threshold.start = -dc
-        fine_all = state.fine.extend(fine)
-        coarse_all = state.coarse.extend(coarse)
-        thr_all = state.threshold.extend(thr)
-        state.n_seen += x.size
+        x = np.ascontiguousarray(acc_v_mps2, dtype=np.float64)
+        sos, kf, kc = self.filters(sample_rate_hz)
+        prm = self.params(sample_rate_hz)
+        found = []
+        for i in range(0, x.size, MAX_BLOCK):
+            blk = x[i:i + MAX_BLOCK]
+            out = np.empty(blk.size, np.int64)
+            k = _kernels.icd_block(sos, state.z, kf, kc, state.hp, state.coarse, state.thr,
+                                   state.fine, state.ints, prm, blk, out)
+            found.append(out[:k])
+        return np.concatenate(found) if found else np.zeros(0, np.int64)
 
-        first = max(state.next_eval, h)
-        last = coarse_all.end - 1 - h
-        if last < first:
-            return np.zeros(0, dtype=np.int64)
-        buf = coarse_all.slice(first - h, last + h + 1)
-        lm = ndimage.maximum_filter1d(buf, size=2 * h + 1, mode="nearest")
-        c = buf[h:-h]
-        t = thr_all.slice(first, last + 1)
-        low = t * (self.weak_ratio if self.weak_ratio is not None else 1.0)
-        peaks = np.nonzero((c >= lm[h:-h]) & (c > low))[0] + first
-        strong = set((np.nonzero((c >= lm[h:-h]) & (c > t))[0] + first).tolist())
-        state.next_eval = last + 1
-        ics: list[int] = []
-        for p in peaks.tolist():
-            if p - state.last_peak <= h:
-                continue
-            if p not in strong:
-                step = self._expected_step(state, fs)
-                if not step or abs(p - state.last_peak - step) > self.rhythm_tolerance * step:
-                    continue
-            self._accept(state, p, self._ic_at(state, p, fine_all, back, fwd, off), ics)
-        return np.asarray(ics, dtype=np.int64)
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()

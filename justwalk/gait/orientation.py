@@ -13,7 +13,9 @@ accelerometer (time constant ``gravity_tau_s``), the classic static tilt estimat
   roll, whatever the sensor's mounting), which ``transfers`` uses;
 - ``up``: the unit vector of the estimated vertical in sensor axes (the trunk's posture).
 
-State is the low-pass value (3 floats); feeding whole or chunked gives identical output.
+State is the low-pass value (3 floats and a started flag); the arithmetic runs in
+``_kernels.project_block`` (numba), sample by sample, so feeding whole or chunked gives
+identical output.
 """
 
 from __future__ import annotations
@@ -23,26 +25,28 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
+
+from justwalk.gait import _kernels
+from justwalk.gait._rings import pack_array
+from justwalk.state_format import array_from
 
 FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass
 class ProjectionState:
-    """Per-stream state of ``VerticalProjection``."""
+    """Per-stream state of ``VerticalProjection``: [gx, gy, gz, started] (float64)."""
 
-    zi: list[float] = field(default_factory=list)
-    """Low-pass filter delays (3 floats); empty before the first sample."""
+    z: FloatArray = field(default_factory=lambda: np.zeros(4))
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready representation."""
-        return {"zi": list(self.zi)}
+    def pack(self) -> list[Any]:
+        """Msgpack-ready form."""
+        return [pack_array(self.z)]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ProjectionState:
-        """Inverse of ``to_dict``."""
-        return cls(zi=[float(v) for v in d["zi"]])
+    def unpack(cls, obj: list[Any]) -> ProjectionState:
+        """Inverse of ``pack``."""
+        return cls(array_from(obj[0], np.float64, 4, "gait projection"))
 
 
 class Projected(NamedTuple):
@@ -65,21 +69,16 @@ class VerticalProjection:
         """State before any data."""
         return ProjectionState()
 
-    def process(self, state: ProjectionState, acc_mps2: FloatArray, gyr_radps: FloatArray,
+    def coefficient(self, sample_rate_hz: float) -> float:
+        """The low-pass coefficient ``a`` of ``y += a (x - y)``."""
+        return float(1.0 - np.exp(-1.0 / (self.gravity_tau_s * sample_rate_hz)))
+
+    def process(self, state: ProjectionState, acc_mps2: npt.ArrayLike, gyr_radps: npt.ArrayLike,
                 sample_rate_hz: float) -> Projected:
         """The projections of one chunk (SI units); ``state`` is updated in place."""
-        acc = np.asarray(acc_mps2, dtype=np.float64)
-        gyr = np.asarray(gyr_radps, dtype=np.float64)
-        if acc.shape[0] == 0:
-            return Projected(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 3)))
-        a = 1.0 - np.exp(-1.0 / (self.gravity_tau_s * sample_rate_hz))
-        zi = np.asarray(state.zi)[None, :] if state.zi else ((1.0 - a) * acc[0])[None, :]
-        g, zf = signal.lfilter([a], [1.0, a - 1.0], acc, axis=0, zi=zi)
-        state.zi = zf[0].tolist()
-        norm = np.sqrt(np.einsum("ij,ij->i", g, g))
-        unit = g / norm[:, None]
-        acc_v = np.einsum("ij,ij->i", acc, unit) - norm
-        yaw = np.einsum("ij,ij->i", gyr, unit)
-        horizontal = gyr - yaw[:, None] * unit
-        tilt_rate = np.sqrt(np.einsum("ij,ij->i", horizontal, horizontal))
-        return Projected(acc_v, yaw, tilt_rate, unit)
+        acc = np.ascontiguousarray(acc_mps2, dtype=np.float64)
+        gyr = np.ascontiguousarray(gyr_radps, dtype=np.float64)
+        n = acc.shape[0]
+        out = Projected(np.empty(n), np.empty(n), np.empty(n), np.empty((n, 3)))
+        _kernels.project_block(state.z, self.coefficient(sample_rate_hz), acc, gyr, *out)
+        return out

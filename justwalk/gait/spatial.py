@@ -33,6 +33,12 @@ this model chosen by leave-one-participant-out (``justwalk.evaluation.gait.TUNIN
 
 Stride length is the sum of two consecutive step lengths, walking speed the stride length
 over the stride time.
+
+State: the filters' delays, and rings of the last seconds of the vertical displacement
+(float32: a step's vertical excursion is centimetres, float32 resolves it to nanometres)
+and of the heading (float64, the running sum of ``yaw / fs``; only its values at initial
+contacts are ever read, so a packed state keeps just those). The per-sample arithmetic runs
+in ``_kernels`` (numba).
 """
 
 from __future__ import annotations
@@ -43,13 +49,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
 
-from justwalk.gait._streaming import History, butter_sos, sos_run
+from justwalk.gait import _kernels
+from justwalk.gait._kernels import MAX_BLOCK
+from justwalk.gait._rings import butter_sos, new_ring, pack_array, pack_ring, unpack_ring
+from justwalk.state_format import array_bytes, array_from
 
 FloatArray = npt.NDArray[np.float64]
+Float32Array = npt.NDArray[np.float32]
 MOBILISED_MS_SCALING = 4.587 / 4
-
 
 
 def pendulum_step_length_m(h_m: float, sensor_height_m: float, scaling_factor: float) -> float:
@@ -65,31 +73,36 @@ class SpatialState:
     """Per-stream state of ``StepLengthEstimator``."""
 
     n_seen: int = 0
-    hp1_zi: list[list[float]] | None = None
-    int1_zi: list[float] = field(default_factory=lambda: [0.0])
-    hp2_zi: list[list[float]] | None = None
-    int2_zi: list[float] = field(default_factory=lambda: [0.0])
-    position: History = field(default_factory=lambda: History(0))
-    heading_rad: float = 0.0
-    """Integrated yaw rate up to the last sample seen."""
-    heading: History = field(default_factory=lambda: History(0))
+    z: FloatArray = field(default_factory=lambda: np.zeros(11))
+    """Delays: high-pass 1 (2 sections), integrator 1, high-pass 2, integrator 2; heading."""
+    position: Float32Array = field(default_factory=lambda: new_ring(1, np.float32))
+    """Ring: vertical displacement (m)."""
+    heading: FloatArray = field(default_factory=lambda: new_ring(1, np.float64))
+    """Ring: heading (rad, integrated yaw rate)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready representation."""
-        return {"n_seen": self.n_seen, "hp1_zi": self.hp1_zi, "int1_zi": self.int1_zi,
-                "hp2_zi": self.hp2_zi, "int2_zi": self.int2_zi,
-                "position": self.position.to_dict(), "heading_rad": self.heading_rad,
-                "heading": self.heading.to_dict()}
+    def pack(self, keep_from: int, heading_from: int, heading_at: list[int]) -> list[Any]:
+        """Msgpack-ready form.
+
+        Keeps the displacement from ``keep_from`` on, and the heading from ``heading_from``
+        on and at the samples ``heading_at`` (ICs a later stride may start or end at).
+        """
+        n = self.n_seen
+        mask = self.heading.shape[0] - 1
+        at = sorted({i for i in heading_at if max(0, n - mask - 1) <= i < heading_from})
+        return [n, pack_array(self.z), pack_ring(self.position, n, n - keep_from),
+                pack_ring(self.heading, n, n - heading_from), at,
+                array_bytes(self.heading[np.asarray(at, np.int64) & mask], np.float64)]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SpatialState:
-        """Inverse of ``to_dict``."""
-        position = History.from_dict(d["position"])
-        heading = (History.from_dict(d["heading"]) if "heading" in d
-                   else History(position.max_len, position.end))
-        return cls(n_seen=int(d["n_seen"]), hp1_zi=d["hp1_zi"], int1_zi=list(d["int1_zi"]),
-                   hp2_zi=d["hp2_zi"], int2_zi=list(d["int2_zi"]), position=position,
-                   heading_rad=float(d.get("heading_rad", 0.0)), heading=heading)
+    def unpack(cls, obj: list[Any]) -> SpatialState:
+        """Inverse of ``pack``."""
+        c = "gait spatial"
+        n, z, position, heading, at, values = obj
+        ring = unpack_ring(heading, n, np.float64, c)
+        ring[np.asarray(at, np.int64) & (ring.shape[0] - 1)] = array_from(
+            values, np.float64, len(at), c)
+        return cls(int(n), array_from(z, np.float64, 11, c),
+                   unpack_ring(position, n, np.float32, c), ring)
 
 
 class StepLengthEstimator:
@@ -107,56 +120,40 @@ class StepLengthEstimator:
         self.max_step_time_s = max_step_time_s
         self.history_s = history_s
 
-    def initial_state(self, sample_rate_hz: float = 100.0) -> SpatialState:
-        """State before any data."""
-        n = round(self.history_s * sample_rate_hz)
-        return SpatialState(position=History(n), heading=History(n))
+    def filters(self, sample_rate_hz: float) -> tuple[FloatArray, FloatArray]:
+        """The high-passes before the first and the second integration."""
+        return (butter_sos(4, self.acc_highpass_hz, "highpass", sample_rate_hz),
+                butter_sos(4, self.velocity_highpass_hz, "highpass", sample_rate_hz))
 
-    def process(self, state: SpatialState, acc_v_mps2: FloatArray, sample_rate_hz: float,
-                yaw_radps: FloatArray | None = None) -> tuple[History, History]:
-        """Consume a chunk of vertical acceleration (and yaw rate).
+    def initial_state(self, sample_rate_hz: float = 100.0, history: int | None = None
+                      ) -> SpatialState:
+        """State before any data, keeping ``history`` samples (default ``history_s``)."""
+        n = round(self.history_s * sample_rate_hz) if history is None else history
+        return SpatialState(position=new_ring(n + MAX_BLOCK, np.float32),
+                            heading=new_ring(n + MAX_BLOCK, np.float64))
 
-        Returns the vertical displacement and heading histories, each holding at least
-        everything of this chunk plus ``history_s`` before it, for ``step_length_m``.
-        """
+    def process(self, state: SpatialState, acc_v_mps2: npt.ArrayLike, sample_rate_hz: float,
+                yaw_radps: npt.ArrayLike | None = None) -> None:
+        """Consume a chunk of vertical acceleration (and yaw rate)."""
         fs = sample_rate_hz
-        x = np.asarray(acc_v_mps2, dtype=np.float64)
-        if x.size == 0:
-            return state.position, state.heading
-        hp1 = butter_sos(4, self.acc_highpass_hz, "highpass", fs)
-        hp2 = butter_sos(4, self.velocity_highpass_hz, "highpass", fs)
-        a, state.hp1_zi = sos_run(hp1, x, state.hp1_zi)
-        v, z1 = signal.lfilter([1.0 / fs], [1.0, -1.0], a, zi=state.int1_zi)
-        state.int1_zi = z1.tolist()
-        v, state.hp2_zi = sos_run(hp2, v, state.hp2_zi)
-        p, z2 = signal.lfilter([1.0 / fs], [1.0, -1.0], v, zi=state.int2_zi)
-        state.int2_zi = z2.tolist()
-        state.n_seen += x.size
-        yaw = np.zeros(x.size) if yaw_radps is None else np.asarray(yaw_radps, np.float64)
-        # sequential sums from the carried value: identical however the stream is chunked
-        psi = np.cumsum(np.concatenate(([state.heading_rad], yaw / fs)))[1:]
-        state.heading_rad = float(psi[-1])
-        return state.position.extend(p), state.heading.extend(psi)
+        x = np.ascontiguousarray(acc_v_mps2, dtype=np.float64)
+        yaw = np.zeros(x.size) if yaw_radps is None else np.ascontiguousarray(yaw_radps,
+                                                                             np.float64)
+        sos1, sos2 = self.filters(fs)
+        for i in range(0, x.size, MAX_BLOCK):
+            _kernels.spatial_block(sos1, sos2, state.z, state.position, state.heading,
+                                   state.n_seen, fs, x[i:i + MAX_BLOCK], yaw[i:i + MAX_BLOCK])
+            state.n_seen += x[i:i + MAX_BLOCK].size
 
-    def step_length_m(self, position: History, ic_a: int, ic_b: int, sample_rate_hz: float,
-                      sensor_height_m: float, heading: History | None = None,
-                      stride_start: int | None = None) -> float:
+    def step_length_m(self, state: SpatialState, ic_a: int, ic_b: int, sample_rate_hz: float,
+                      sensor_height_m: float, stride_start: int | None = None) -> float:
         """Step length between consecutive ICs ``ic_a < ic_b`` (NaN if unavailable).
 
-        With ``heading`` turning steps are shortened as the module docstring explains;
-        ``stride_start`` is the IC before ``ic_a`` (the stride's start), ``ic_a`` if unknown.
+        Turning steps are shortened as the module docstring explains; ``stride_start`` is
+        the IC before ``ic_a`` (the stride's start), ``ic_a`` if unknown.
         """
-        if ic_b <= ic_a or (ic_b - ic_a) > self.max_step_time_s * sample_rate_hz:
-            return math.nan
-        seg = position.slice(ic_a, ic_b + 1)
-        if seg.size < (ic_b - ic_a + 1):
-            return math.nan
-        h = float(seg.max() - seg.min())
-        length = pendulum_step_length_m(h, sensor_height_m, self.scaling_factor)
-        if heading is not None and self.turn_shortening > 0:
-            lo = ic_a if stride_start is None or stride_start >= ic_a else stride_start
-            psi = heading.slice(lo, ic_b + 1)
-            if psi.size == ic_b - lo + 1:
-                turn = abs(float(psi[-1] - psi[0])) * (ic_b - ic_a) / (ic_b - lo)
-                length *= max(self.min_turn_factor, 1.0 - self.turn_shortening * turn / math.pi)
-        return length
+        lo = ic_a if stride_start is None or stride_start >= ic_a else stride_start
+        return float(_kernels.step_length(
+            state.position, state.heading, state.n_seen, ic_a, ic_b, lo,
+            self.max_step_time_s * sample_rate_hz, sensor_height_m, self.scaling_factor,
+            self.turn_shortening, self.min_turn_factor))

@@ -28,7 +28,10 @@ chosen by leave-one-participant-out from 20 / 25 / 30 (``justwalk.evaluation.gai
 The decision uses only data up to the IC and is taken in IC order, so it does not depend on
 chunking.
 
-State: filter delays, short histories, the posture estimate (a few floats).
+State: the low-pass filter's delays, the last seconds of the vertical's direction (float32)
+and of the "faster than ``max_rate_dps``" verdict per sample (one byte; the rate itself is
+only ever compared with that limit), the posture estimate (a few floats). The per-sample
+arithmetic runs in ``_kernels`` (numba).
 """
 
 from __future__ import annotations
@@ -40,40 +43,57 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from justwalk.gait._streaming import History, butter_sos, sos_run
+from justwalk.gait import _kernels
+from justwalk.gait._kernels import MAX_BLOCK
+from justwalk.gait._rings import butter_sos, new_ring, pack_array, pack_ring, unpack_ring
+from justwalk.state_format import array_from
 
 FloatArray = npt.NDArray[np.float64]
 
+_N_INTS = 5
 
 
 @dataclass
 class TransferState:
     """Per-stream state of ``TransferGate``."""
 
-    lp_zi: list[list[float]] | None = None
-    rate: History = field(default_factory=lambda: History(0))
-    up: list[History] = field(default_factory=list)
-    """x, y, z of the vertical's unit vector, recent samples."""
-    posture: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    z: FloatArray = field(default_factory=lambda: np.zeros((1, 2)))
+    """Low-pass filter delays."""
+    fast: npt.NDArray[np.uint8] = field(default_factory=lambda: new_ring(1, np.uint8))
+    """Ring: 1 where the low-passed rate exceeded ``max_rate_dps``."""
+    up: npt.NDArray[np.float32] = field(default_factory=lambda: new_ring(1, np.float32, 3))
+    """Ring: the vertical's unit vector (x, y, z) per sample."""
+    posture: FloatArray = field(default_factory=lambda: np.zeros(3))
     """Running mean of the vertical at rhythmic ICs (not normalised)."""
-    n_posture: int = 0
-    last_ics: list[int] = field(default_factory=list)
-    """The last two ICs seen (for the rhythm test)."""
+    ints: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(_N_INTS, np.int64))
+    """[samples seen, posture ICs learnt, how many of the last two ICs, last ICs (2)]."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready representation."""
-        return {"lp_zi": self.lp_zi, "rate": self.rate.to_dict(),
-                "up": [h.to_dict() for h in self.up], "posture": list(self.posture),
-                "n_posture": self.n_posture, "last_ics": list(self.last_ics)}
+    @property
+    def n_posture(self) -> int:
+        """How many rhythmic ICs the posture estimate has learnt from."""
+        return int(self.ints[_kernels.TR_N_POSTURE])
+
+    def pack(self, earliest_ic: int, window: int) -> list[Any]:
+        """Msgpack-ready form.
+
+        Keeps what ICs from ``earliest_ic`` on will read: the vertical at the IC, the
+        verdicts ``window`` samples before it.
+        """
+        n = int(self.ints[_kernels.TR_N_SEEN])
+        return [pack_array(self.z), pack_ring(self.fast, n, n - earliest_ic + window),
+                pack_ring(self.up, n, n - earliest_ic), pack_array(self.posture),
+                pack_array(self.ints)]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TransferState:
-        """Inverse of ``to_dict``."""
-        return cls(lp_zi=d["lp_zi"], rate=History.from_dict(d["rate"]),
-                   up=[History.from_dict(h) for h in d.get("up", [])],
-                   posture=[float(v) for v in d.get("posture", [0.0, 0.0, 0.0])],
-                   n_posture=int(d.get("n_posture", 0)),
-                   last_ics=[int(v) for v in d.get("last_ics", [])])
+    def unpack(cls, obj: list[Any]) -> TransferState:
+        """Inverse of ``pack``."""
+        c = "gait transfers"
+        z, fast, up, posture, ints = obj
+        i = array_from(ints, np.int64, _N_INTS, c)
+        n = int(i[_kernels.TR_N_SEEN])
+        return cls(array_from(z, np.float64, (1, 2), c), unpack_ring(fast, n, np.uint8, c),
+                   unpack_ring(up, n, np.float32, c, 3), array_from(posture, np.float64, 3, c),
+                   i)
 
 
 class TransferGate:
@@ -92,49 +112,54 @@ class TransferGate:
         self.posture_rhythm = posture_rhythm
         self.posture_min_ics = posture_min_ics
 
-    def initial_state(self, sample_rate_hz: float = 100.0) -> TransferState:
-        """State before any data."""
-        n = round(self.history_s * sample_rate_hz)
-        return TransferState(rate=History(n), up=[History(n) for _ in range(3)])
+    def window_samples(self, sample_rate_hz: float) -> int:
+        """How far before an IC a fast rotation makes it a transfer IC."""
+        return round(self.window_s * sample_rate_hz)
 
-    def process(self, state: TransferState, tilt_rate_radps: FloatArray, up: FloatArray,
-                sample_rate_hz: float) -> tuple[History, list[History]]:
-        """Consume a chunk; return the smoothed rate and vertical histories (with the past)."""
-        x = np.asarray(tilt_rate_radps, dtype=np.float64)
-        if x.size == 0:
-            return state.rate, state.up
-        lp = butter_sos(2, self.lowpass_hz, "lowpass", sample_rate_hz)
-        y, state.lp_zi = sos_run(lp, x, state.lp_zi)
-        u = np.asarray(up, dtype=np.float64)
-        return state.rate.extend(y), [h.extend(u[:, k]) for k, h in enumerate(state.up)]
+    def params(self, sample_rate_hz: float) -> FloatArray:
+        """The parameter vector of the kernels."""
+        p = np.zeros(8)
+        p[_kernels.TP_MAX_RATE] = math.radians(self.max_rate_dps or 0.0)
+        p[_kernels.TP_HAS_RATE] = self.max_rate_dps is not None
+        p[_kernels.TP_WINDOW] = self.window_samples(sample_rate_hz)
+        p[_kernels.TP_COS_MAX] = math.cos(math.radians(self.max_posture_deg or 0.0))
+        p[_kernels.TP_HAS_POSTURE] = self.max_posture_deg is not None
+        p[_kernels.TP_WEIGHT] = self.posture_weight
+        p[_kernels.TP_RHYTHM] = self.posture_rhythm
+        p[_kernels.TP_MIN_ICS] = self.posture_min_ics
+        return p
 
-    def upright(self, state: TransferState, up: list[History], ic: int) -> bool:
+    def sos(self, sample_rate_hz: float) -> FloatArray:
+        """The low-pass filter of the rate."""
+        return butter_sos(2, self.lowpass_hz, "lowpass", sample_rate_hz)
+
+    def initial_state(self, sample_rate_hz: float = 100.0, history: int | None = None,
+                      ) -> TransferState:
+        """State before any data, keeping ``history`` samples (default ``history_s``)."""
+        n = round(self.history_s * sample_rate_hz) if history is None else history
+        ints = np.zeros(_N_INTS, np.int64)
+        return TransferState(fast=new_ring(n + MAX_BLOCK, np.uint8),
+                             up=new_ring(n + MAX_BLOCK, np.float32, 3), ints=ints)
+
+    def process(self, state: TransferState, tilt_rate_radps: npt.ArrayLike, up: npt.ArrayLike,
+                sample_rate_hz: float) -> None:
+        """Consume a chunk of the tilt rate and of the vertical's direction."""
+        x = np.ascontiguousarray(tilt_rate_radps, dtype=np.float64)
+        u = np.ascontiguousarray(up, dtype=np.float64)
+        sos, prm = self.sos(sample_rate_hz), self.params(sample_rate_hz)
+        for i in range(0, x.size, MAX_BLOCK):
+            _kernels.transfer_block(sos, state.z, state.fast, state.up, state.ints, prm,
+                                    x[i:i + MAX_BLOCK], u[i:i + MAX_BLOCK])
+
+    def upright(self, state: TransferState, ic: int, sample_rate_hz: float = 100.0) -> bool:
         """Whether the trunk is near its walking posture at ``ic``; learns from rhythmic ICs.
 
         Call once per IC, in order.
         """
-        v = np.array([h.at(ic) for h in up])
-        if not np.all(np.isfinite(v)):
-            return True
-        ok = True
-        if self.max_posture_deg is not None and state.n_posture >= self.posture_min_ics:
-            ref = np.asarray(state.posture)
-            cos = float(v @ ref) / float(np.linalg.norm(ref))
-            ok = cos >= math.cos(math.radians(self.max_posture_deg))
-        last = state.last_ics
-        if ok and len(last) == 2:
-            d0, d1 = last[1] - last[0], ic - last[1]
-            if d0 > 0 and abs(d1 / d0 - 1.0) <= self.posture_rhythm:
-                w = self.posture_weight if state.n_posture else 1.0
-                state.posture = ((1.0 - w) * np.asarray(state.posture) + w * v).tolist()
-                state.n_posture += 1
-        if ok:
-            state.last_ics = [*last[-1:], ic]
-        return ok
+        return bool(_kernels.transfer_upright(state.posture, state.ints, state.up,
+                                              self.params(sample_rate_hz), ic))
 
-    def accept(self, rate: History, ic: int, sample_rate_hz: float) -> bool:
+    def accept(self, state: TransferState, ic: int, sample_rate_hz: float) -> bool:
         """False if the trunk turned faster than ``max_rate_dps`` just before ``ic``."""
-        if self.max_rate_dps is None:
-            return True
-        seg = rate.slice(ic - round(self.window_s * sample_rate_hz), ic + 1)
-        return seg.size == 0 or float(seg.max()) <= math.radians(self.max_rate_dps)
+        return not _kernels.transfer_fast_before(state.fast, state.ints,
+                                                 self.params(sample_rate_hz), ic)

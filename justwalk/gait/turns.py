@@ -10,22 +10,25 @@ than ``merge_gap_s`` are merged before these checks.
 A turn is reported when its run ends (plus ``merge_gap_s``): the look-ahead of a turn's
 verdict is ``merge_gap_s`` after its last sample. Angles are positive to the left
 (counter-clockwise seen from above).
+
+State: the filters' delays and the open run (a few numbers); the per-sample arithmetic runs
+in ``_kernels.turns_block`` (numba).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
 
-from justwalk.gait._streaming import butter_sos, sos_run
+from justwalk.gait import _kernels
+from justwalk.gait._kernels import MAX_BLOCK
+from justwalk.gait._rings import butter_sos, pack_array
+from justwalk.state_format import array_from
 
 FloatArray = npt.NDArray[np.float64]
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,27 +49,21 @@ class Turn:
 class TurnState:
     """Per-stream state of ``TurnDetector``."""
 
-    n_seen: int = 0
-    lp_zi: list[list[float]] | None = None
-    int_zi: list[float] | None = None
-    run_sign: int = 0
-    """Sign of the open run (0 = none)."""
-    run_start: int = 0
-    run_last: int = 0
-    run_angle0: float = 0.0
-    """Integrated angle just before the run's first sample."""
-    run_angle1: float = 0.0
-    """Integrated angle at the run's last sample."""
-    run_peak: float = 0.0
+    z: FloatArray = field(default_factory=lambda: np.zeros(8))
+    """Low-pass delays (2 sections), integrated angle, the open run's angle before its first
+    and at its last sample, its peak rate."""
+    ints: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(4, np.int64))
+    """[samples seen, sign of the open run (0: none), its first and last sample]."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready representation."""
-        return dict(self.__dict__)
+    def pack(self) -> list[Any]:
+        """Msgpack-ready form."""
+        return [pack_array(self.z), pack_array(self.ints)]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TurnState:
-        """Inverse of ``to_dict``."""
-        return cls(**d)
+    def unpack(cls, obj: list[Any]) -> TurnState:
+        """Inverse of ``pack``."""
+        return cls(array_from(obj[0], np.float64, 8, "gait turns"),
+                   array_from(obj[1], np.int64, 4, "gait turns"))
 
 
 class TurnDetector:
@@ -87,55 +84,36 @@ class TurnDetector:
         """State before any data."""
         return TurnState()
 
-    def process(self, state: TurnState, yaw_radps: FloatArray, sample_rate_hz: float
+    def params(self, sample_rate_hz: float) -> FloatArray:
+        """The parameter vector of ``_kernels.turns_block``."""
+        p = np.zeros(7)
+        p[_kernels.UP_EDGE] = self.edge_dps
+        p[_kernels.UP_PEAK] = self.peak_dps
+        p[_kernels.UP_MIN_ANGLE] = self.min_angle_deg
+        p[_kernels.UP_MIN_DUR] = self.min_duration_s
+        p[_kernels.UP_MAX_DUR] = self.max_duration_s
+        p[_kernels.UP_GAP] = round(self.merge_gap_s * sample_rate_hz)
+        p[_kernels.UP_FS] = sample_rate_hz
+        return p
+
+    def sos(self, sample_rate_hz: float) -> FloatArray:
+        """The yaw rate's low-pass."""
+        return butter_sos(4, self.lowpass_hz, "lowpass", sample_rate_hz)
+
+    def process(self, state: TurnState, yaw_radps: npt.ArrayLike, sample_rate_hz: float
                 ) -> list[Turn]:
         """Consume a chunk of yaw rate; return turns that ended."""
-        fs = sample_rate_hz
-        x = np.degrees(np.asarray(yaw_radps, dtype=np.float64))
+        x = np.ascontiguousarray(yaw_radps, dtype=np.float64)
+        sos, prm = self.sos(sample_rate_hz), self.params(sample_rate_hz)
         out: list[Turn] = []
-        if x.size == 0:
-            return out
-        w, state.lp_zi = sos_run(butter_sos(4, self.lowpass_hz, "lowpass", fs), x, state.lp_zi)
-        zi = np.asarray(state.int_zi) if state.int_zi is not None else np.zeros(1)
-        ang, zf = signal.lfilter([1.0 / fs], [1.0, -1.0], w, zi=zi)
-        state.int_zi = zf.tolist()
-        n0 = state.n_seen
-        state.n_seen += x.size
-        sign = np.where(w >= self.edge_dps, 1, np.where(w <= -self.edge_dps, -1, 0))
-        gap = round(self.merge_gap_s * fs)
-        # walk over the runs of equal sign inside this chunk (vectorised boundaries)
-        change = np.nonzero(np.diff(sign))[0] + 1
-        starts = np.r_[0, change]
-        ends = np.r_[change, sign.size]
-        prev_angle = float(zi[0]) if zi.size else 0.0
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            sg = int(sign[s])
-            if sg == 0:
-                if state.run_sign != 0 and n0 + e - 1 - state.run_last > gap:
-                    out.extend(self._close(state, fs))
-                continue
-            if state.run_sign == sg and n0 + s - state.run_last - 1 <= gap:
-                pass  # continue (merge into) the open run
-            else:
-                if state.run_sign != 0:
-                    out.extend(self._close(state, fs))
-                state.run_sign = sg
-                state.run_start = n0 + s
-                state.run_angle0 = float(ang[s - 1]) if s > 0 else prev_angle
-                state.run_peak = 0.0
-            state.run_last = n0 + e - 1
-            state.run_angle1 = float(ang[e - 1])
-            state.run_peak = max(state.run_peak, float(np.abs(w[s:e]).max()))
-        if state.run_sign != 0 and state.n_seen - 1 - state.run_last > gap:
-            out.extend(self._close(state, fs))
+        for i in range(0, x.size, MAX_BLOCK):
+            blk = x[i:i + MAX_BLOCK]
+            rows = np.empty((blk.size + 1, 5))
+            k = _kernels.turns_block(sos, state.z, state.ints, prm, blk, rows)
+            out += turns_from_rows(rows[:k])
         return out
 
-    def _close(self, state: TurnState, fs: float) -> list[Turn]:
-        turn = Turn(state.run_start, state.run_last, state.run_angle1 - state.run_angle0,
-                    state.run_peak)
-        state.run_sign = 0
-        dur = turn.duration_s(fs)
-        ok = (turn.peak_rate_dps >= self.peak_dps and abs(turn.angle_deg) >= self.min_angle_deg
-              and self.min_duration_s <= dur <= self.max_duration_s
-              and math.isfinite(turn.angle_deg))
-        return [turn] if ok else []
+
+def turns_from_rows(rows: FloatArray) -> list[Turn]:
+    """``Turn`` objects from the kernels' rows [start, end, angle, peak rate, known at]."""
+    return [Turn(int(r[0]), int(r[1]), float(r[2]), float(r[3])) for r in rows]

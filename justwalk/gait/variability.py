@@ -53,15 +53,18 @@ def hampel(x: FloatArray, half_window: int = 2, n_sigma: float = 3.0) -> FloatAr
     v = np.asarray(x, dtype=np.float64)
     out = v.copy()
     for i in range(v.size):
-        if not math.isfinite(v[i]):
-            continue
-        w = v[max(0, i - half_window) : i + half_window + 1]
-        w = w[np.isfinite(w)]
-        med = float(np.median(w))
-        mad = 1.4826 * float(np.median(np.abs(w - med)))
-        if abs(v[i] - med) > n_sigma * mad:
-            out[i] = med
+        if math.isfinite(v[i]):
+            out[i] = hampel_value(v[max(0, i - half_window) : i + half_window + 1],
+                                  float(v[i]), n_sigma)
     return out
+
+
+def hampel_value(window: FloatArray, value: float, n_sigma: float = 3.0) -> float:
+    """``value``, or the median of ``window`` (which holds it) if it is an outlier there."""
+    w = window[np.isfinite(window)]
+    med = float(np.median(w))
+    mad = 1.4826 * float(np.median(np.abs(w - med)))
+    return med if abs(value - med) > n_sigma * mad else value
 
 
 def cadence_spm(stride_s: FloatArray) -> float:
