@@ -164,3 +164,76 @@ def test_json_has_the_issue_keys_and_the_skipped_list(capsys: pytest.CaptureFixt
     assert out["ic_f1"]["ours"] > 0.7 and out["n_trials"] == 7 and out["skipped"] == []
     # diagnostic: false ICs that fill contacts the reference missed (still scored false)
     assert 0 < out["ic_fp_in_ref_gaps"]["ours"] < 58
+    # the gait_window cadence the processor publishes, scored on 5 s windows
+    assert out["window_s"] == 5.0 and out["windows_scored"]["ours"] >= 30
+    assert 0 < out["window_cadence_mae_spm"]["ours"] < 10
+
+
+def _ref_trial(ics: list[int], bouts: list[tuple[int, int]], n: int = 3000) -> object:
+    from justwalk.evaluation.gait_reference import Bout, Trial
+
+    return Trial("XX/001", "Test11", "Trial1", 100.0, 0, np.zeros((n, 6), np.float32), 1.0,
+                 tuple(Bout(a, b) for a, b in bouts), np.asarray(ics, np.int64),
+                 ("left", "right") * (len(ics) // 2) + ("left",) * (len(ics) % 2))
+
+
+def _window(start_us: int, cadence: float, walking: bool = True, window_s: float = 5.0):  # type: ignore[no-untyped-def]
+    from justwalk.gait.pipeline import GaitParameters, WindowResult
+
+    nan = math.nan
+    return WindowResult(start_us, window_s, walking,
+                        GaitParameters(5, cadence, nan, nan, nan, nan, nan, nan, nan, nan), 0)
+
+
+def test_window_reference_cadence_by_hand() -> None:
+    from justwalk.evaluation.gait_reference import window_cadence_errors
+
+    # steps every 0.5 s from 1 s to 10 s: 120 steps/min in [5 s, 10 s), the two contacts
+    # before 5 s included; a 4 s pause in the second bout leaves strides of 4.5 s out
+    ics = [*range(100, 1001, 50), 1200, 1250, 1300, 1700, 1750, 1800]
+    trial = _ref_trial(ics, [(100, 1000), (1200, 1800)])
+    got = window_cadence_errors(trial, [  # type: ignore[arg-type]
+        _window(5_000_000, 119.0), _window(10_000_000, 100.0), _window(15_000_000, 90.0),
+        _window(20_000_000, 80.0, walking=False), _window(25_000_000, 70.0)])
+    assert [g[0] for g in got] == [5_000_000, 10_000_000, 15_000_000, 25_000_000]
+    assert got[0][1:] == (119.0, pytest.approx(120.0))
+    # window [10 s, 15 s) holds 1000 (bout 1), 1200, 1250, 1300, after 900 and 950 (the
+    # two before, in the bout of 1000): strides 900->1000 and 1200->1300 of 1 s
+    # (120/min), 950->1200 and 1000->1250 of 2.5 s (48/min)
+    assert got[1][2] == pytest.approx((120 + 48 + 48 + 120) / 4)
+    # [15 s, 20 s): 1700, 1750, 1800 after 1250, 1300 of the same bout: strides 1250->1700
+    # (4.5 s) is a pause, 1300->1750 too; 1700->1800 is 1 s
+    assert got[2][2] == pytest.approx(120.0)
+    assert math.isnan(got[3][2])  # no reference contact there
+
+
+def test_reference_definition_reproduces_the_pipelines_own_window_cadence() -> None:
+    """The pipeline's steps taken as the reference give exactly the pipeline's cadences."""
+    from justwalk.evaluation.gait_reference import Bout, Trial, window_cadence_errors
+    from justwalk.gait.pipeline import GaitPipeline
+
+    fs, n = 100.0, 9000
+    t = np.arange(n)
+    rng = np.random.default_rng(7)
+    acc = np.zeros((n, 3))
+    acc[:, 0] = 9.81
+    ic = 300.0
+    while ic < n - 300:
+        acc[:, 0] += 3.0 * np.exp(-0.5 * ((t - ic - 6) / 5.0) ** 2)
+        ic += 55 + rng.integers(-12, 13)  # irregular steps: strides differ
+    acc += rng.normal(scale=0.1, size=acc.shape)
+    for window_s in (5.0, 10.0, 3.3):
+        pipe = GaitPipeline(sensor_height_m=1.0, window_s=window_s)
+        state = pipe.initial_state(t0_us=1_700_000_000_123_456, sample_rate_hz=fs)
+        outs = [pipe.process(state, acc[i:i + 50], np.zeros((50, 3))) for i in range(0, n, 50)]
+        outs.append(pipe.flush(state))
+        steps = [s.sample for o in outs for s in o.steps]
+        bouts = [(b.start_sample, b.end_sample) for o in outs for b in o.bouts]
+        assert len(bouts) == 1 and len(steps) > 100
+        trial = Trial("XX/001", "Test11", "Trial1", fs, state.t0_us, np.zeros((n, 6), np.float32),
+                      1.0, (Bout(*bouts[0]),), np.asarray(steps, np.int64),
+                      ("left",) * len(steps))
+        got = window_cadence_errors(trial, [w for o in outs for w in o.windows])
+        assert len(got) >= 0.8 * n / fs / window_s
+        assert all(ours == ref for _, ours, ref in got), got
+

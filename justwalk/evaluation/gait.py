@@ -24,8 +24,14 @@ places where the reference lists two consecutive contacts of the same foot insid
 i.e. missed one; "false ICs inside those gaps" are detections scored false there
 (``gait_reference.same_foot_gaps``).
 
+"window cadence MAE" scores exactly what the stream processor publishes as the
+``gait_window`` cadence: our pipeline's windows of ``--window-s`` (default 5 s, the
+processor's), each walking window against the reference cadence defined the same way over
+the same window (``gait_reference.window_cadence_errors``).
+
 Processing speed is samples per second of the algorithms alone (data already in memory),
-our pipeline fed each recording whole; mobgap after one warm-up run.
+our pipeline fed each recording whole; both after one warm-up run (ours: loading its
+compiled kernels).
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ from justwalk.gait.spatial import StepLengthEstimator
 from justwalk.gait.transfers import TransferGate
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "mobilised"
+WINDOW_S = 5.0
+"""Window length of the window cadence figure (the stream processor's)."""
 JSON_KEYS = {
     "ic_f1": "ic_f1",
     "ic_timing_error_s": "ic_timing_error_s",
@@ -95,13 +103,14 @@ def selection_score(s: dict[str, float]) -> float:
 
 
 def make_pipeline(sensor_height_m: float, params: dict[str, float] | None = None,
-                  ) -> GaitPipeline:
+                  window_s: float = WINDOW_S) -> GaitPipeline:
     """Our pipeline with the defaults, or with ``params`` (keys as in ``TUNING_GRID``)."""
     kw: dict[str, dict[str, Any]] = {"icd": {}, "bouts": {}, "spatial": {}, "transfers": {}}
     for key, val in (params or {}).items():
         stage, name = key.split(".")
         kw[stage][name] = int(val) if name.startswith(("min_", "drop_")) else val
-    return GaitPipeline(sensor_height_m=sensor_height_m, icd=IcDetector(**kw["icd"]),
+    return GaitPipeline(sensor_height_m=sensor_height_m, window_s=window_s,
+                        icd=IcDetector(**kw["icd"]),
                         bouts=BoutAssembler(**kw["bouts"]),
                         spatial=StepLengthEstimator(**kw["spatial"]),
                         transfers=TransferGate(**kw["transfers"]))
@@ -138,6 +147,8 @@ def _score_of_terms(t: npt.NDArray[np.float64]) -> float:
 
 _LOPO_TRIALS: list[Trial] = []
 """The trials the LOPO workers score (set before the worker processes fork)."""
+_LOPO_WINDOW_S: list[float] = [WINDOW_S]
+"""The window length the LOPO workers use (set with ``_LOPO_TRIALS``)."""
 
 
 def _per_participant(combo: dict[str, float]) -> dict[str, Counts]:
@@ -145,11 +156,11 @@ def _per_participant(combo: dict[str, float]) -> dict[str, Counts]:
     out: dict[str, Counts] = {}
     for tr in _LOPO_TRIALS:
         out.setdefault(tr.participant, Counts()).add(
-            tr, run_ours(tr, make_pipeline(tr.sensor_height_m, combo)))
+            tr, run_ours(tr, make_pipeline(tr.sensor_height_m, combo, _LOPO_WINDOW_S[0])))
     return out
 
 
-def lopo(trials: list[Trial], jobs: int = 1,
+def lopo(trials: list[Trial], jobs: int = 1, window_s: float = WINDOW_S,
          ) -> tuple[dict[str, float], list[tuple[str, dict[str, float]]]]:
     """Leave-one-participant-out figures over ``TUNING_GRID`` (pooled held-out counts).
 
@@ -159,6 +170,7 @@ def lopo(trials: list[Trial], jobs: int = 1,
     """
     combos = _combos()
     _LOPO_TRIALS[:] = trials
+    _LOPO_WINDOW_S[0] = window_s
     try:
         if jobs > 1:
             ctx = multiprocessing.get_context("fork")
@@ -184,7 +196,7 @@ def lopo(trials: list[Trial], jobs: int = 1,
 def run_ours(trial: Trial, pipeline: GaitPipeline | None = None,
              chunk: int | None = None) -> Detection:
     """Our streaming pipeline on one trial (whole, or in chunks of ``chunk`` samples)."""
-    pipe = pipeline or GaitPipeline(sensor_height_m=trial.sensor_height_m)
+    pipe = pipeline or GaitPipeline(sensor_height_m=trial.sensor_height_m, window_s=WINDOW_S)
     acc = trial.samples[:, :3].astype(np.float64)
     gyr = trial.samples[:, 3:].astype(np.float64)
     t = time.perf_counter()
@@ -199,7 +211,8 @@ def run_ours(trial: Trial, pipeline: GaitPipeline | None = None,
                   b.params.walking_speed_mps, b.params.stride_length_m,
                   b.params.stride_time_cv_pct) for o in outs for b in o.bouts]
     return Detection(ics=np.asarray([s.sample for s in steps], dtype=np.int64), bouts=bouts,
-                     seconds=seconds, ic_sides=[s.side for s in steps])
+                     seconds=seconds, ic_sides=[s.side for s in steps],
+                     windows=[w for o in outs for w in o.windows])
 
 
 def mobgap_runner(data_dir: Path) -> tuple[Callable[[Trial], Detection] | None, str]:
@@ -269,6 +282,8 @@ ROWS = [
     ("walking speed MAE (m/s)", "speed_mae_mps", "{:.3f}"),
     ("stride length MAE (m)", "stride_length_mae_m", "{:.3f}"),
     ("stride-time CV MAE (pp)", "stride_time_cv_mae_pp", "{:.2f}"),
+    ("window cadence MAE (steps/min)", "window_cadence_mae_spm", "{:.2f}"),
+    ("  walking windows scored", "windows_scored", "{:.0f}"),
     ("samples/s", "samples_per_s", "{:,.0f}"),
 ]
 
@@ -286,7 +301,7 @@ def _table(title: str, ours: dict[str, float], theirs: dict[str, float] | None) 
 
 
 def evaluate(data_dir: Path, *, with_mobgap: bool = True, with_lopo: bool = True,
-             jobs: int = 1) -> dict[str, Any]:
+             jobs: int = 1, window_s: float = WINDOW_S) -> dict[str, Any]:
     """Score both pipelines; returns per-trial and overall summaries.
 
     Recordings that cannot be read, and recordings mobgap fails on, are left out of both
@@ -313,12 +328,13 @@ def evaluate(data_dir: Path, *, with_mobgap: bool = True, with_lopo: bool = True
             raise FileNotFoundError(f"mobgap failed on every recording under {data_dir}")
     lopo_summary, lopo_chosen = None, None
     if with_lopo and len({tr.participant for tr in trials}) >= 2:
-        lopo_summary, lopo_chosen = lopo(trials, jobs)
+        lopo_summary, lopo_chosen = lopo(trials, jobs, window_s)
     ours_all, theirs_all = Counts(), Counts()
     per_trial = []
+    run_ours(trials[0], make_pipeline(trials[0].sensor_height_m, window_s=window_s))  # warm-up
     for tr in trials:
         c_ours = Counts()
-        det = run_ours(tr)
+        det = run_ours(tr, make_pipeline(tr.sensor_height_m, window_s=window_s))
         c_ours.add(tr, det)
         ours_all.add(tr, det)
         c_theirs = None
@@ -330,7 +346,7 @@ def evaluate(data_dir: Path, *, with_mobgap: bool = True, with_lopo: bool = True
     return {"trials": per_trial, "ours": ours_all.summary(),
             "mobgap": theirs_all.summary() if runner is not None else None,
             "mobgap_note": note, "n_trials": len(trials), "lopo": lopo_summary,
-            "lopo_chosen": lopo_chosen, "skipped": skipped}
+            "lopo_chosen": lopo_chosen, "skipped": skipped, "window_s": window_s}
 
 
 def _clean(v: float | None) -> float | None:
@@ -348,12 +364,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the leave-one-participant-out figures")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="processes for the leave-one-participant-out grid (default: CPUs)")
+    ap.add_argument("--window-s", type=float, default=WINDOW_S,
+                    help="window length of the window cadence figure (default: %(default)s, "
+                    "the stream processor's)")
     args = ap.parse_args(argv)
     if args.jobs < 1:
         ap.error("--jobs must be at least 1")
+    if not args.window_s > 0:
+        ap.error("--window-s must be positive")
     try:
         res = evaluate(args.data, with_mobgap=not args.no_mobgap, with_lopo=not args.no_lopo,
-                       jobs=args.jobs)
+                       jobs=args.jobs, window_s=args.window_s)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -362,12 +383,15 @@ def main(argv: list[str] | None = None) -> int:
         out: dict[str, Any] = {k: {"ours": _clean(ours[src]),
                                    "mobgap": _clean(theirs[src]) if theirs else None}
                                for k, src in JSON_KEYS.items()}
-        for extra in ("bout_f1_iou", "ic_f1_in_ref_bouts", "ic_fp_in_ref_gaps"):
+        for extra in ("bout_f1_iou", "ic_f1_in_ref_bouts", "ic_fp_in_ref_gaps",
+                      "window_cadence_mae_spm", "windows_scored"):
             out[extra] = {"ours": _clean(ours[extra]),
                           "mobgap": _clean(theirs[extra]) if theirs else None}
         lo = res["lopo"]
-        out["lopo"] = {k: _clean(lo[src]) for k, src in JSON_KEYS.items()
-                       if k != "samples_per_s"} if lo else None
+        out["lopo"] = {k: _clean(lo[src]) for k, src in [*JSON_KEYS.items(), (
+            "window_cadence_mae_spm", "window_cadence_mae_spm")] if k != "samples_per_s"
+        } if lo else None
+        out["window_s"] = res["window_s"]
         out["lopo_chosen"] = {p: c for p, c in res["lopo_chosen"]} if lo else None
         out["mobgap_available"] = theirs is not None
         out["mobgap_note"] = res["mobgap_note"]
@@ -384,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, o, t in res["trials"]:
         print(_table(name, o, t))
         print()
-    print(_table(f"OVERALL ({res['n_trials']} referenced recordings, pooled)", ours, theirs))
+    print(_table(f"OVERALL ({res['n_trials']} referenced recordings, pooled; windows of "
+                 f"{res['window_s']:g} s)", ours, theirs))
     if res["lopo"] is not None:
         print()
         print(_table("LEAVE-ONE-PARTICIPANT-OUT (ours: parameters of TUNING_GRID chosen on the "

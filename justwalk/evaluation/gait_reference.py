@@ -23,6 +23,15 @@ A second IC figure isolates step detection from bout detection, as Mobilise-D ev
 IC detectors on the reference walking bouts (Micó-Amigo et al. 2023): the same matching,
 with only the detected ICs that lie inside a reference bout (widened by the tolerance).
 
+Window cadence: the stream processor publishes the cadence of each tumbling window of
+``window_s`` (aligned to multiples of the window since the epoch) straight from the
+pipeline's ``WindowResult``. ``window_cadence_errors`` gives, for each of our walking
+windows, the reference cadence defined exactly as the pipeline defines its own (``_windows``
+and ``_params`` in ``justwalk.gait.pipeline``): the reference ICs inside the window plus the
+two before it in the same reference bout as the first inside, cadence = mean of 120 / stride
+time over their strides (ICs two apart, at most ``max_stride_time_s``). The summary scores
+the walking windows where both are defined ("window cadence MAE").
+
 A diagnostic, not a score: ``same_foot_gaps`` finds where the reference lists two
 consecutive contacts of the same foot inside a bout (a contact the reference missed), and
 the summary counts the false detected ICs that lie inside such gaps. They are scored as
@@ -45,6 +54,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.io
 
+from justwalk.gait.pipeline import WindowResult, first_sample_at
 from justwalk.simulator.replay import participant_info, recording_from_struct
 
 REFERENCE_SYSTEM = "INDIP"
@@ -104,6 +114,8 @@ class Detection:
     seconds: float = 0.0
     """Processing time (s), excluding data loading."""
     ic_sides: list[str] = field(default_factory=list)
+    windows: list[WindowResult] = field(default_factory=list)
+    """The pipeline's windows (none for other pipelines)."""
 
 
 def _to_samples(t_s: Any, fs: float) -> npt.NDArray[np.float64]:
@@ -261,6 +273,41 @@ def same_foot_gaps(trial: Trial) -> list[tuple[int, int]]:
     return gaps
 
 
+def window_cadence_errors(trial: Trial, windows: Sequence[WindowResult],
+                          max_stride_time_s: float = 3.0,
+                          ) -> list[tuple[int, float, float]]:
+    """(window start in device us, our cadence, reference cadence) per walking window.
+
+    ``windows`` are a pipeline's ``WindowResult`` of this trial (any window length: each
+    carries its own). The reference cadence is the pipeline's definition applied to the
+    reference ICs (module docstring); NaN where the reference has no stride there.
+    """
+    fs = trial.sample_rate_hz
+    r = trial.ref_ics
+    group = np.full(r.size, -1, dtype=np.int64)
+    for k, bout in enumerate(trial.ref_bouts):
+        group[(r >= bout.start) & (r <= bout.end) & (group < 0)] = k
+    group[group < 0] = -2 - np.nonzero(group < 0)[0]  # outside every bout: on its own
+    out = []
+    for w in windows:
+        if not w.walking:
+            continue
+        lo = first_sample_at(trial.t0_us, fs, w.window_start_us)
+        hi = first_sample_at(trial.t0_us, fs, w.window_start_us + round(w.window_s * 1e6))
+        inside = np.nonzero((r >= lo) & (r < hi))[0]
+        ref = math.nan
+        if inside.size:
+            before = np.nonzero((r < lo) & (group == group[inside[0]]))[0][-2:]
+            ics = r[np.concatenate([before, inside])].astype(np.float64)
+            if ics.size >= 3:
+                d = (ics[2:] - ics[:-2]) / fs
+                d = d[(d > 0) & (d <= max_stride_time_s)]
+                if d.size:
+                    ref = float(np.mean(120.0 / d))
+        out.append((w.window_start_us, float(w.params.cadence_spm), ref))
+    return out
+
+
 def overlap(a: Bout, b: Bout) -> int:
     """Number of samples two bouts share."""
     return max(0, min(a.end, b.end) - max(a.start, b.start) + 1)
@@ -326,6 +373,8 @@ class Counts:
     n_missed_bouts: int = 0
     ref_same_foot_gaps: int = 0
     ic_fp_in_ref_gaps: int = 0
+    window_cadence_errors_spm: list[float] = field(default_factory=list)
+    """|ours - reference| of the walking windows where both cadences are defined."""
     errors: dict[str, list[float]] = field(default_factory=lambda: {
         "cadence_spm": [], "walking_speed_mps": [], "stride_length_m": [],
         "stride_time_cv_pct": []})
@@ -371,6 +420,9 @@ class Counts:
                 a, b = getattr(partner, key), getattr(ref, key)
                 if math.isfinite(a) and math.isfinite(b):
                     errs.append(abs(a - b))
+        self.window_cadence_errors_spm += [
+            abs(ours - ref) for _, ours, ref in window_cadence_errors(trial, det.windows)
+            if math.isfinite(ours) and math.isfinite(ref)]
         self.samples += trial.n_samples
         self.seconds += det.seconds
 
@@ -416,6 +468,9 @@ class Counts:
             "speed_mae_mps": mae("walking_speed_mps"),
             "stride_length_mae_m": mae("stride_length_m"),
             "stride_time_cv_mae_pp": mae("stride_time_cv_pct"),
+            "window_cadence_mae_spm": float(np.mean(self.window_cadence_errors_spm))
+            if self.window_cadence_errors_spm else math.nan,
+            "windows_scored": float(len(self.window_cadence_errors_spm)),
             "bouts_missed": float(self.n_missed_bouts),
             "ref_same_foot_gaps": float(self.ref_same_foot_gaps),
             "ic_fp_in_ref_gaps": float(self.ic_fp_in_ref_gaps),
