@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import msgpack
 import numpy as np
 import pytest
 
@@ -113,7 +114,7 @@ def feed(monitor: FallMonitor, x: np.ndarray, sizes: list[int] | None = None, *,
         steps = [s.t_us for s in pipeline.process(gait, chunk[:, :3], chunk[:, 3:]).steps]
         events += monitor.process(state, chunk, t0, fs, steps)
         if roundtrip:
-            state = type(state).from_dict(json.loads(json.dumps(state.to_dict())))
+            state = FallMonitorState.unpack(msgpack.unpackb(msgpack.packb(state.pack())))
         i += n
         k += 1
     if flush:
@@ -223,15 +224,29 @@ def test_state_round_trip_is_exact_and_resumes():
     whole, end_state = feed(FallMonitor(), x)
     resumed, resumed_state = feed(FallMonitor(), x, [37, 120, 5], roundtrip=True)
     assert resumed == whole
-    d = end_state.to_dict()
-    assert json.loads(json.dumps(d)) == d
-    assert FallMonitorState.from_dict(d).to_dict() == d
-    assert resumed_state.to_dict() == d
+    packed = msgpack.packb(end_state.pack())
+    assert msgpack.packb(FallMonitorState.unpack(msgpack.unpackb(packed)).pack()) == packed
+    assert msgpack.packb(resumed_state.pack()) == packed
 
 
-def test_state_stays_small():
-    _, state = feed(FallMonitor(), walking(300.0))
-    assert len(json.dumps(state.to_dict())) < 200_000
+def test_packed_state_is_small_mid_walk():
+    _, state = feed(FallMonitor(), walking(300.0), [50])
+    assert state.front.n_steps >= 10  # mid-walk: a full ring and recent steps
+    size = len(msgpack.packb(state.pack()))
+    assert 2_000 < size <= 5_000
+
+
+def test_a_state_of_another_format_is_refused_clearly():
+    from justwalk.state_format import StateFormatError
+
+    _, state = feed(FallMonitor(), walking(10.0), [50])
+    packed = state.pack()
+    with pytest.raises(StateFormatError, match="version 99"):
+        FallMonitorState.unpack([99, *packed[1:]])
+    with pytest.raises(StateFormatError):
+        FallMonitorState.unpack(packed[:-1])
+    with pytest.raises(StateFormatError):
+        FallMonitorState.unpack([*packed[:8], packed[8][:-4], *packed[9:]])
 
 
 def test_gap_restarts_without_false_events():
@@ -377,3 +392,28 @@ def test_accepts_on_arrays_equals_decide_per_candidate(det):
     decided = [det.decide(f) for f in feats]
     assert True in decided and False in decided
     assert list(np.asarray(det.accepts(cols))) == decided
+
+
+def test_a_state_saved_with_another_ring_size_resumes_exactly():
+    """A release that sizes the ring differently continues an older state: the ring keeps
+    the newest rows (``BlockFrontEnd.fit``), and the events are unchanged."""
+    from justwalk.falls import BlockFrontEnd
+
+    x = np.concatenate([_both(), _double_peak_stumble()])
+    whole, _ = feed(FallMonitor(), x)
+    big = FallMonitor()
+    big.front = BlockFrontEnd(history_s=big.front.history_s, piece_s=3.0)
+    for first, then in ((big, FallMonitor()), (FallMonitor(), big)):
+        pipeline = GaitPipeline(sensor_height_m=1.0)
+        gait = pipeline.initial_state(t0_us=T0_US, sample_rate_hz=FS)
+        state = first.initial_state()
+        events: list[FallEvent] = []
+        for i in range(0, x.shape[0], 50):
+            mon = first if i < 1500 else then
+            if i == 1500:
+                state = FallMonitorState.unpack(msgpack.unpackb(msgpack.packb(state.pack())))
+            c = x[i : i + 50]
+            steps = [s.t_us for s in pipeline.process(gait, c[:, :3], c[:, 3:]).steps]
+            events += mon.process(state, c, T0_US + i * 10_000, FS, steps)
+        assert state.front.rows.shape[0] == then.front.capacity(FS)
+        assert events == whole

@@ -121,25 +121,27 @@ def test_command_prints_exactly_the_issue_keys(capsys):
     assert out["fall_sensitivity"] >= 0.978
 
 
-def _stream(x, sizes: int | None = None, *, flush: bool = False) -> list:  # type: ignore[type-arg]
+def _stream(x, sizes: int | None = None, *, flush: bool = False,  # type: ignore[no-untyped-def]
+            roundtrip: bool = False) -> list:  # type: ignore[type-arg]
     """``FallMonitor`` events of a recording on the processor's path, in chunks of ``sizes``
     samples (default: all at once)."""
     from justwalk.falls import FallMonitor
 
-    return feed(FallMonitor(), x, None if sizes is None else [sizes], flush=flush)[0]
+    return feed(FallMonitor(), x, None if sizes is None else [sizes], flush=flush,
+                roundtrip=roundtrip)[0]
 
 
-@pytest.mark.parametrize("sizes", [None, 100, 37])
-def test_chunking_does_not_change_the_events_of_real_recordings(sizes) -> None:
+@pytest.mark.parametrize(("sizes", "roundtrip"), [(None, False), (100, False), (37, True)])
+def test_chunking_does_not_change_the_events_of_real_recordings(sizes, roundtrip) -> None:
     """On every SisFall recording the events with the gait pipeline's steps are those of
-    0.5 s chunks (the processor's), whatever the chunk size: every step a near-fall verdict
-    reads is released before it."""
+    0.5 s chunks (the processor's), whatever the chunk size and with the state packed and
+    unpacked between chunks: every step a near-fall verdict reads is released before it."""
     from justwalk.evaluation import sisfall
 
     n_events = 0
     for entry in sisfall.read_manifest(SISFALL):
         x = sisfall.load(SISFALL, entry, 100.0).samples
-        got = _stream(x, sizes)
+        got = _stream(x, sizes, roundtrip=roundtrip)
         assert got == _stream(x, 50), entry.file
         n_events += len(got)
     assert n_events > 50

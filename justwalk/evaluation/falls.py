@@ -239,8 +239,7 @@ def _analyse(name: str, group: str, label: str, samples: npt.NDArray[np.float64]
     ref_us = round(int(np.argmax(acc_norm)) * 1e6 / SAMPLE_RATE_HZ)
     steps, events = stream(samples, FallMonitor(near_fall=near, fall=fall))
     # the same block rows and steps, all at once, for re-deciding any grid setting
-    front = BlockFrontEnd(history_s=max(near.history_s, fall.history_s))
-    blocks = front.process(front.initial_state(), samples, 0, SAMPLE_RATE_HZ, steps)
+    blocks = BlockFrontEnd().blocks(samples, 0, SAMPLE_RATE_HZ, steps)
     rec = Recording(name, group, label, samples.shape[0] / SAMPLE_RATE_HZ, ref_us, blocks,
                     walking_only=walking_only, source=name.split("/")[0]
                     if name.startswith(("mobilised/", "simulated/")) else "sisfall",

@@ -148,11 +148,14 @@ class FallDetector(CandidateDetector[FallFeatures]):
                    self.peak_gyr_window_s[1], self.descent_window_s[1])
 
     @property
-    def history_s(self) -> float:  # type: ignore[override]
-        """Data kept before the newest block."""
-        before = max(-self.tilt_before_window_s[0], -self.descent_window_s[0],
-                     -self.peak_gyr_window_s[0], self.peak_half_window_s)
-        return before + self.lookahead_s + 1.0
+    def lookback_s(self) -> float:  # type: ignore[override]
+        """Data read before an impact.
+
+        The posture before, the descent, the angular-rate peak, the peak's half window and
+        the event's extent (1 s).
+        """
+        return max(-self.tilt_before_window_s[0], -self.descent_window_s[0],
+                   -self.peak_gyr_window_s[0], self.peak_half_window_s, 1.0)
 
     def truncated(self, available_s: float) -> FallDetector | None:
         """The detector for data that ends ``available_s`` after the impact (end of data).
@@ -185,6 +188,11 @@ class FallDetector(CandidateDetector[FallFeatures]):
             velocity_drop_mps=ft.velocity_drop_mps(ft.window(blocks, k,
                                                              *self.descent_window_s)),
         )
+
+    def rejects_early(self, blocks: Blocks, k: int) -> bool:
+        """Not lying after the impact: the test of ``accepts`` on ``tilt_after_deg``."""
+        return bool(ft.posture_tilt(ft.window(blocks, k, *self.tilt_after_window_s))
+                    < self.min_tilt_after_deg)
 
     def accepts(self, f: FallFeatures) -> Any:
         """Impact, then lying (and more tilted than before), then little movement."""

@@ -15,13 +15,10 @@ import numpy as np
 from justwalk.falls._frontend import (
     AMAX,
     AMAX_OFF,
-    AMIN,
     AX,
     AZ,
     DV,
     GMAX,
-    RX,
-    RZ,
     Blocks,
     FloatArray,
     tilt_deg,
@@ -98,14 +95,6 @@ def dominance_blocks(blocks: Blocks, k: int, cap: int) -> int:
     return min(n_left, n_right)
 
 
-def rotation_excursion_deg(rows: FloatArray) -> float:
-    """Largest angle the trunk turns through within ``rows`` (norm of integrated rate)."""
-    if rows.shape[0] == 0:
-        return 0.0
-    ang = np.cumsum(rows[:, RX : RZ + 1], axis=0)
-    return float(np.degrees(np.sqrt((ang * ang).sum(axis=1)).max()))
-
-
 def velocity_drop_mps(rows: FloatArray) -> float:
     """Largest fall of the velocity proxy ``integral(|a| - g)`` within ``rows`` (>= 0).
 
@@ -155,7 +144,6 @@ def excess_g(acc_mps2: float) -> float:
 
 __all__ = [
     "AMAX",
-    "AMIN",
     "GMAX",
     "Peak",
     "baseline",
@@ -166,7 +154,6 @@ __all__ = [
     "peak_at",
     "posture_tilt",
     "posture_tilts",
-    "rotation_excursion_deg",
     "steps_between",
     "velocity_drop_mps",
     "window",

@@ -2,18 +2,28 @@
 
 The stream is cut into consecutive blocks of ``block_s`` (0.1 s by default) counted from the
 first sample of a segment, so block boundaries do not depend on how the data were chunked.
-Each complete block is reduced to a handful of numbers (``COLUMNS``): acceleration-magnitude
-maximum and minimum, angular-rate maximum, mean acceleration vector (for the trunk's
-orientation relative to gravity), integrated angular rate, the integral of ``|a| - g``
-(a velocity proxy, Bourke et al. 2010) and the largest jerk. Samples of an incomplete block
-wait in the state. Steps (initial contacts) are not detected here: they are the device times
-of the steps ``justwalk.gait.pipeline.GaitPipeline`` released for the same chunk (one step
-path for the product), kept in a bounded history.
+Each complete block is reduced to the numbers the detectors read (``COLUMNS``): the maximum
+of the acceleration magnitude and where in the block it is, the maximum of the angular-rate
+magnitude, the mean acceleration vector (the trunk's orientation relative to gravity) and
+the integral of ``|a| - g`` (a velocity proxy, Bourke et al. 2010).
 
-Detectors keep a bounded history of block rows and judge a candidate once the blocks after
-it that they need have arrived (bounded look-ahead). Every row is computed from one block's
-samples only, with the same code whatever the chunking, so the results are identical
-whether a recording is fed whole or in chunks of any size.
+Why the fall core reduces raw samples itself rather than reusing the gait pass: the gait
+pipeline (``justwalk.gait.pipeline``) works on the vertical projection of the acceleration,
+high-passed and Gaussian-smoothed to find heel strikes, and its gravity estimate is a
+1 s low-pass. Impacts and stumbles are the raw magnitude's peaks at full rate (2-16 g for
+a few samples, which smoothing flattens), the fall's lying posture is the mean specific
+force over fixed windows (Kangas et al. 2008), and angular-rate peaks are not computed by the
+gait pass at all. Steps, on the other hand, are not detected here: they are the device times
+of the steps the gait pipeline released for the same chunk, kept in a bounded history.
+
+Streaming state is fixed-size: the rows of the most recent blocks in a ring of
+``capacity`` rows (float32: the sensors resolve a few mg and mdeg/s, float32 keeps 7
+significant digits), the running reduction of the incomplete block (float64, so a block's
+sums are the same sequential additions however the chunks cut it), and up to
+``STEPS_CAPACITY`` recent step times. The reduction runs in a compiled kernel
+(``_reduce``); every row is computed from one block's samples only, in sample order, and
+rounded to float32 when stored, so the results are identical whether a recording is fed
+whole or in chunks of any size.
 """
 
 from __future__ import annotations
@@ -23,95 +33,205 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from justwalk.falls.base import GRAVITY_MPS2
 
 FloatArray = npt.NDArray[np.float64]
+Float32Array = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
 
 COLUMNS = (
     "acc_max_mps2",
     "acc_max_offset",  # sample offset of the maximum inside the block
-    "acc_min_mps2",
     "gyr_max_radps",
     "acc_mean_x_mps2",
     "acc_mean_y_mps2",
     "acc_mean_z_mps2",
-    "rot_x_rad",  # integral of the angular rate over the block
-    "rot_y_rad",
-    "rot_z_rad",
     "dv_mps",  # integral of (|a| - g) over the block
-    "jerk_max_mps3",
 )
-AMAX, AMAX_OFF, AMIN, GMAX, AX, AY, AZ, RX, RY, RZ, DV, JMAX = range(len(COLUMNS))
+AMAX, AMAX_OFF, GMAX, AX, AY, AZ, DV = range(len(COLUMNS))
 N_COLUMNS = len(COLUMNS)
+ROW_DTYPE = np.float32
+"""Stored block rows: float32 (features are computed in float64 from them)."""
+N_PARTIAL = N_COLUMNS + 1
+"""Running reduction of the incomplete block: the ``COLUMNS`` accumulators (maxima, offset,
+sums) and the number of samples in it."""
+STEPS_CAPACITY = 64
+"""Step times kept. The history spans at most ``capacity`` blocks (8.6 s by default); the
+gait pipeline's steps are at least 0.25 s apart (``IcDetector.min_step_time_s``), so 35
+at most; when full, the oldest step is dropped."""
 
 
-@dataclass
+@njit(cache=True)
+def _reduce(x: FloatArray, start: int, partial: FloatArray, ring: Float32Array,
+            n_blocks: int, b: int, dt: float, max_new: int, check: bool) -> tuple[int, int]:
+    """Reduce samples ``x[start:]`` into block rows, at most ``max_new`` blocks.
+
+    ``partial`` holds the running reduction of the incomplete block and is updated; the row
+    of segment block ``k`` goes to ``ring[k % len(ring)]``. Returns the index of the first
+    sample not consumed and the number of blocks completed. With ``check``, returns (-1, 0)
+    without touching anything if a sample of ``x[start:]`` is not finite.
+    """
+    n = x.shape[0]
+    if check:
+        for i in range(start, n):
+            for j in range(6):
+                if not np.isfinite(x[i, j]):
+                    return -1, 0
+    cap = ring.shape[0]
+    n_new = 0
+    c = int(partial[N_COLUMNS])
+    i = start
+    while i < n and n_new < max_new:
+        ax, ay, az = x[i, 0], x[i, 1], x[i, 2]
+        gx, gy, gz = x[i, 3], x[i, 4], x[i, 5]
+        a = np.sqrt(ax * ax + ay * ay + az * az)
+        w = np.sqrt(gx * gx + gy * gy + gz * gz)
+        if c == 0 or a > partial[AMAX]:  # the first maximum, as argmax
+            partial[AMAX] = a
+            partial[AMAX_OFF] = c
+        if c == 0 or w > partial[GMAX]:
+            partial[GMAX] = w
+        # sums in sample order: the same additions however the chunks cut the block
+        partial[AX] += ax
+        partial[AY] += ay
+        partial[AZ] += az
+        partial[DV] += a - GRAVITY_MPS2
+        c += 1
+        i += 1
+        if c == b:
+            row = ring[(n_blocks + n_new) % cap]
+            row[AMAX] = partial[AMAX]
+            row[AMAX_OFF] = partial[AMAX_OFF]
+            row[GMAX] = partial[GMAX]
+            row[AX] = partial[AX] / b
+            row[AY] = partial[AY] / b
+            row[AZ] = partial[AZ] / b
+            row[DV] = partial[DV] * dt
+            partial[:] = 0.0
+            c = 0
+            n_new += 1
+    partial[N_COLUMNS] = c
+    return i, n_new
+
+
+@njit(cache=True)
+def _next_candidate(ring: Float32Array, n_blocks: int, n_rows: int, k0: int, k1: int,
+                    gate: float, half: int) -> int:
+    """First candidate block in ``[k0, k1]``, or -1.
+
+    A candidate's acceleration peak is at least ``gate`` and the largest within +-``half``
+    known blocks (ties: the earliest): the test of ``_features.is_local_max``, on the ring
+    of the newest ``n_rows`` rows.
+    """
+    cap = ring.shape[0]
+    first = n_blocks - n_rows
+    for k in range(k0, k1 + 1):
+        v = ring[k % cap, AMAX]
+        if v < gate:
+            continue
+        ok = True
+        for j in range(max(k - half, first), k):
+            if ring[j % cap, AMAX] >= v:
+                ok = False
+                break
+        if ok:
+            for j in range(k + 1, min(k + half, n_blocks - 1) + 1):
+                if ring[j % cap, AMAX] > v:
+                    ok = False
+                    break
+        if ok:
+            return k
+    return -1
+
+
+def _empty_rows() -> Float32Array:
+    return np.zeros((0, N_COLUMNS), dtype=ROW_DTYPE)
+
+
+def _empty_steps() -> IntArray:
+    return np.zeros(STEPS_CAPACITY, dtype=np.int64)
+
+
+def _empty_partial() -> FloatArray:
+    return np.zeros(N_PARTIAL)
+
+
+@dataclass(slots=True)
 class FrontEndState:
-    """Per-stream state of the block front end; small and serialisable."""
+    """Per-stream state of the block front end: fixed-size arrays and a few counters."""
 
     sample_rate_hz: float = 0.0
     segment: int = 0
     """Counts segments: a gap, an overlap or a new rate starts the next one."""
     segment_t0_us: int = 0
     n_samples: int = 0
-    """Samples received in the current segment (including those still pending)."""
-    pending: list[list[float]] = field(default_factory=list)
-    """Samples (rows of 6) of the incomplete block."""
-    last_acc: list[float] | None = None
-    """Last acceleration sample of the previous complete block (for the jerk)."""
+    """Samples received in the current segment (including those of the incomplete block)."""
     n_blocks: int = 0
     """Complete blocks in the current segment."""
-    history: list[list[float]] = field(default_factory=list)
-    """Rows (``COLUMNS``) of the most recent complete blocks, oldest first."""
-    steps_us: list[int] = field(default_factory=list)
-    """Recent step times (from the gait pipeline), oldest first."""
+    partial: FloatArray = field(default_factory=_empty_partial)
+    """Running reduction of the incomplete block (``N_PARTIAL``)."""
+    rows: Float32Array = field(default_factory=_empty_rows)
+    """Ring of block rows (``COLUMNS``): block ``k`` of the segment is row ``k % capacity``."""
+    steps_us: IntArray = field(default_factory=_empty_steps)
+    """Recent step times, oldest first, in ``steps_us[:n_steps]``."""
+    n_steps: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready representation."""
-        return {
-            "sample_rate_hz": self.sample_rate_hz,
-            "segment": self.segment,
-            "segment_t0_us": self.segment_t0_us,
-            "n_samples": self.n_samples,
-            "pending": [list(r) for r in self.pending],
-            "last_acc": None if self.last_acc is None else list(self.last_acc),
-            "n_blocks": self.n_blocks,
-            "history": [list(r) for r in self.history],
-            "steps_us": list(self.steps_us),
-        }
+    @property
+    def n_rows(self) -> int:
+        """Rows of the ring that hold blocks (the newest ones)."""
+        return min(self.n_blocks, self.rows.shape[0])
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FrontEndState:
-        """Inverse of ``to_dict``."""
-        return cls(
-            sample_rate_hz=float(d["sample_rate_hz"]),
-            segment=int(d["segment"]),
-            segment_t0_us=int(d["segment_t0_us"]),
-            n_samples=int(d["n_samples"]),
-            pending=[[float(v) for v in r] for r in d["pending"]],
-            last_acc=None if d["last_acc"] is None else [float(v) for v in d["last_acc"]],
-            n_blocks=int(d["n_blocks"]),
-            history=[[float(v) for v in r] for r in d["history"]],
-            steps_us=[int(v) for v in d["steps_us"]],
-        )
+    def ordered_rows(self, dtype: npt.DTypeLike = np.float64) -> npt.NDArray[Any]:
+        """The known block rows in time order (float64 by default, for the features)."""
+        k = np.arange(self.n_blocks - self.n_rows, self.n_blocks)
+        return self.rows[k % max(self.rows.shape[0], 1)].astype(dtype)
+
+    def add_steps(self, steps_us: IntArray) -> None:
+        """Append step times (increasing, after the stored ones); the oldest go if full."""
+        n_new = steps_us.size
+        if n_new == 0:
+            return
+        buf = self.steps_us
+        cap = buf.shape[0]
+        if n_new >= cap:
+            buf[:] = steps_us[-cap:]
+            self.n_steps = cap
+            return
+        drop = max(0, self.n_steps + n_new - cap)
+        if drop:
+            buf[: self.n_steps - drop] = buf[drop : self.n_steps]
+            self.n_steps -= drop
+        buf[self.n_steps : self.n_steps + n_new] = steps_us
+        self.n_steps += n_new
+
+    def drop_steps_before(self, t_us: int) -> None:
+        """Forget the steps before ``t_us``."""
+        n = self.n_steps
+        if n == 0 or self.steps_us[0] >= t_us:
+            return
+        d = 1  # usually one step at a time
+        while d < n and self.steps_us[d] < t_us:
+            d += 1
+        self.steps_us[: n - d] = self.steps_us[d:n]
+        self.n_steps = n - d
 
 
 @dataclass(frozen=True, slots=True)
 class Blocks:
-    """The block rows a detector may look at after one chunk.
+    """The block rows a detector may look at.
 
-    ``rows[i]`` is block ``first_index + i`` of the segment; the rows that were already in the
-    history come first, then the new ones.
+    ``rows[i]`` is block ``first_index + i`` of the segment (float64, time order);
+    ``steps_us`` are the known step times (increasing).
     """
 
     rows: FloatArray
     first_index: int
-    n_new: int
     sample_rate_hz: float
     block_samples: int
     segment_t0_us: int
-    steps_us: npt.NDArray[np.int64]
+    steps_us: IntArray
 
     @property
     def block_s(self) -> float:
@@ -132,19 +252,25 @@ class Blocks:
 
 
 class BlockFrontEnd:
-    """Reduces samples to block rows; see the module docstring."""
+    """Reduces samples to block rows; see the module docstring.
+
+    ``history_s`` is the data a detector reads around a candidate (before and after it);
+    ``piece_s`` the most new data reduced before the detectors look again (a longer chunk
+    is reduced in pieces). The ring holds ``history_s + piece_s`` of blocks, so every row
+    a judgement reads is still there when the candidate's look-ahead completes.
+    """
 
     def __init__(
         self,
         *,
         block_s: float = 0.1,
-        history_s: float = 8.0,
-        steps_history_s: float = 10.0,
+        history_s: float = 7.5,
+        piece_s: float = 1.0,
         max_gap_s: float = 0.05,
     ) -> None:
         self.block_s = block_s
         self.history_s = history_s
-        self.steps_history_s = steps_history_s
+        self.piece_s = piece_s
         self.max_gap_s = max_gap_s
 
     def initial_state(self) -> FrontEndState:
@@ -155,16 +281,15 @@ class BlockFrontEnd:
         """Samples per block at this rate."""
         return max(1, round(self.block_s * sample_rate_hz))
 
-    def _reset(self, state: FrontEndState, t0_us: int, sample_rate_hz: float) -> None:
-        state.sample_rate_hz = sample_rate_hz
-        state.segment += 1
-        state.segment_t0_us = t0_us
-        state.n_samples = 0
-        state.pending = []
-        state.last_acc = None
-        state.n_blocks = 0
-        state.history = []
-        state.steps_us = []
+    def piece_blocks(self, sample_rate_hz: float) -> int:
+        """Blocks reduced at most between two looks of the detectors."""
+        return max(1, round(self.piece_s / (self.block_samples(sample_rate_hz)
+                                            / sample_rate_hz)))
+
+    def capacity(self, sample_rate_hz: float) -> int:
+        """Rows of the ring at this rate."""
+        block_s = self.block_samples(sample_rate_hz) / sample_rate_hz
+        return round(self.history_s / block_s) + 1 + self.piece_blocks(sample_rate_hz)
 
     def starts_segment(self, state: FrontEndState, n_samples: int, t0_us: int,
                        sample_rate_hz: float) -> bool:
@@ -178,95 +303,89 @@ class BlockFrontEnd:
         expected = state.segment_t0_us + round(state.n_samples * 1e6 / sample_rate_hz)
         return n_samples > 0 and abs(t0_us - expected) > self.max_gap_s * 1e6
 
-    def process(
-        self,
-        state: FrontEndState,
-        samples: npt.ArrayLike,
-        t0_us: int,
-        sample_rate_hz: float,
-        steps_us: npt.ArrayLike = (),
-    ) -> Blocks:
-        """Consume one chunk (n, 6): acc m/s^2 then gyr rad/s; ``state`` is updated in place.
-
-        ``steps_us`` are the device times of the steps the gait pipeline released for the
-        same chunk (increasing); steps before the segment's start are ignored. See
-        ``starts_segment`` for gaps.
-        """
-        x = np.asarray(samples, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != 6:
-            raise ValueError(f"samples must have shape (n, 6), got {x.shape}")
-        if not np.isfinite(x).all():
-            raise ValueError("samples must be finite")
+    def reset(self, state: FrontEndState, t0_us: int, sample_rate_hz: float) -> None:
+        """Start a new segment at ``t0_us``."""
         if sample_rate_hz <= 0:
             raise ValueError(f"sample rate {sample_rate_hz} Hz is not positive")
-        if self.starts_segment(state, x.shape[0], t0_us, sample_rate_hz):
-            self._reset(state, t0_us, sample_rate_hz)
-        b = self.block_samples(sample_rate_hz)
-        old_rows = np.asarray(state.history, dtype=np.float64).reshape(-1, N_COLUMNS)
-        first_index = state.n_blocks - old_rows.shape[0]
-        state.n_samples += x.shape[0]
-        if state.pending:
-            x = np.concatenate([np.asarray(state.pending, dtype=np.float64), x])
-        n_full = x.shape[0] // b
-        full, rest = x[: n_full * b], x[n_full * b :]
-        state.pending = rest.tolist()
-        new_rows = self._rows(state, full, b, sample_rate_hz)
-        state.steps_us.extend(int(t) for t in np.asarray(steps_us, dtype=np.int64)
-                              if t >= state.segment_t0_us)
-        state.n_blocks += n_full
-        rows = np.concatenate([old_rows, new_rows]) if n_full else old_rows
-        keep = max(1, round(self.history_s / (b / sample_rate_hz)))
-        state.history = rows[-keep:].tolist()
-        all_steps = np.asarray(state.steps_us, dtype=np.int64)
-        # The state keeps only what later chunks can need; this call's candidates see all.
-        now_us = state.segment_t0_us + round(state.n_blocks * b * 1e6 / sample_rate_hz)
-        horizon = now_us - round(self.steps_history_s * 1e6)
-        state.steps_us = [t for t in state.steps_us if t >= horizon]
+        cap = self.capacity(sample_rate_hz)
+        state.sample_rate_hz = sample_rate_hz
+        state.segment += 1
+        state.segment_t0_us = t0_us
+        state.n_samples = 0
+        state.n_blocks = 0
+        state.partial[:] = 0.0
+        if state.rows.shape[0] != cap:
+            state.rows = np.zeros((cap, N_COLUMNS), dtype=ROW_DTYPE)
+        state.n_steps = 0
+
+    def fit(self, state: FrontEndState) -> None:
+        """Give the ring this front end's capacity (a state saved with another one)."""
+        cap = self.capacity(state.sample_rate_hz)
+        if state.rows.shape[0] == cap or state.sample_rate_hz <= 0:
+            return
+        rows = state.ordered_rows()[-cap:].astype(ROW_DTYPE)
+        ring = np.zeros((cap, N_COLUMNS), dtype=ROW_DTYPE)
+        ring[np.arange(state.n_blocks - rows.shape[0], state.n_blocks) % cap] = rows
+        state.rows = ring
+
+    def reduce(self, state: FrontEndState, x: FloatArray, start: int, max_new: int,
+               block_samples: int = 0) -> int:
+        """Reduce ``x[start:]`` (at most ``max_new`` blocks); returns the next sample.
+
+        Raises ``ValueError`` (state untouched) if a sample of ``x[start:]`` is not finite
+        (checked when ``start`` is 0). ``block_samples`` may be given (the monitor knows it).
+        """
+        b = block_samples or self.block_samples(state.sample_rate_hz)
+        end, n_new = _reduce(x, start, state.partial, state.rows, state.n_blocks, b,
+                             1.0 / state.sample_rate_hz, max_new, start == 0)
+        if end < 0:
+            raise ValueError("samples must be finite")
+        state.n_samples += end - start
+        state.n_blocks += n_new
+        return int(end)
+
+    def view(self, state: FrontEndState) -> Blocks:
+        """The known rows and steps, for judging a candidate."""
         return Blocks(
-            rows=rows,
-            first_index=first_index,
-            n_new=n_full,
-            sample_rate_hz=sample_rate_hz,
-            block_samples=b,
+            rows=state.ordered_rows(),
+            first_index=state.n_blocks - state.n_rows,
+            sample_rate_hz=state.sample_rate_hz,
+            block_samples=self.block_samples(state.sample_rate_hz),
             segment_t0_us=state.segment_t0_us,
-            steps_us=all_steps,
+            steps_us=state.steps_us[: state.n_steps].copy(),
         )
 
-    def _rows(self, state: FrontEndState, full: FloatArray, b: int, fs: float) -> FloatArray:
-        n_full = full.shape[0] // b
-        if n_full == 0:
-            return np.empty((0, N_COLUMNS))
-        acc = full[:, 0:3]
-        gyr = full[:, 3:6]
-        dt = 1.0 / fs
-        anorm = np.sqrt(acc[:, 0] ** 2 + acc[:, 1] ** 2 + acc[:, 2] ** 2)
-        gnorm = np.sqrt(gyr[:, 0] ** 2 + gyr[:, 1] ** 2 + gyr[:, 2] ** 2)
-        prev = np.empty_like(acc)
-        prev[1:] = acc[:-1]
-        prev[0] = acc[0] if state.last_acc is None else state.last_acc
-        d = acc - prev
-        jerk = np.sqrt(d[:, 0] ** 2 + d[:, 1] ** 2 + d[:, 2] ** 2) / dt
-        state.last_acc = acc[-1].tolist()
-        out = np.empty((n_full, N_COLUMNS))
-        a_b = anorm.reshape(n_full, b)
-        out[:, AMAX] = a_b.max(axis=1)
-        out[:, AMAX_OFF] = a_b.argmax(axis=1)
-        out[:, AMIN] = a_b.min(axis=1)
-        out[:, GMAX] = gnorm.reshape(n_full, b).max(axis=1)
-        # Block sums by a running cumulative sum within each block: a sequential order of
-        # additions that does not depend on how many blocks are reduced at once.
-        for j, col in enumerate((AX, AY, AZ)):
-            out[:, col] = _block_sum(acc[:, j], n_full, b) / b
-        for j, col in enumerate((RX, RY, RZ)):
-            out[:, col] = _block_sum(gyr[:, j], n_full, b) * dt
-        out[:, DV] = _block_sum(anorm - GRAVITY_MPS2, n_full, b) * dt
-        out[:, JMAX] = jerk.reshape(n_full, b).max(axis=1)
-        return out
+    def blocks(self, samples: npt.ArrayLike, t0_us: int, sample_rate_hz: float,
+               steps_us: npt.ArrayLike) -> Blocks:
+        """All block rows of a whole recording (one segment) and its steps, at once.
+
+        The rows are those the streaming front end computes (same kernel, same rounding);
+        the evaluation decides every parameter setting on them.
+        """
+        x = _samples(samples)
+        state = FrontEndState()
+        self.reset(state, t0_us, sample_rate_hz)
+        b = self.block_samples(sample_rate_hz)
+        n_full = x.shape[0] // b
+        state.rows = np.zeros((max(n_full, 1), N_COLUMNS), dtype=ROW_DTYPE)
+        self.reduce(state, x, 0, n_full)
+        steps = np.asarray(steps_us, dtype=np.int64).reshape(-1)
+        return Blocks(
+            rows=state.rows[:n_full].astype(np.float64),
+            first_index=0,
+            sample_rate_hz=sample_rate_hz,
+            block_samples=b,
+            segment_t0_us=t0_us,
+            steps_us=steps[steps >= t0_us],
+        )
 
 
-def _block_sum(v: FloatArray, n_blocks: int, b: int) -> FloatArray:
-    """Sum of each block of ``b`` values, added in sample order."""
-    return np.cumsum(v.reshape(n_blocks, b), axis=1)[:, -1]
+def _samples(samples: npt.ArrayLike) -> FloatArray:
+    """A chunk as a C-contiguous (n, 6) float64 array (acc m/s^2, gyr rad/s)."""
+    x = np.ascontiguousarray(samples, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 6:
+        raise ValueError(f"samples must have shape (n, 6), got {x.shape}")
+    return x
 
 
 def tilt_deg(acc_mean: FloatArray) -> float:

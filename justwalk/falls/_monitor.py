@@ -1,9 +1,11 @@
-"""Both detectors on one stream, with one serialisable state and one shared front end.
+"""Both detectors on one stream, with one compact state and one shared front end.
 
 The two detectors read the same block summaries (``BlockFrontEnd``: per-block maxima,
-posture) and the same steps, so the monitor computes them once per chunk, keeping the
-longer of the two detectors' histories, and lets each detector judge its candidates on them
-(``CandidateDetector.scan_blocks``).
+posture) and the same steps, so the monitor computes them once per chunk, in a ring sized
+to the longer of the two detectors' histories, and lets each detector judge its candidates
+on them. Candidates (local maxima of ``|a|`` above a detector's gate) are found by a
+compiled scan of the ring (``_frontend._next_candidate``); only a candidate whose look-ahead
+is complete costs Python work (its features and decision, ``CandidateDetector.judge``).
 
 Steps come from the gait pass. The stream processor runs ``GaitPipeline.process`` on a chunk
 first and passes the device times of the steps it released (``[s.t_us for s in
@@ -14,6 +16,10 @@ that is judged ``lookahead_s`` (3.5 s) after it. Every step the detector reads h
 arrived, in the same chunk or an earlier one, before the verdict, whatever the chunking.
 ``FallMonitor.process`` checks this: a step older than the walking window of a block already
 judged raises ``ValueError`` (the verdict could have depended on it).
+
+The state packs to a short msgpack-ready list (``FallMonitorState.pack``, format
+``STATE_VERSION``): counters, the running reduction of the incomplete block, the ring's rows
+in time order (float32 bytes) and the recent step times (int64 bytes).
 """
 
 from __future__ import annotations
@@ -25,13 +31,27 @@ import numpy as np
 import numpy.typing as npt
 
 from justwalk.falls._fall import FallDetector
-from justwalk.falls._frontend import BlockFrontEnd, FrontEndState
+from justwalk.falls._frontend import (
+    N_COLUMNS,
+    N_PARTIAL,
+    ROW_DTYPE,
+    STEPS_CAPACITY,
+    BlockFrontEnd,
+    FrontEndState,
+    _next_candidate,
+    _samples,
+)
 from justwalk.falls._near_fall import NearFallDetector
-from justwalk.falls._scan import DetectorState
+from justwalk.falls._scan import CandidateDetector, DetectorState
 from justwalk.falls.base import FallEvent
+from justwalk.state_format import StateFormatError, array_bytes, array_from, check_version
+
+STATE_VERSION = 1
+"""Format of ``FallMonitorState.pack``."""
+_NO_STEPS = np.zeros(0, dtype=np.int64)
 
 
-@dataclass
+@dataclass(slots=True)
 class FallMonitorState:
     """State of ``FallMonitor``: the shared front end and each detector's own state."""
 
@@ -39,17 +59,65 @@ class FallMonitorState:
     fall: DetectorState = field(default_factory=DetectorState)
     front: FrontEndState = field(default_factory=FrontEndState)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready representation."""
-        return {"near_fall": self.near_fall.to_dict(), "fall": self.fall.to_dict(),
-                "front": self.front.to_dict()}
+    def pack(self) -> list[Any]:
+        """Msgpack-ready form: ``[STATE_VERSION, front..., near-fall, fall]``."""
+        f = self.front
+        return [
+            STATE_VERSION, f.sample_rate_hz, f.segment, f.segment_t0_us, f.n_samples,
+            f.n_blocks, f.rows.shape[0],
+            array_bytes(f.partial, np.float64),
+            array_bytes(f.ordered_rows(ROW_DTYPE), ROW_DTYPE),
+            array_bytes(f.steps_us[: f.n_steps], np.int64),
+            _pack_detector(self.near_fall), _pack_detector(self.fall),
+        ]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FallMonitorState:
-        """Inverse of ``to_dict``."""
-        return cls(near_fall=DetectorState.from_dict(d["near_fall"]),
-                   fall=DetectorState.from_dict(d["fall"]),
-                   front=FrontEndState.from_dict(d["front"]))
+    def unpack(cls, obj: Any) -> FallMonitorState:
+        """Inverse of ``pack``; ``StateFormatError`` for a state this release cannot read."""
+        check_version(obj, "falls", (STATE_VERSION,))
+        try:
+            (_, fs, segment, t0_us, n_samples, n_blocks, capacity, partial, rows, steps,
+             near, fall) = obj
+            front = FrontEndState(
+                sample_rate_hz=float(fs), segment=int(segment), segment_t0_us=int(t0_us),
+                n_samples=int(n_samples), n_blocks=int(n_blocks),
+                partial=array_from(partial, np.float64, N_PARTIAL, "falls"))
+            cap = int(capacity)
+            n_rows = min(front.n_blocks, cap)
+            ordered = array_from(rows, ROW_DTYPE, (n_rows, N_COLUMNS), "falls")
+            front.rows = np.zeros((cap, N_COLUMNS), dtype=ROW_DTYPE)
+            if n_rows:
+                front.rows[np.arange(front.n_blocks - n_rows, front.n_blocks) % cap] = ordered
+            if not isinstance(steps, bytes) or len(steps) > 8 * STEPS_CAPACITY:
+                raise StateFormatError("falls: too many steps")
+            front.add_steps(array_from(steps, np.int64, len(steps) // 8, "falls"))
+            return cls(near_fall=_unpack_detector(near), fall=_unpack_detector(fall),
+                       front=front)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, StateFormatError):
+                raise
+            raise StateFormatError(f"falls state is malformed: {exc!r}") from exc
+
+
+def _pack_detector(d: DetectorState) -> list[int]:
+    return [d.next_candidate, d.quiet_until_us, d.n_events]
+
+
+def _unpack_detector(obj: Any) -> DetectorState:
+    next_candidate, quiet_until_us, n_events = obj
+    return DetectorState(int(next_candidate), int(quiet_until_us), int(n_events))
+
+
+@dataclass(frozen=True, slots=True)
+class _Rate:
+    """What the per-chunk loop needs at one sample rate, computed once."""
+
+    block_samples: int
+    capacity: int
+    piece_blocks: int
+    scans: tuple[tuple[CandidateDetector[Any], float, int, int], ...]
+    """(detector, gate, look-ahead blocks, peak half-window blocks), near-fall first."""
+    perturbation_us: int
 
 
 class FallMonitor:
@@ -70,10 +138,29 @@ class FallMonitor:
         self.fall = fall or FallDetector()
         self.front = BlockFrontEnd(history_s=max(self.near_fall.history_s,
                                                  self.fall.history_s))
+        self._rates: dict[float, _Rate] = {}
 
     def initial_state(self) -> FallMonitorState:
         """State before any data."""
         return FallMonitorState(front=self.front.initial_state())
+
+    def _rate(self, fs: float) -> _Rate:
+        rate = self._rates.get(fs)
+        if rate is None:
+            if fs <= 0:
+                raise ValueError(f"sample rate {fs} Hz is not positive")
+            b = self.front.block_samples(fs)
+            block_s = b / fs
+
+            def blocks(seconds: float) -> int:
+                return round(seconds / block_s)  # as _features.n_blocks
+
+            rate = _Rate(b, self.front.capacity(fs), self.front.piece_blocks(fs), tuple(
+                (det, det.gate_acc_mps2, blocks(det.lookahead_s), blocks(det.peak_half_window_s))
+                for det in (self.near_fall, self.fall)),
+                round(self.near_fall.perturbation_half_s * 1e6))
+            self._rates[fs] = rate
+        return rate
 
     def process(
         self,
@@ -90,37 +177,89 @@ class FallMonitor:
         Raises ``ValueError`` for malformed input and for a step that comes after a verdict
         that could have read it (see the module docstring).
         """
-        x = np.asarray(samples, dtype=np.float64)
-        steps = np.asarray(steps_us, dtype=np.int64).reshape(-1)
-        new_segment = self.front.starts_segment(state.front, x.shape[0] if x.ndim else 0,
-                                                t0_us, sample_rate_hz)
-        if steps.size:
-            self._check_steps(state, steps, new_segment)
-        blocks = self.front.process(state.front, x, t0_us, sample_rate_hz, steps)
-        if new_segment:  # a new segment started: block indices restart
+        x = _samples(samples)
+        rate = self._rate(sample_rate_hz)
+        front = state.front
+        n = x.shape[0]
+        new_segment = front.sample_rate_hz != sample_rate_hz or (n > 0 and abs(
+            t0_us - front.segment_t0_us - round(front.n_samples * 1e6 / sample_rate_hz))
+            > self.front.max_gap_s * 1e6)
+        if isinstance(steps_us, (list, tuple)) and not steps_us:
+            steps = _NO_STEPS
+        else:
+            steps = np.asarray(steps_us, dtype=np.int64).reshape(-1)
+            if steps.size:
+                self._check_steps(state, steps, new_segment, rate)
+        if new_segment:
+            if not np.isfinite(x).all():
+                raise ValueError("samples must be finite")
+            self.front.reset(front, t0_us, sample_rate_hz)
             state.near_fall.next_candidate = state.fall.next_candidate = 0
-        events = [c.event for c in self.near_fall.scan_blocks(state.near_fall, blocks)
-                  if c.event is not None]
-        events += [c.event for c in self.fall.scan_blocks(state.fall, blocks)
-                   if c.event is not None]
-        return sorted(events, key=lambda e: (e.detected_us, e.peak_us))
+        elif front.rows.shape[0] != rate.capacity:
+            self.front.fit(front)
+        if steps.size and steps[0] < front.segment_t0_us:  # of an earlier segment
+            steps = steps[steps >= front.segment_t0_us]
+        events: list[FallEvent] = []
+        b_us = rate.block_samples * 1e6 / sample_rate_hz
+        pos = 0
+        i_step = 0
+        while True:
+            pos = self.front.reduce(front, x, pos, rate.piece_blocks, rate.block_samples)
+            # the ring holds blocks from here on; older steps are never read
+            front.drop_steps_before(front.segment_t0_us + round(
+                (front.n_blocks - rate.capacity) * b_us))
+            if i_step < steps.size:
+                j = int(np.searchsorted(steps, front.segment_t0_us
+                                        + round(front.n_blocks * b_us)))
+                front.add_steps(steps[i_step:j])
+                i_step = j
+            self._scan(state, rate, events)
+            if pos >= n:
+                break
+        if i_step < steps.size:
+            front.add_steps(steps[i_step:])
+        if len(events) > 1:
+            events.sort(key=lambda e: (e.detected_us, e.peak_us))
+        return events
+
+    def _scan(self, state: FallMonitorState, rate: _Rate, events: list[FallEvent]) -> None:
+        """Judge each detector's candidates whose look-ahead is now complete."""
+        front = state.front
+        n_blocks, n_rows = front.n_blocks, front.n_rows
+        view = None
+        for (det, gate, ahead, half), ds in zip(rate.scans, (state.near_fall, state.fall),
+                                               strict=True):
+            last = n_blocks - 1 - ahead
+            k = max(ds.next_candidate, n_blocks - n_rows)
+            while k <= last:
+                k = _next_candidate(front.rows, n_blocks, n_rows, k, last, gate, half)
+                if k < 0:
+                    break
+                if view is None:
+                    view = self.front.view(front)
+                if not det.rejects_early(view, k):
+                    event = det.judge(ds, view, k).event
+                    if event is not None:
+                        events.append(event)
+                k += 1
+            if last >= ds.next_candidate:
+                ds.next_candidate = last + 1
 
     def _check_steps(self, state: FallMonitorState, steps: npt.NDArray[np.int64],
-                     new_segment: bool) -> None:
+                     new_segment: bool, rate: _Rate) -> None:
         """Steps must increase and come before any verdict that could have read them."""
-        if (np.diff(steps) <= 0).any():
+        if steps.size > 1 and (np.diff(steps) <= 0).any():
             raise ValueError("steps_us must be strictly increasing")
         front = state.front
         if new_segment:
             return
-        if front.steps_us and steps[0] <= front.steps_us[-1]:
+        if front.n_steps and steps[0] <= front.steps_us[front.n_steps - 1]:
             raise ValueError(f"step at {steps[0]} us is not after the last step "
-                             f"({front.steps_us[-1]} us)")
+                             f"({front.steps_us[front.n_steps - 1]} us)")
         # Blocks before next_candidate are judged: their walking windows end before this.
-        b = self.front.block_samples(front.sample_rate_hz)
         closed_us = front.segment_t0_us + round(
-            state.near_fall.next_candidate * b * 1e6 / front.sample_rate_hz
-        ) - round(self.near_fall.perturbation_half_s * 1e6)
+            state.near_fall.next_candidate * rate.block_samples * 1e6 / front.sample_rate_hz
+        ) - rate.perturbation_us
         late = steps[(steps >= front.segment_t0_us) & (steps < closed_us)]
         if late.size:
             raise ValueError(
@@ -147,10 +286,10 @@ class FallMonitor:
         need the upright recovery after the event. Data that continues the same segment
         later still judges the impacts that were too recent here.
         """
-        if state.front.sample_rate_hz <= 0:
+        front = state.front
+        if front.sample_rate_hz <= 0:
             return []
-        blocks = self.front.process(state.front, np.zeros((0, 6)), state.front.segment_t0_us,
-                                    state.front.sample_rate_hz, ())
-        events = [c.event for c in self.fall.flush_blocks(state.fall, blocks)
+        self.front.fit(front)
+        events = [c.event for c in self.fall.flush_blocks(state.fall, self.front.view(front))
                   if c.event is not None]
         return sorted(events, key=lambda e: (e.detected_us, e.peak_us))

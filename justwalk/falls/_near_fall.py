@@ -10,8 +10,9 @@ compared with the person's own gait just before and just after it. Candidates ar
 maxima of ``|a|`` (largest within +-``peak_half_window_s``) of at least ``gate_acc_mps2``.
 
 1. **Walking before.** In the walking window ``pre_window_s`` = (-``before_s``,
-   -``perturbation_half_s``) before the peak: at least ``min_steps_before`` steps (initial
-   contacts from the ``justwalk.gait`` step detector) with a regular rhythm (coefficient of
+   -``perturbation_half_s``) before the peak: at least ``min_steps_before`` steps (the
+   initial contacts ``justwalk.gait.pipeline.GaitPipeline`` released as steps; they all
+   arrive before the verdict, see ``_monitor``) with a regular rhythm (coefficient of
    variation of the step intervals <= ``max_step_interval_cv``), continuous (no step-free
    interval, the window's ends included, longer than ``max_step_gap_s``), with a steady
    trunk (the 0.5 s postures vary by at most ``max_tilt_range_deg``) and a gait-like trunk
@@ -183,10 +184,14 @@ class NearFallDetector(CandidateDetector[NearFallFeatures]):
         return max(self.post_window_s[1], self.perturbation_half_s, self.peak_half_window_s)
 
     @property
-    def history_s(self) -> float:  # type: ignore[override]
-        """Data kept before the newest block."""
-        before = max(self.before_s, self.perturbation_half_s, self.peak_half_window_s)
-        return before + self.lookahead_s + 1.0
+    def lookback_s(self) -> float:  # type: ignore[override]
+        """Data read before a peak.
+
+        The walking window, the peak's dominance (as far back as the look-ahead) and the
+        event's extent (1 s).
+        """
+        return max(self.before_s, self.perturbation_half_s, self.peak_half_window_s,
+                   self.lookahead_s, 1.0)
 
     def features(self, blocks: Blocks, k: int) -> NearFallFeatures:
         """Features of the candidate at block ``k``."""

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
+import numpy as np
 import numpy.typing as npt
 
 from justwalk.falls import _features as ft
@@ -23,30 +24,13 @@ FeaturesT = TypeVar("FeaturesT")
 
 @dataclass
 class DetectorState:
-    """Per-stream state of a fall or near-fall detector (the front end is shared)."""
+    """Per-stream state of a detector (packed by ``FallMonitorState.pack``)."""
 
     next_candidate: int = 0
     """Segment block index of the first block not yet judged."""
     quiet_until_us: int = -(2**62)
     """End of the refractory period after the last event."""
     n_events: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready representation."""
-        return {
-            "next_candidate": self.next_candidate,
-            "quiet_until_us": self.quiet_until_us,
-            "n_events": self.n_events,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DetectorState:
-        """Inverse of ``to_dict``."""
-        return cls(
-            next_candidate=int(d["next_candidate"]),
-            quiet_until_us=int(d["quiet_until_us"]),
-            n_events=int(d["n_events"]),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +57,17 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
     gate_acc_mps2: float
     peak_half_window_s: float
     lookahead_s: float
+    """Data needed after a candidate before it is judged."""
+    lookback_s: float
+    """Data a judgement reads before a candidate."""
     refractory_s: float
-    history_s: float
     min_flush_after_s: float = math.inf
     """Data needed after a candidate for ``flush_blocks`` to judge it (none: never)."""
+
+    @property
+    def history_s(self) -> float:
+        """Data a judgement reads around a candidate."""
+        return self.lookback_s + self.lookahead_s
 
     def scan(
         self,
@@ -91,9 +82,7 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
         the recording's steps (``GaitPipeline``). Streams go through ``FallMonitor``; this
         serves tests and the evaluation.
         """
-        front = BlockFrontEnd(history_s=self.history_s)
-        blocks = front.process(front.initial_state(), samples, t0_us, sample_rate_hz,
-                               steps_us)
+        blocks = BlockFrontEnd().blocks(samples, t0_us, sample_rate_hz, steps_us)
         return self.scan_blocks(DetectorState(), blocks)
 
     def scan_blocks(self, state: DetectorState, blocks: Blocks) -> list[Candidate[FeaturesT]]:
@@ -105,15 +94,28 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
         ahead = ft.n_blocks(blocks, self.lookahead_s)
         last = blocks.first_index + blocks.rows.shape[0] - 1 - ahead
         out: list[Candidate[FeaturesT]] = []
-        k = max(state.next_candidate, blocks.first_index)
-        while k <= last:
-            if self._is_candidate(blocks, k):
-                cand = self._judge(state, blocks, k, ahead)
-                if cand is not None:
-                    out.append(cand)
-            k += 1
+        k0 = max(state.next_candidate, blocks.first_index)
+        if k0 <= last:
+            i0 = k0 - blocks.first_index
+            gated = np.flatnonzero(blocks.rows[i0 : i0 + last - k0 + 1, ft.AMAX]
+                                   >= self.gate_acc_mps2)
+            for k in (gated + k0).tolist():
+                if ft.is_local_max(blocks, k, self.peak_half_window_s):
+                    out.append(self._judge(state, blocks, k, ahead))
         state.next_candidate = max(state.next_candidate, last + 1)
         return out
+
+    def judge(self, state: DetectorState, blocks: Blocks, k: int) -> Candidate[FeaturesT]:
+        """Judge the candidate at block ``k`` (its look-ahead is complete)."""
+        return self._judge(state, blocks, k, ft.n_blocks(blocks, self.lookahead_s))
+
+    def rejects_early(self, blocks: Blocks, k: int) -> bool:
+        """Whether the candidate at ``k`` is surely rejected, from one cheap feature.
+
+        Streaming skips its full features (a rejected candidate changes no state); never
+        true for a candidate ``decide`` would accept. Default: no shortcut.
+        """
+        return False
 
     def flush_blocks(self, state: DetectorState, blocks: Blocks) -> list[Candidate[FeaturesT]]:
         """At the end of the data, judge the candidates whose look-ahead it cannot complete.
@@ -136,9 +138,7 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
             if judge is None:
                 break
             if self._is_candidate(blocks, k):
-                cand = judge._judge(state, blocks, k, ahead)
-                if cand is not None:
-                    out.append(cand)
+                out.append(judge._judge(state, blocks, k, ahead))
             k += 1
         state.next_candidate = max(state.next_candidate, k)
         return out
@@ -154,7 +154,7 @@ class CandidateDetector(ABC, Generic[FeaturesT]):
 
     def _judge(
         self, state: DetectorState, blocks: Blocks, k: int, ahead: int
-    ) -> Candidate[FeaturesT] | None:
+    ) -> Candidate[FeaturesT]:
         peak = ft.peak_at(blocks, k)
         detected_us = blocks.time_us(k + ahead + 1)
         features = self.features(blocks, k)
