@@ -34,10 +34,15 @@ import pytest
 from ingest.registry import provision
 from justwalk.device_protocol import DeviceCredential
 from justwalk.evaluation.gait import run_ours
-from justwalk.evaluation.gait_reference import Detection, Trial, load_trials
+from justwalk.evaluation.gait_reference import (
+    Detection,
+    Trial,
+    load_trials,
+    window_cadence_errors,
+)
 from justwalk.gait.cadence import window_start
 from justwalk.pipeline import Pipeline
-from justwalk.records import BoutRecord, StepRecord
+from justwalk.records import BoutRecord, GaitWindowRecord, StepRecord
 from justwalk.schema import MEASUREMENT_BOUT, MEASUREMENT_STEP, qualified
 from justwalk.simulator.device import make_chunks, stream_samples
 from justwalk.wire import decode_chunk, encode_chunk
@@ -122,6 +127,24 @@ def assert_bouts_equal(trial: Trial, offline: Detection, bouts: list[dict]) -> N
         assert _same(row["stride_time_cv_pct"], b.stride_time_cv_pct), where
 
 
+def assert_window_cadence_scores_equal(trial: Trial, offline: Detection,
+                                       windows: list[GaitWindowRecord]) -> None:
+    """The ``gait_window`` points are the windows ``evaluate gait`` scores: same windows,
+    same walking flags, same cadences, hence the same errors against the reference."""
+    by_start = {w.window_start_us: w for w in windows}
+    assert len(by_start) == len(windows)
+    walking = {w.window_start_us for w in windows if w.walking}
+    assert walking == {w.window_start_us for w in offline.windows if w.walking}
+    scored = window_cadence_errors(trial, offline.windows)
+    assert scored, trial.name
+    for start_us, ours, ref in scored:
+        published = by_start[start_us].cadence_spm
+        assert published is not None and published == pytest.approx(ours, rel=1e-9), (
+            trial.name, start_us)
+        if math.isfinite(ref):  # the evaluation's error is the published window's error
+            assert abs(published - ref) == pytest.approx(abs(ours - ref), abs=1e-9)
+
+
 # ----------------------------------------------------------------------------- in memory
 
 
@@ -132,7 +155,8 @@ def assert_bouts_equal(trial: Trial, offline: Detection, bouts: list[dict]) -> N
     "MS/001 Test11 Trial1"])
 def test_processor_on_gateway_chunks_equals_offline(shared_data: Path, name: str) -> None:
     """Every referenced recording, cut into the device's wire chunks and fed to the
-    processor's session adapter (no broker), gives the offline evaluation's steps and bouts."""
+    processor's session adapter (no broker), gives the offline evaluation's steps, bouts and
+    scored window cadences."""
     trials = _trials(shared_data)
     if name not in trials:
         pytest.skip(f"{name} not in the data")
@@ -147,11 +171,14 @@ def test_processor_on_gateway_chunks_equals_offline(shared_data: Path, name: str
     assert [c.ends_session for c in chunks] == [False] * (len(chunks) - 1) + [True]
     steps: list[StepRecord] = []
     bouts: list[BoutRecord] = []
+    windows: list[GaitWindowRecord] = []
     for c in chunks:
         out = proc.process(state, decode_chunk(encode_chunk(c)))
         steps += out.steps
         bouts += out.bouts
+        windows += out.windows
     assert state.ended and out.flushed
+    assert_window_cadence_scores_equal(trial, offline, windows)
     assert_steps_equal(trial, offline, [
         {"time": s.t_us, "side": s.side, "step_index": s.step_index} for s in steps])
     assert_bouts_equal(trial, offline, [
