@@ -15,6 +15,7 @@ import pytest
 
 from justwalk.device_protocol import DeviceCredential
 from justwalk.falls import EventType, FallEvent, FallMonitor
+from justwalk.gait.pipeline import GaitPipeline
 from justwalk.simulator.device import DEFAULT_CHUNK_S
 from justwalk.simulator.events import (
     DIRECTIONS,
@@ -281,14 +282,19 @@ def test_random_events_fall_inside_walking_bouts() -> None:
 
 
 def detect(samples: np.ndarray) -> list[FallEvent]:
-    """Stream a recording through ``FallMonitor`` in device-sized chunks."""
+    """Stream a recording through the processor's path in device-sized chunks: the gait
+    pipeline's released steps, then ``FallMonitor`` on the same chunk."""
+    pipeline = GaitPipeline(sensor_height_m=1.0)  # scales step lengths, not step times
+    gait = pipeline.initial_state(t0_us=START_US, sample_rate_hz=FS)
     mon = FallMonitor()
     state = mon.initial_state()
     chunk = round(4 * DEFAULT_CHUNK_S * FS)  # the detectors give the same for any chunking
     x = samples.astype(np.float64)
     out: list[FallEvent] = []
     for i in range(0, x.shape[0], chunk):
-        out += mon.process(state, x[i : i + chunk], START_US + i * 10_000, FS)
+        c = x[i : i + chunk]
+        steps = [s.t_us for s in pipeline.process(gait, c[:, :3], c[:, 3:]).steps]
+        out += mon.process(state, c, START_US + i * 10_000, FS, steps)
     return out
 
 
