@@ -18,6 +18,10 @@ RUN pip install --no-index --find-links /wheels "justwalk-stream[grafana]" \
     && useradd --system --uid 10001 --home-dir /var/lib/justwalk --create-home justwalk
 USER justwalk
 WORKDIR /var/lib/justwalk
+# The gait and fall kernels are compiled once here (tens of seconds) and their cache ships
+# with the image, so a container starts with machine code instead of compiling.
+ENV NUMBA_CACHE_DIR=/var/lib/justwalk/numba-cache
+RUN python -m justwalk.warmup
 EXPOSE 8080
 ENTRYPOINT ["justwalk"]
 CMD ["--help"]

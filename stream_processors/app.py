@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError
 
 from justwalk.config import Settings
 from justwalk.kafka_topics import ensure_topics, group_consumer
+from justwalk.warmup import warm_up
 from stream_processors.patient_profiles import load_patient_profiles
 from stream_processors.risk_policies import load_risk_policies
 from stream_processors.runtime import (
@@ -322,6 +323,7 @@ async def serve(settings: Settings) -> None:
 
 def run_processor(settings: Settings) -> int:
     """Run one processor worker (``justwalk processor``); the exit code."""
+    log.info("compiled kernels ready in %.1f s", warm_up())  # before owning partitions
     try:
         asyncio.run(serve(settings))
     except DeliveryError as exc:
