@@ -3,6 +3,14 @@
 Endpoints and answers are defined in ``justwalk.device_protocol``. ``create_app`` builds
 the application around any ``Publisher`` (tests use the real Kafka one); ``serve`` runs
 it against Kafka until cancelled or SIGTERM.
+
+No device gets more than its share (``ingest.limits.DeviceLimits``): every message takes
+from the device's frame and byte buckets, and one that finds them empty is answered
+``rate_limited`` (HTTP 429 with ``Retry-After`` for an upload) before it is read. Uploads
+are read frame by frame as the body arrives, answered with a bounded summary, and pause
+between slices so that all uploads together take at most ``upload_share`` of the
+gateway's time; a connection sending without pause yields every ``yield_every`` messages.
+``benchmarks/fairness.py`` measures the other devices' acks meanwhile.
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ not buffer it, so the stream cannot go on after it."""
 WS_HEARTBEAT_S = 30.0
 # Chunks of one connection / upload queued in Kafka before the oldest must be stored.
 STREAM_PIPELINE_DEPTH = 64
-UPLOAD_PIPELINE_DEPTH = 512
+UPLOAD_PIPELINE_DEPTH = 64
 # On shutdown, open sockets are closed (1001 going away); requests get this long to finish.
 SHUTDOWN_TIMEOUT_S = 10.0
 RATE_LIMITED = "rate_limited"
@@ -111,8 +119,10 @@ async def serve(settings: Settings) -> None:
     publisher = KafkaPublisher(settings.kafka_bootstrap)
     await publisher.start()
     try:
+        # No access log: a line per request would let any client fill the disk; the
+        # handlers log what matters, per device and rate-limited (ingest.limits).
         runner = web.AppRunner(create_app(settings, publisher, registry),
-                               shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+                               shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
@@ -268,18 +278,22 @@ async def _upload(request: web.Request) -> web.Response:
     intake = request.app[_INTAKE]
     budgets = request.app[_BUDGETS]
     limit = intake.settings.max_upload_bytes
+    # Refused before anything is read: the same summary, nothing read, resend from 0.
+    refused = _UploadAnswer(budgets.limits.listed_rejections)
     if request.content_length is not None and request.content_length > limit:
-        return _too_large(request.content_length, limit)
-    if budgets.exhausted(entry.device_id):
-        wait_s = budgets.retry_after_s(entry.device_id)
-        return _json_error(429, RATE_LIMITED, _rate_limited_reason(wait_s),
-                           **{"Retry-After": _retry_after(wait_s)})
+        refused.stop(0, "too_large",
+                     f"upload has {request.content_length} bytes; the limit is {limit} bytes")
+        return _answer(refused)
+    if not budgets.may_start_upload(entry.device_id):
+        refused.retry_after_s = budgets.retry_after_s(entry.device_id)
+        refused.stop(0, RATE_LIMITED, _rate_limited_reason(refused.retry_after_s))
+        return _answer(refused)
     if not budgets.start_upload(entry.device_id):
-        return _json_error(
-            429, RATE_LIMITED,
-            f"{budgets.limits.uploads_at_once} uploads of this device are already being "
-            "processed; send this one when one of them is answered",
-            **{"Retry-After": "1"})
+        refused.retry_after_s = 1.0
+        refused.stop(0, RATE_LIMITED,
+                     f"{budgets.limits.uploads_at_once} uploads of this device are already "
+                     "being processed; send this one when one of them is answered")
+        return _answer(refused)
     try:
         answer = await _process_upload(intake, budgets, entry, request.content, limit)
     finally:
@@ -292,6 +306,10 @@ async def _upload(request: web.Request) -> web.Response:
              answer.errors_by_code or "",
              f"; stopped: {answer.stopped['code']}" if answer.stopped else "",
              held_back_text(intake.reports.held_back(entry.device_id)))
+    return _answer(answer)
+
+
+def _answer(answer: _UploadAnswer) -> web.Response:
     headers = {}
     if answer.retry_after_s is not None:
         headers["Retry-After"] = _retry_after(answer.retry_after_s)
@@ -369,6 +387,7 @@ async def _process_upload(intake: Intake, budgets: DeviceBudgets, entry: DeviceE
     answer = _UploadAnswer(limits.listed_rejections)
     pending: deque[tuple[int, Submission]] = deque()
     index = 0
+    busy_s = 0.0  # spent decoding, validating and queueing since the last pause
     async for item in read_frames(content, max_bytes):
         if isinstance(item, BodyTooLarge):
             answer.stop(index, item.code, item.reason)
@@ -378,13 +397,15 @@ async def _process_upload(intake: Intake, budgets: DeviceBudgets, entry: DeviceE
                                                             item.reason))))
             index += 1
             break
-        wait_s = budgets.take(entry.device_id, len(item))
+        wait_s = budgets.take(entry.device_id, UPLOAD_PREFIX.size + len(item))
         if wait_s:
             answer.retry_after_s = max(wait_s, budgets.retry_after_s(entry.device_id))
             answer.stop(index, RATE_LIMITED, _rate_limited_reason(answer.retry_after_s)
                         + f", from frame {index} on")
             break
+        started = time.perf_counter()
         pending.append((index, await intake.submit(item, entry)))
+        busy_s += time.perf_counter() - started
         while pending and (len(pending) >= UPLOAD_PIPELINE_DEPTH
                            or pending[0][1].result is not None):
             i, submission = pending.popleft()
@@ -395,8 +416,9 @@ async def _process_upload(intake: Intake, budgets: DeviceBudgets, entry: DeviceE
                         f"{answer.rejected_count} frames were rejected; frames from {index} "
                         "on were not read")
             break
-        if index % limits.yield_every == 0:
-            await asyncio.sleep(0)  # let other devices' chunks through
+        if index % limits.yield_every == 0:  # let live chunks through (upload_share)
+            await asyncio.sleep(budgets.upload_pause_s(busy_s))
+            busy_s = 0.0
     for i, submission in pending:
         answer.add(i, await intake.settle(submission))
     answer.frames = max(answer.frames, index)
@@ -443,11 +465,6 @@ async def read_frames(content: StreamReader,
         offset += prefix_bytes + length
         index += 1
         yield message
-
-
-def _too_large(size: int | None, limit: int) -> web.Response:
-    what = f"{size} bytes" if size is not None else "more bytes than allowed"
-    return _json_error(413, "too_large", f"upload has {what}; the limit is {limit} bytes")
 
 
 async def _health(request: web.Request) -> web.Response:

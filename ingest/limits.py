@@ -27,13 +27,13 @@ MIB = 1024 * 1024
 class DeviceLimits:
     """What one device may send, and how much of its trouble is written down."""
 
-    frames_per_s: float = 2_000.0
+    frames_per_s: float = 1_000.0
     """Sustained chunk messages per second (a live device sends 1-4)."""
-    frame_burst: int = 65_536
-    """Messages at once: a full upload of 0.5 s chunks (about 9 hours)."""
-    bytes_per_s: float = 16 * MIB
-    byte_burst: int = 128 * MIB
-    """Bytes at once: two uploads of the largest size the gateway takes."""
+    frame_burst: int = 32_768
+    """Messages at once: an upload of 4.5 hours of 0.5 s chunks."""
+    bytes_per_s: float = 8 * MIB
+    byte_burst: int = 64 * MIB
+    """Bytes at once: an upload of the largest size the gateway takes."""
     uploads_at_once: int = 2
     """Uploads of one device being processed at the same time."""
     max_upload_errors: int = 1_000
@@ -46,6 +46,11 @@ class DeviceLimits:
     after that per second; the others are counted and summarised in the next line."""
     yield_every: int = 32
     """Messages handled before a connection or an upload lets the others run."""
+    upload_share: float = 0.25
+    """Of the gateway's time, what all uploads together may take: store and forward can
+    wait, live chunks cannot. An upload pauses after each ``yield_every`` frames for as
+    long as decoding, validating and queueing them took, times
+    ``uploads / upload_share - 1``."""
 
 
 @dataclass(slots=True)
@@ -85,6 +90,8 @@ class DeviceBudgets:
         self.clock = clock
         self.max_devices = max_devices
         self._devices: OrderedDict[str, _Device] = OrderedDict()
+        self.uploads = 0
+        """Uploads being processed, of all devices."""
 
     def _device(self, device_id: str) -> _Device:
         now = self.clock()
@@ -112,13 +119,19 @@ class DeviceBudgets:
         return max(d.frames.wait_s(1), d.bytes.wait_s(n_bytes), 1e-3)
 
     def retry_after_s(self, device_id: str) -> float:
-        """Seconds until a quarter of the device's frame burst is back (0 if it is)."""
+        """Seconds until a quarter of the device's bursts is back (0 if it is)."""
         d = self._device(device_id)
-        return d.frames.wait_s(d.frames.capacity / 4)
+        return max(d.frames.wait_s(d.frames.capacity / 4), d.bytes.wait_s(d.bytes.capacity / 4))
 
-    def exhausted(self, device_id: str) -> bool:
-        """True if the device has no frame left to send now."""
-        return self._device(device_id).frames.tokens < 1
+    def may_start_upload(self, device_id: str) -> bool:
+        """True if the device has a quarter of its burst of frames and bytes to spend.
+
+        A device that ran out waits that long before its next upload is read at all, so a
+        flood of requests is refused before anything is read or logged.
+        """
+        d = self._device(device_id)
+        return (d.frames.tokens >= d.frames.capacity / 4
+                and d.bytes.tokens >= d.bytes.capacity / 4)
 
     def start_upload(self, device_id: str) -> bool:
         """Count an upload in; False if the device has ``uploads_at_once`` running."""
@@ -126,6 +139,7 @@ class DeviceBudgets:
         if d.uploads >= self.limits.uploads_at_once:
             return False
         d.uploads += 1
+        self.uploads += 1
         return True
 
     def end_upload(self, device_id: str) -> None:
@@ -133,6 +147,11 @@ class DeviceBudgets:
         d = self._devices.get(device_id)
         if d is not None and d.uploads > 0:
             d.uploads -= 1
+        self.uploads = max(0, self.uploads - 1)
+
+    def upload_pause_s(self, busy_s: float) -> float:
+        """How long an upload that just worked ``busy_s`` pauses (see ``upload_share``)."""
+        return busy_s * (max(1, self.uploads) / self.limits.upload_share - 1)
 
 
 @dataclass(slots=True)
