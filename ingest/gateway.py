@@ -228,6 +228,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
                 else:
                     submission = await intake.submit(msg.data, entry)
             elif msg.type is WSMsgType.TEXT:
+                budgets.take(entry.device_id, len(msg.data))  # counted like any message
                 submission = Submission(intake.reject(
                     entry, None, None, "expected_binary",
                     f"got a text message of {len(msg.data)} characters; chunks are sent "

@@ -484,9 +484,7 @@ async def test_a_flood_of_empty_frames_gets_a_bounded_answer_and_bounded_logs(
 ) -> None:
     body = bytes(1024 * 1024)  # 262,144 zero-length frames
     caplog.set_level("INFO", logger="ingest")
-    started = time.monotonic()
     resp = await gw.client.post(UPLOAD_PATH, data=body, headers=gw.headers())
-    elapsed = time.monotonic() - started
     text = await resp.text()
     answer = json.loads(text)
     assert resp.status == 422
@@ -497,7 +495,6 @@ async def test_a_flood_of_empty_frames_gets_a_bounded_answer_and_bounded_logs(
     assert len(text) < 8_000
     assert len(caplog.records) <= DeviceLimits().report_burst + 2
     assert "more rejections not logged" in caplog.records[-1].getMessage()
-    assert elapsed < 10  # was 17 s of a blocked event loop; measured in benchmarks.fairness
     # the device's live stream still goes through
     async with gw.client.ws_connect(STREAM_PATH, headers=gw.headers()) as ws:
         assert await exchange(ws, [wire(0)]) == [ack(0)]

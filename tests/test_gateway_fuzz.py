@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 import struct
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -145,11 +144,9 @@ async def test_fuzzing_both_endpoints_finds_no_crash(
 ) -> None:
     rng = random.Random(SEED)
     next_message = mutator(rng)
-    started = time.monotonic()
     async with running_gateway(stack_settings, tmp_path) as gw:
         codes = await fuzz_stream(gw, next_message)
         statuses = await fuzz_uploads(gw, rng, next_message)
-        elapsed = time.monotonic() - started
         resp = await gw.client.get(HEALTH_PATH)
         assert resp.status == 200
         async with gw.client.ws_connect(STREAM_PATH, headers=gw.headers()) as ws:
@@ -164,4 +161,3 @@ async def test_fuzzing_both_endpoints_finds_no_crash(
     assert len(codes) >= 12, codes
     assert statuses[422] > 0 and statuses[200] > 0, statuses
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
-    assert elapsed < 60, elapsed  # a bound on the run, not a performance figure
