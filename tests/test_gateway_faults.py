@@ -187,3 +187,50 @@ async def test_an_upload_flood_beside_streaming_devices_loses_and_doubles_nothin
     expected = Counter({(f"ms-{d:04d}", i): 1 for d in (1, 2, 3) for i in range(60)})
     expected.update({("ms-0004", i): 1 for i in range(200)})
     assert stored(records) == expected  # every acknowledged chunk once, nothing else
+
+
+async def test_poison_headers_do_not_stop_the_patients_windows_reaching_influxdb(
+    stack_settings: Settings, tmp_path: Path,
+) -> None:
+    """The whole pipeline (gateway, processor, sink as child processes) behind the poison."""
+    from justwalk.gait.cadence import window_start
+    from justwalk.pipeline import Pipeline
+    from justwalk.simulator.gait_model import GaitProfile, synthesize
+    from tests.test_end_to_end import _free_port, poll_windows
+
+    settings = stack_settings.replace(device_registry=tmp_path / "devices.json",
+                                      gateway_port=_free_port())
+    (cred,) = provision(settings.device_registry, tmp_path / "creds.json",
+                        [("dev-p", "pt-poison", "clinic-test")])
+    rec = synthesize(GaitProfile(cadence_spm=100.0, step_time_cv=0.0, walking_s=((0.0, 30.0),)),
+                     30.0, FS, np.random.default_rng(5))
+    start_us = window_start(time.time_ns() // 1000 - 60_000_000, 5_000_000)
+    chunks = [ImuChunk("pt-poison", "dev-p", "s1", k, start_us + k * 500_000, FS,
+                       Placement.LOWER_BACK, rec.samples[k * N:(k + 1) * N].astype(np.float32))
+              for k in range(60)]
+    messages = [encode_chunk(c) for c in chunks]
+    messages.insert(40, encode_chunk(dataclasses.replace(
+        chunks[40], t0_us=chunks[40].t0_us + 250_000_000)))
+    messages.insert(20, encode_chunk(dataclasses.replace(chunks[20], sequence=POISON_SEQ)))
+    p = Pipeline(settings, log_dir=tmp_path / "logs")
+    p.start()
+    try:
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+                p.gateway_url + STREAM_PATH, headers=auth_headers(cred.token)) as ws:
+            answers = []
+            for m in messages:
+                await ws.send_bytes(m)
+                answers.append(json.loads(await ws.receive_str(timeout=15)))
+        assert [a["sequence"] for a in answers if a["type"] == "ack"] == list(range(60))
+        from sinks.influx import InfluxClient
+
+        async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+            windows = (await poll_windows(client, ["pt-poison"], 5))["pt-poison"]
+    finally:
+        codes = p.stop()
+    assert codes == {"gateway": 0, "processor-0": 0, "sink": 0}, codes
+    walking = [w for w in windows if w["walking"]]
+    # windows after both poison chunks (10 s and 20 s in) arrive, at the true cadence
+    assert max(w["time"] for w in walking) >= start_us + 20_000_000
+    for w in walking[1:]:
+        assert abs(w["cadence_spm"] - 100.0) <= 3.0, w
