@@ -288,13 +288,13 @@ async def _upload(request: web.Request) -> web.Response:
     if not budgets.may_start_upload(entry.device_id):
         refused.retry_after_s = budgets.retry_after_s(entry.device_id)
         refused.stop(0, RATE_LIMITED, _rate_limited_reason(refused.retry_after_s))
-        return _answer(refused)
+        return await _held_back(refused, budgets.limits.refusal_delay_s)
     if not budgets.start_upload(entry.device_id):
         refused.retry_after_s = 1.0
         refused.stop(0, RATE_LIMITED,
                      f"{budgets.limits.uploads_at_once} uploads of this device are already "
                      "being processed; send this one when one of them is answered")
-        return _answer(refused)
+        return await _held_back(refused, budgets.limits.refusal_delay_s)
     try:
         answer = await _process_upload(intake, budgets, entry, request.content, limit)
     finally:
@@ -307,6 +307,16 @@ async def _upload(request: web.Request) -> web.Response:
              answer.errors_by_code or "",
              f"; stopped: {answer.stopped['code']}" if answer.stopped else "",
              held_back_text(intake.reports.held_back(entry.device_id)))
+    return _answer(answer)
+
+
+async def _held_back(answer: _UploadAnswer, delay_s: float) -> web.Response:
+    """A refusal answered after a pause, never longer than the device must wait anyway.
+
+    A device that does not wait sends its next request later, so its body is read (to
+    let it see the answer) less often.
+    """
+    await asyncio.sleep(min(delay_s, answer.retry_after_s or 0.0))
     return _answer(answer)
 
 

@@ -36,6 +36,10 @@ class DeviceLimits:
     """Bytes at once: an upload of the largest size the gateway takes."""
     uploads_at_once: int = 2
     """Uploads of one device being processed at the same time."""
+    refusal_delay_s: float = 1.0
+    """An upload refused for the device's share is answered after this pause (at most its
+    ``Retry-After``), so a device that does not wait cannot make the gateway read and
+    refuse bodies back to back."""
     max_upload_errors: int = 1_000
     """Rejected frames after which the rest of an upload is not read (answered, resumable)."""
     listed_rejections: int = 20

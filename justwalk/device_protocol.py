@@ -51,7 +51,8 @@ stopped reading, the answer adds the reason as ``"code"`` and ``"reason"``: 429
 ``rate_limited`` (the device's share of frames or bytes is used up; header
 ``Retry-After`` and ``"retry_after_s"``; also when two uploads of the device are being
 processed), 413 ``too_large`` (the body goes over the size limit) or 422
-``too_many_errors`` (1000 frames were rejected; the rest was not read). 401 for a bad
+``too_many_errors`` (1000 frames were rejected; the rest was not read). An upload refused
+before anything was read is answered after a pause of up to a second. 401 for a bad
 token.
 
 ``GET /healthz`` answers 200 when the gateway can reach Kafka.
