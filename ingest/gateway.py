@@ -399,39 +399,41 @@ async def _process_upload(intake: Intake, budgets: DeviceBudgets, entry: DeviceE
     pending: deque[tuple[int, Submission]] = deque()
     index = 0
     busy_s = 0.0  # spent decoding, validating and queueing since the last pause
-    async for item in read_frames(content, max_bytes):
-        if isinstance(item, BodyTooLarge):
-            answer.stop(index, item.code, item.reason)
-            break
-        if isinstance(item, ChunkError):  # framing: nothing after it can be read
-            pending.append((index, Submission(intake.reject(entry, None, None, item.code,
-                                                            item.reason))))
+    try:
+        async for item in read_frames(content, max_bytes):
+            if isinstance(item, BodyTooLarge):
+                answer.stop(index, item.code, item.reason)
+                break
+            if isinstance(item, ChunkError):  # framing: nothing after it can be read
+                pending.append((index, Submission(intake.reject(entry, None, None, item.code,
+                                                                item.reason))))
+                index += 1
+                break
+            wait_s = budgets.take(entry.device_id, UPLOAD_PREFIX.size + len(item))
+            if wait_s:
+                answer.retry_after_s = max(wait_s, budgets.retry_after_s(entry.device_id))
+                answer.stop(index, RATE_LIMITED, _rate_limited_reason(answer.retry_after_s)
+                            + f", from frame {index} on")
+                break
+            started = time.perf_counter()
+            pending.append((index, await intake.submit(item, entry)))
+            busy_s += time.perf_counter() - started
+            while pending and (len(pending) >= UPLOAD_PIPELINE_DEPTH
+                               or pending[0][1].result is not None):
+                i, submission = pending.popleft()
+                answer.add(i, await intake.settle(submission))
             index += 1
-            break
-        wait_s = budgets.take(entry.device_id, UPLOAD_PREFIX.size + len(item))
-        if wait_s:
-            answer.retry_after_s = max(wait_s, budgets.retry_after_s(entry.device_id))
-            answer.stop(index, RATE_LIMITED, _rate_limited_reason(answer.retry_after_s)
-                        + f", from frame {index} on")
-            break
-        started = time.perf_counter()
-        pending.append((index, await intake.submit(item, entry)))
-        busy_s += time.perf_counter() - started
-        while pending and (len(pending) >= UPLOAD_PIPELINE_DEPTH
-                           or pending[0][1].result is not None):
-            i, submission = pending.popleft()
+            if answer.rejected_count >= limits.max_upload_errors:
+                answer.stop(index, "too_many_errors",
+                            f"{answer.rejected_count} frames were rejected; frames from {index} "
+                            "on were not read")
+                break
+            if index % limits.yield_every == 0:  # let live chunks through (upload_share)
+                await asyncio.sleep(budgets.upload_pause_s(busy_s))
+                busy_s = 0.0
+    finally:  # also when the device went away: a failed delivery must reset its session
+        for i, submission in pending:
             answer.add(i, await intake.settle(submission))
-        index += 1
-        if answer.rejected_count >= limits.max_upload_errors:
-            answer.stop(index, "too_many_errors",
-                        f"{answer.rejected_count} frames were rejected; frames from {index} "
-                        "on were not read")
-            break
-        if index % limits.yield_every == 0:  # let live chunks through (upload_share)
-            await asyncio.sleep(budgets.upload_pause_s(busy_s))
-            busy_s = 0.0
-    for i, submission in pending:
-        answer.add(i, await intake.settle(submission))
     answer.frames = max(answer.frames, index)
     return answer
 

@@ -550,3 +550,21 @@ async def test_a_device_may_run_two_uploads_at_once(gw: Gateway) -> None:
     assert third.status == 429 and (await third.json())["code"] == "rate_limited"
     release.set()
     assert {(await first).status, (await second).status} == {200}
+
+
+async def test_an_upload_cut_off_midway_loses_nothing_when_sent_again(gw: Gateway) -> None:
+    frames = [wire(i) for i in range(40)]
+
+    async def cut() -> AsyncIterator[bytes]:
+        yield frame_upload(frames[:25]) + frame_upload(frames[25:26])[:100]
+        await asyncio.sleep(0.5)
+        raise ConnectionAbortedError("the device lost its network")
+
+    with pytest.raises(aiohttp.ClientError):
+        await gw.client.post(UPLOAD_PATH, data=cut(), headers=gw.headers())
+    resp = await gw.client.post(UPLOAD_PATH, data=frame_upload(frames), headers=gw.headers())
+    answer = await resp.json()
+    assert resp.status == 200 and answer["accepted"] + answer["duplicates"] == 40, answer
+    assert answer["duplicates"] >= 1  # what was read before the cut was stored
+    records = await read_topic(gw.settings, gw.settings.topic_chunks, 40)
+    assert sorted(decode_chunk(r.value).sequence for r in records) == list(range(40))
