@@ -10,16 +10,23 @@ order) and ``settle`` (wait for delivery; the answer to give the device). Callin
 ``settle`` in submission order keeps acks in order.
 
 Every error answer is logged (pseudonymous ids only, never tokens) and published in the
-background as a ``RejectRecord`` to the rejects topic; a failure there is only logged.
+background as a ``RejectRecord`` to the rejects topic; a failure there is only logged. A
+device's rejections are written down at a bounded rate (``ingest.limits.ReportLimiter``):
+past it they are counted, and the counts go with the device's next line that is written.
+
+Devices must send the current wire version (``justwalk.wire.VERSION``, sealed with a
+CRC-32C); older ones are refused as ``unsupported_version``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ingest.limits import DeviceLimits, ReportLimiter
 from ingest.publisher import Publisher
 from ingest.registry import DeviceEntry
 from ingest.validation import ChunkValidator, Outcome
@@ -27,6 +34,7 @@ from justwalk.config import Settings
 from justwalk.device_protocol import ack_message, error_message
 from justwalk.records import RejectRecord
 from justwalk.wire import (
+    VERSION,
     ChunkError,
     ImuChunk,
     chunk_headers,
@@ -51,6 +59,7 @@ class Result:
     code: str = ""
     reason: str = ""
     duplicate: bool = False
+    retry_after_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -62,7 +71,8 @@ class Result:
         if self.ok:
             assert self.sequence is not None
             return ack_message(self.sequence, duplicate=self.duplicate)
-        return error_message(self.sequence, self.code, self.reason)
+        return error_message(self.sequence, self.code, self.reason,
+                             retry_after_s=self.retry_after_s)
 
 
 @dataclass(slots=True)
@@ -86,12 +96,17 @@ class Intake:
         clock: Clock,
         *,
         max_pending_rejects: int = 1000,
+        reports: ReportLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
         self.validator = validator
         self.clock = clock
         self.max_pending_rejects = max_pending_rejects
+        if reports is None:
+            lim = DeviceLimits()
+            reports = ReportLimiter(lim.report_burst, lim.report_per_s, time.monotonic)
+        self.reports = reports
         self._reject_tasks: set[asyncio.Task[None]] = set()
         self.rejects_dropped = 0
 
@@ -101,7 +116,7 @@ class Intake:
         sequence, session_id = peek_sequence_and_session(data)
         try:
             try:
-                chunk = decode_chunk(data)
+                chunk = decode_chunk(data, versions=(VERSION,))
             except ChunkError as exc:
                 return Submission(self.reject(entry, session_id, sequence, exc.code,
                                                 exc.reason, received_us))
@@ -146,11 +161,20 @@ class Intake:
         code: str,
         reason: str,
         received_us: int | None = None,
+        *,
+        retry_after_s: float | None = None,
     ) -> Result:
-        """Log a rejection, publish it to the error stream, and return the answer."""
+        """Log a rejection, publish it to the error stream, and return the answer.
+
+        Past the device's reporting rate the rejection is only counted (see the module).
+        """
+        result = Result(sequence, code, reason, retry_after_s=retry_after_s)
+        allowed, held_back = self.reports.allow(entry.device_id, code)
+        if not allowed:
+            return result
         log.warning("rejected chunk from device %s (patient %s, session %s, sequence %s): "
-                    "%s: %s", entry.device_id, entry.patient_id, session_id, sequence, code,
-                    reason)
+                    "%s: %s%s", entry.device_id, entry.patient_id, session_id, sequence, code,
+                    reason, held_back_text(held_back))
         record = RejectRecord(
             received_at_us=self.clock() if received_us is None else received_us,
             source="gateway",
@@ -162,7 +186,7 @@ class Intake:
             reason=reason,
         )
         self._publish_reject(entry.patient_id.encode(), record.to_json())
-        return Result(sequence, code, reason)
+        return result
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Wait a little for rejection records still being published, then give up."""
@@ -207,6 +231,14 @@ class Intake:
         self._reject_tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.warning("could not publish a rejection record: %r", exc)
+
+
+def held_back_text(counts: dict[str, int]) -> str:
+    """`` (and 12 more rejections not logged: truncated 10, ...)`` or an empty string."""
+    if not counts:
+        return ""
+    listed = ", ".join(f"{code} {n}" for code, n in sorted(counts.items(), key=lambda x: -x[1]))
+    return f" (and {sum(counts.values())} more rejections not logged: {listed})"
 
 
 _UNAVAILABLE_REASON = "the chunk could not be stored (Kafka unavailable); send it again later"

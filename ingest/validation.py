@@ -11,6 +11,18 @@ uploaded by store-and-forward after the live stream had moved on; the latter is 
 State changes only in ``record`` (``check`` calls it on accept), so a rejected chunk
 never alters a session.
 
+Sequence numbers and device time advance together (``justwalk.wire``): a chunk must start
+where its predecessor in the session ended, after the chunks missing between them, each as
+long as the session's chunks so far (between the shortest and the longest seen), give or
+take half a sample (plus ``CLOCK_DRIFT`` over the missing chunks). The same holds towards
+the next accepted chunk when a chunk fills a gap, and a resend is a duplicate only where
+its sequence number was stored. A chunk that breaks this is the outlier, not what follows: it is
+refused as ``off_timeline`` and the session's accepted runs (its high-water marks) do not
+move, so a wild sequence number (2^32-1) or a timestamp minutes ahead costs that one chunk,
+never its successors. A device stepping its clock forward is followed once
+``reanchor_after`` consecutive chunks agree with each other beyond the session's end (the
+steps before are refused); a recording that stopped and restarted takes a new session id.
+
 A chunk flagged as the session's last (``justwalk.wire.ChunkFlags.LAST``) ends the session:
 a later sequence number is refused with ``session_ended`` (the device must start a new
 session id), while chunks before it (a resend, a gap filled by store-and-forward) are
@@ -41,6 +53,11 @@ MAX_ACC_MPS2 = 160.0  # 16 g plus margin
 MAX_GYR_RADPS = 40.0
 DEFAULT_MAX_SESSIONS = 100_000
 DEFAULT_MAX_RUNS = 16
+DEFAULT_REANCHOR_AFTER = 3
+CLOCK_DRIFT = 1e-4
+"""How far a device's timestamps may drift from its sample count (100 ppm; crystals are
+within 20-50), over the chunks missing between two chunks."""
+OFF_TIMELINE = "off_timeline"
 
 
 class Outcome(enum.Enum):
@@ -85,6 +102,15 @@ class Run:
 
 
 @dataclass(slots=True)
+class _Candidate:
+    """Consecutive chunks refused beyond a session's end that agree with each other."""
+
+    last_seq: int
+    end_us: int
+    count: int
+
+
+@dataclass(slots=True)
 class SessionState:
     """What is remembered about one (device, session)."""
 
@@ -92,6 +118,9 @@ class SessionState:
     runs: list[Run] = field(default_factory=list)  # sorted by sequence, disjoint
     end_seq: int | None = None
     """Sequence number of the chunk flagged as the session's last, once accepted."""
+    min_chunk_us: int | None = None
+    max_chunk_us: int | None = None
+    """Shortest and longest accepted chunk (the last chunk of a session excluded)."""
 
     @property
     def last_sequence(self) -> int:
@@ -114,12 +143,16 @@ class ChunkValidator:
         max_upload_age_s: float = 30 * 86400.0,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         max_runs_per_session: int = DEFAULT_MAX_RUNS,
+        reanchor_after: int = DEFAULT_REANCHOR_AFTER,
     ) -> None:
         self.max_clock_skew_s = max_clock_skew_s
         self.max_upload_age_s = max_upload_age_s
         self.max_sessions = max_sessions
         self.max_runs_per_session = max_runs_per_session
+        self.reanchor_after = reanchor_after
         self._sessions: OrderedDict[tuple[str, str], SessionState] = OrderedDict()
+        # Kept apart from the sessions: refused chunks never change a SessionState.
+        self._candidates: OrderedDict[tuple[str, str], _Candidate] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: int) -> ChunkValidator:
@@ -137,6 +170,11 @@ class ChunkValidator:
     def check(self, chunk: ImuChunk, entry: DeviceEntry, now_us: int) -> Verdict:
         """Evaluate ``chunk`` and, if it is accepted, record it in its session."""
         verdict = self.evaluate(chunk, entry, now_us)
+        key = (chunk.device_id, chunk.session_id)
+        if verdict.code == OFF_TIMELINE:
+            verdict = self._follow_clock_step(key, chunk, now_us, verdict)
+        elif verdict.accepted:
+            self._candidates.pop(key, None)
         if verdict.accepted:
             self.record(chunk)
         return verdict
@@ -165,12 +203,40 @@ class ChunkValidator:
         _insert(state.runs, chunk, _half_sample_us(chunk))
         if chunk.ends_session:
             state.end_seq = chunk.sequence
+        else:
+            d = chunk.duration_us
+            state.min_chunk_us = d if state.min_chunk_us is None else min(state.min_chunk_us, d)
+            state.max_chunk_us = d if state.max_chunk_us is None else max(state.max_chunk_us, d)
         if len(state.runs) > self.max_runs_per_session:
             del state.runs[0]
 
     def forget(self, device_id: str, session_id: str) -> None:
         """Drop a session's state, e.g. after an accepted chunk failed to be stored."""
         self._sessions.pop((device_id, session_id), None)
+        self._candidates.pop((device_id, session_id), None)
+
+    def _follow_clock_step(self, key: tuple[str, str], chunk: ImuChunk, now_us: int,
+                           verdict: Verdict) -> Verdict:
+        """Count agreeing off-timeline chunks beyond the session's end; accept the n-th."""
+        state = self._sessions[key]
+        half = _half_sample_us(chunk)
+        if chunk.sequence <= state.last_sequence or chunk.t0_us < state.last_end_us - half:
+            return verdict  # inside the session's span: an outlier, whatever comes next
+        cand = self._candidates.get(key)
+        if (cand is not None and chunk.sequence == cand.last_seq + 1
+                and abs(chunk.t0_us - cand.end_us) <= half):
+            cand.last_seq, cand.end_us, cand.count = chunk.sequence, chunk.end_us, cand.count + 1
+        else:
+            cand = self._candidates[key] = _Candidate(chunk.sequence, chunk.end_us, 1)
+            if len(self._candidates) > self.max_sessions:
+                self._candidates.popitem(last=False)
+        if cand.count < self.reanchor_after:
+            return verdict
+        clock = self._check_clock(chunk, now_us)
+        if clock is not None:
+            return clock
+        del self._candidates[key]
+        return ACCEPT
 
     def _check_session(self, chunk: ImuChunk) -> Verdict | None:
         state = self._sessions.get((chunk.device_id, chunk.session_id))
@@ -193,9 +259,11 @@ class ChunkValidator:
         i = bisect.bisect_right(runs, seq, key=lambda r: r.first_seq)
         pred = runs[i - 1] if i > 0 else None
         succ = runs[i] if i < len(runs) else None
+        lo_us, hi_us = _chunk_duration_range(state, chunk)
         if pred is not None and seq <= pred.last_seq:
-            if chunk.t0_us >= pred.t0_us - half and chunk.end_us <= pred.end_us + half:
-                return DUPLICATE
+            if (_off_timeline(pred.first_seq - 1, pred.t0_us, seq, chunk.t0_us, lo_us, hi_us,
+                              half) is None and chunk.end_us <= pred.end_us + half):
+                return DUPLICATE  # where that sequence number was stored: a resend
             return Verdict.reject(
                 "stale_sequence",
                 f"sequence {seq} was already accepted for device time {pred.t0_us}.."
@@ -219,6 +287,22 @@ class ChunkValidator:
                 "stale_sequence",
                 f"sequence {seq} is below the accepted sequence {succ.first_seq}, but this "
                 f"chunk ends at {chunk.end_us} us, after that one starts at {succ.t0_us} us",
+            )
+        if pred is not None and (off := _off_timeline(
+                pred.last_seq, pred.end_us, seq, chunk.t0_us, lo_us, hi_us, half)):
+            return Verdict.reject(
+                OFF_TIMELINE,
+                f"chunk {seq} starts {off[0]} after the end of the accepted chunk "
+                f"{pred.last_seq} ({pred.end_us} us), where the sequence numbers put it "
+                f"{off[1]}: {_OFF_TIMELINE_TAIL}",
+            )
+        if succ is not None and (off := _off_timeline(
+                seq, chunk.end_us, succ.first_seq, succ.t0_us, lo_us, hi_us, half)):
+            return Verdict.reject(
+                OFF_TIMELINE,
+                f"the accepted chunk {succ.first_seq} starts {off[0]} after this chunk {seq} "
+                f"ends ({chunk.end_us} us), where the sequence numbers put it {off[1]}: "
+                f"{_OFF_TIMELINE_TAIL}",
             )
         return None
 
@@ -285,6 +369,38 @@ def _check_ranges(chunk: ImuChunk) -> Verdict | None:
 
 def _half_sample_us(chunk: ImuChunk) -> float:
     return 0.5e6 / chunk.sample_rate_hz
+
+
+def _chunk_duration_range(state: SessionState, chunk: ImuChunk) -> tuple[int, int]:
+    """How long a chunk missing from the session may be: the range seen, this one included."""
+    durations = [d for d in (state.min_chunk_us, state.max_chunk_us) if d is not None]
+    if not chunk.ends_session or not durations:
+        durations.append(chunk.duration_us)
+    return min(durations), max(durations)
+
+
+def _off_timeline(seq_a: int, end_a_us: int, seq_b: int, t0_b_us: int, lo_us: int,
+                  hi_us: int, half: float) -> tuple[str, str] | None:
+    """Why chunk ``seq_b`` cannot start at ``t0_b_us`` after ``seq_a`` ended at ``end_a_us``.
+
+    (gap, expected gap) as text, or None when they agree. The ``seq_b - seq_a - 1`` chunks
+    between them each last ``lo_us``..``hi_us``; the device's clock may be off by half a
+    sample, plus ``CLOCK_DRIFT`` of the time those chunks covered.
+    """
+    lost = seq_b - seq_a - 1
+    gap = t0_b_us - end_a_us
+    slack = half + CLOCK_DRIFT * lost * hi_us
+    if lost * lo_us - slack <= gap <= lost * hi_us + slack:
+        return None
+    if lost == 0:
+        return _duration(gap / 1e6), "right after it"
+    span = (_duration(lost * lo_us / 1e6) if lo_us == hi_us else
+            f"{_duration(lost * lo_us / 1e6)}..{_duration(lost * hi_us / 1e6)}")
+    return _duration(gap / 1e6), f"{span} after it ({lost} chunks missing between them)"
+
+
+_OFF_TIMELINE_TAIL = ("its sequence number or its timestamp is wrong. The chunk was not "
+                      "stored and the session's accepted chunks are unchanged")
 
 
 def _insert(runs: list[Run], chunk: ImuChunk, half: float) -> None:

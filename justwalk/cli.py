@@ -144,6 +144,16 @@ def _cmd_rollups(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _identifier(text: str) -> str:
+    """An id as the wire format carries it, matched whole (a trailing newline is refused)."""
+    from justwalk.wire import ID_PATTERN
+
+    if not ID_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an id: 1-64 characters of letters, digits, '_', '.', ':' or '-'")
+    return text
+
+
 def _utc_date(text: str) -> datetime:
     t = datetime.fromisoformat(text)
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
@@ -188,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data.mat of ../shared/data/mobilised (test/trial via options)")
     s.add_argument("--test", default="Test11")
     s.add_argument("--trial", default="Trial1")
-    s.add_argument("--patient-id", default="ms-replay-001")
+    s.add_argument("--patient-id", type=_identifier, default="ms-replay-001")
     s.add_argument("--speed", type=float, default=1.0)
     s.add_argument("--devices", type=Path, required=True)
     s.add_argument("--gateway-url", default=None)

@@ -3,21 +3,40 @@
 This module is the single definition of the format; the gateway, the simulator, the
 stream processors and the tests all import it.
 
-Layout (little-endian, version 1)::
+Layout (little-endian, version 2)::
 
     offset size  field
     0      2     magic            b"JW"
-    2      1     version          1
+    2      1     version          2
     3      1     placement        Placement code (1 = lower back, ...)
     4      2     flags            ChunkFlags; bit 0 = LAST, the other bits must be 0
     6      2     n_samples        1 .. MAX_SAMPLES
     8      4     sample_rate_hz   float32
-    12     4     sequence         uint32, strictly increasing within (device, session)
+    12     4     sequence         uint32, counts the session's chunks: +1 per chunk
     16     8     t0_us            int64, device-clock time of the first sample, microseconds
                                   since the Unix epoch (UTC)
     24     1     len(patient_id)  then len(device_id), len(session_id), len(clinic_id)
     28     ...   the four ids, UTF-8, in that order
     ...    24*n  samples: n rows of float32 (acc_x, acc_y, acc_z, gyr_x, gyr_y, gyr_z)
+    end-4  4     crc32c           uint32, CRC-32C (Castagnoli) of every byte before it
+
+The checksum is verified right after the magic and the version, before any other field is
+believed: a message whose bytes changed after the device sealed it (a flipped bit, a
+truncation, bytes appended) is refused as ``bad_checksum``, which is retryable (the device
+still holds the good copy), instead of being misread as a chunk with other numbers in it.
+CRC-32C is the checksum of iSCSI, ext4 and Kafka's own record batches; it detects every
+error of up to 3 bits in messages of this size, and any burst of up to 32 bits.
+
+Version 1 was the same layout without the trailer. ``decode_chunk`` still reads it, since
+Kafka may hold version-1 messages written before the upgrade; the gateway refuses it from
+devices (``unsupported_version``) because it cannot tell a corrupted version-1 chunk from a
+good one.
+
+Sequence numbers and device time advance together within a session: a chunk starts where
+the previous one ended (``ImuChunk.end_us``), and when chunks are missing, the time between
+the two chunks around them is what those chunks covered. A device whose recording stopped
+starts a new session id. The gateway refuses a chunk that breaks this (``off_timeline``,
+see ``ingest.validation``).
 
 Units are SI: acceleration in m/s^2 (specific force, so a sensor at rest reads +9.81 m/s^2
 on the axis pointing up) and angular rate in rad/s.
@@ -54,18 +73,25 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import google_crc32c
 import numpy as np
 import numpy.typing as npt
 
 MAGIC = b"JW"
-VERSION = 1
+VERSION = 2
+"""The version ``encode_chunk`` writes and the gateway takes from devices."""
+UNCHECKED_VERSION = 1
+"""The version without a checksum: decoded (messages already in Kafka), not encoded."""
+DECODABLE_VERSIONS = (UNCHECKED_VERSION, VERSION)
 N_CHANNELS = 6
 CHANNELS = ("acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z")
 MAX_SAMPLES = 1024
 MAX_ID_BYTES = 64
 _HEADER = struct.Struct("<2sBBHHfIqBBBB")
 HEADER_BYTES = _HEADER.size
-MAX_MESSAGE_BYTES = HEADER_BYTES + 4 * MAX_ID_BYTES + MAX_SAMPLES * N_CHANNELS * 4
+_CRC = struct.Struct("<I")
+CRC_BYTES = _CRC.size
+MAX_MESSAGE_BYTES = HEADER_BYTES + 4 * MAX_ID_BYTES + MAX_SAMPLES * N_CHANNELS * 4 + CRC_BYTES
 _SAMPLE_DTYPE = np.dtype("<f4")
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 """Identifiers; always matched with ``fullmatch`` (``match`` with ``$`` lets a trailing
@@ -232,7 +258,10 @@ def _check_flags(flags: int) -> ChunkFlags:
 
 
 def encode_chunk(chunk: ImuChunk) -> bytes:
-    """Serialise a chunk. Raises ChunkError if it cannot be represented."""
+    """Serialise a chunk (wire version 2, sealed with its CRC-32C).
+
+    Raises ChunkError if it cannot be represented.
+    """
     samples = np.ascontiguousarray(chunk.samples, dtype=_SAMPLE_DTYPE)
     if samples.ndim != 2 or samples.shape[1] != N_CHANNELS:
         raise ChunkError("bad_shape", f"samples must have shape (n, 6), got {samples.shape}")
@@ -245,6 +274,10 @@ def encode_chunk(chunk: ImuChunk) -> bytes:
         _check_id("session_id", chunk.session_id),
         _check_id("clinic_id", chunk.clinic_id, allow_empty=True),
     ]
+    if not 0 <= chunk.sequence <= 0xFFFF_FFFF:
+        raise ChunkError("bad_sequence", f"sequence {chunk.sequence} is not a uint32")
+    if not -(2**63) <= chunk.t0_us < 2**63:
+        raise ChunkError("bad_timestamp", f"t0_us {chunk.t0_us} is not an int64")
     header = _HEADER.pack(
         MAGIC,
         VERSION,
@@ -256,17 +289,27 @@ def encode_chunk(chunk: ImuChunk) -> bytes:
         chunk.t0_us,
         *(len(i) for i in ids),
     )
-    return b"".join([header, *ids, samples.tobytes()])
+    return seal(b"".join([header, *ids, samples.tobytes()]))
 
 
-def decode_chunk(data: bytes, *, clinic_id: str | None = None) -> ImuChunk:
+def seal(body: bytes) -> bytes:
+    """``body`` followed by its CRC-32C trailer (what ``encode_chunk`` does last)."""
+    return body + _CRC.pack(google_crc32c.value(body))
+
+
+def decode_chunk(
+    data: bytes, *, clinic_id: str | None = None,
+    versions: tuple[int, ...] = DECODABLE_VERSIONS,
+) -> ImuChunk:
     """Parse one message. Raises ChunkError naming the first problem found.
 
-    Only the structure is checked here (magic, version, lengths, ids, finite numbers);
-    physical plausibility and ordering are the gateway's job (``ingest.validation``).
-    ``clinic_id``, when given, replaces the message's own (the processor passes the one of
-    the gateway's Kafka header).
+    Only the structure is checked here (magic, version, checksum, lengths, ids, finite
+    numbers); physical plausibility and ordering are the gateway's job
+    (``ingest.validation``). ``clinic_id``, when given, replaces the message's own (the
+    processor passes the one of the gateway's Kafka header). ``versions`` are the wire
+    versions taken (the gateway takes only ``VERSION`` from devices).
     """
+    data = bytes(data)
     if len(data) < HEADER_BYTES:
         raise ChunkError(
             "truncated", f"message has {len(data)} bytes, the header alone needs {HEADER_BYTES}"
@@ -280,8 +323,12 @@ def decode_chunk(data: bytes, *, clinic_id: str | None = None) -> ImuChunk:
     )
     if magic != MAGIC:
         raise ChunkError("bad_magic", f"message starts with {magic!r}, expected {MAGIC!r}")
-    if version != VERSION:
-        raise ChunkError("unsupported_version", f"wire version {version}; supported: {VERSION}")
+    if version not in versions:
+        raise ChunkError("unsupported_version", _unsupported(version, versions))
+    trailer = 0
+    if version == VERSION:
+        _verify_checksum(data, n, lp + ld + ls + lc)
+        trailer = CRC_BYTES
     try:
         placement_enum = Placement(placement)
     except ValueError:
@@ -290,7 +337,7 @@ def decode_chunk(data: bytes, *, clinic_id: str | None = None) -> ImuChunk:
     if not 1 <= n <= MAX_SAMPLES:
         raise ChunkError("bad_sample_count", f"header says {n} samples; allowed 1..{MAX_SAMPLES}")
     id_end = HEADER_BYTES + lp + ld + ls + lc
-    expected = id_end + n * N_CHANNELS * 4
+    expected = id_end + n * N_CHANNELS * 4 + trailer
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "sample_count_mismatch"
         raise ChunkError(
@@ -335,6 +382,31 @@ def decode_chunk(data: bytes, *, clinic_id: str | None = None) -> ImuChunk:
     )
 
 
+def _unsupported(version: int, versions: tuple[int, ...]) -> str:
+    taken = ", ".join(str(v) for v in versions)
+    if version == UNCHECKED_VERSION:
+        return (f"wire version {version} has no checksum and is no longer accepted; "
+                f"send version {VERSION} (the same layout sealed with a CRC-32C trailer; "
+                f"supported: {taken})")
+    return f"wire version {version}; supported: {taken}"
+
+
+def _verify_checksum(data: bytes, n_samples: int, id_bytes: int) -> None:
+    (stated,) = _CRC.unpack_from(data, len(data) - CRC_BYTES)
+    actual = google_crc32c.value(data[:-CRC_BYTES])
+    if stated == actual:
+        return
+    expected = HEADER_BYTES + id_bytes + n_samples * N_CHANNELS * 4 + CRC_BYTES
+    hint = ("" if expected == len(data) else
+            f"; its header says {n_samples} samples ({expected} bytes in all) but the "
+            f"message has {len(data)} bytes")
+    raise ChunkError(
+        "bad_checksum",
+        f"CRC-32C of the message is 0x{actual:08x} but its trailer says 0x{stated:08x}: the "
+        f"bytes changed after the device sealed them{hint}. Send the chunk again",
+    )
+
+
 def peek_sequence_and_session(data: bytes) -> tuple[int | None, str | None]:
     """Best-effort sequence number and session id of a message that may not decode.
 
@@ -351,9 +423,13 @@ def peek_sequence_and_session(data: bytes) -> tuple[int | None, str | None]:
     return sequence, session_id if ID_PATTERN.fullmatch(session_id) else None
 
 
+UPLOAD_PREFIX = struct.Struct("<I")
+"""The uint32 length before each message of an upload body."""
+
+
 def frame_upload(messages: list[bytes]) -> bytes:
     """Concatenate encoded chunks for one HTTP upload: each is preceded by its uint32 length."""
-    return b"".join(struct.pack("<I", len(m)) + m for m in messages)
+    return b"".join(UPLOAD_PREFIX.pack(len(m)) + m for m in messages)
 
 
 def split_upload(body: bytes) -> list[bytes]:

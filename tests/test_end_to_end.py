@@ -250,7 +250,8 @@ async def test_faulty_chunks_are_named_and_the_rest_still_processed(pipeline):
                     answers.append(json.loads(await ws.receive_str()))
 
     errors = [a for a in answers if a["type"] == "error"]
-    assert [e["code"] for e in errors] == ["truncated", "sample_count_mismatch", "non_finite"]
+    # cut short, and a changed header: both fail the chunk's checksum (wire version 2)
+    assert [e["code"] for e in errors] == ["bad_checksum", "bad_checksum", "non_finite"]
     assert "49 samples" in errors[1]["reason"]
     assert "sample 3" in errors[2]["reason"] and "acc_x" in errors[2]["reason"]
     acks = [a["sequence"] for a in answers if a["type"] == "ack"]

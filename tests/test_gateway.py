@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 
 from ingest.gateway import MAX_WS_MESSAGE_BYTES, create_app, serve
+from ingest.limits import DeviceLimits
 from ingest.publisher import KafkaPublisher, Publisher
 from ingest.registry import DeviceEntry, DeviceRegistry, provision
 from ingest.validation import ChunkValidator, Verdict
@@ -35,6 +36,8 @@ from justwalk.device_protocol import (
 )
 from justwalk.kafka_topics import ensure_topics
 from justwalk.wire import (
+    CRC_BYTES,
+    MAX_MESSAGE_BYTES,
     ChunkFlags,
     ImuChunk,
     Placement,
@@ -43,6 +46,7 @@ from justwalk.wire import (
     encode_chunk,
     frame_upload,
     received_us_from_headers,
+    seal,
 )
 
 pytestmark = pytest.mark.integration
@@ -71,6 +75,18 @@ def wire(seq: int, **kwargs: Any) -> bytes:
     return encode_chunk(make_chunk(seq, **kwargs))
 
 
+def reseal(data: bytes | bytearray) -> bytes:
+    """A changed message sealed again: what a device that built it so would send."""
+    return seal(bytes(data[:-CRC_BYTES]))
+
+
+def version_1(data: bytes) -> bytes:
+    """The same chunk in wire version 1 (no checksum)."""
+    v1 = bytearray(data[:-CRC_BYTES])
+    v1[2] = 1
+    return bytes(v1)
+
+
 @dataclass
 class Gateway:
     client: TestClient[Any, Any]
@@ -85,7 +101,7 @@ class Gateway:
 @contextlib.asynccontextmanager
 async def running_gateway(
     settings: Settings, tmp_path: Path, *, validator: ChunkValidator | None = None,
-    wrap: type[FlakyPublisher] | None = None,
+    wrap: type[FlakyPublisher] | None = None, limits: DeviceLimits | None = None,
 ) -> AsyncIterator[Gateway]:
     credentials = provision(tmp_path / "devices.json", tmp_path / "credentials.json", DEVICES)
     registry = DeviceRegistry.load(tmp_path / "devices.json")
@@ -93,7 +109,7 @@ async def running_gateway(
     async with KafkaPublisher(settings.kafka_bootstrap) as kafka:
         publisher: Publisher = kafka if wrap is None else wrap(kafka, settings.topic_chunks)
         app = create_app(settings, publisher, registry, clock=lambda: NOW_US,
-                         validator=validator)
+                         validator=validator, limits=limits)
         async with TestClient(TestServer(app)) as client:
             yield Gateway(client, settings, {c.device_id: c for c in credentials}, publisher)
 
@@ -175,12 +191,14 @@ async def test_faults_are_named_and_the_stream_goes_on(gw: Gateway) -> None:
     good = wire(1)
     messages: list[bytes | str] = [
         wire(0),
-        good[:-10],                                # truncated
-        good + bytes(24),                          # one sample more than the header says
+        good[:-10],                                # cut short on the way
+        reseal(good[:-10]),                        # sealed short by the device
+        reseal(good + bytes(24)),                  # one sample more than the header says
         wire(1, nan_at=(5, 2)),                    # NaN
         "hello",                                   # text
         b"JX" + good[2:],                          # bad magic
         wire(1, patient="ms-0002"),                # someone else's patient
+        version_1(good),                           # the old format, without a checksum
         wire(1, session="s1") + b"",               # finally the real chunk 1
         wire(2),
     ]
@@ -188,15 +206,17 @@ async def test_faults_are_named_and_the_stream_goes_on(gw: Gateway) -> None:
         answers = await exchange(ws, messages)
 
     assert answers[0] == ack(0)
-    errors = answers[1:7]
-    assert [e["type"] for e in errors] == ["error"] * 6
+    errors = answers[1:9]
+    assert [e["type"] for e in errors] == ["error"] * 8
     assert [e["code"] for e in errors] == [
-        "truncated", "sample_count_mismatch", "non_finite", "expected_binary", "bad_magic",
-        "forbidden_identity"]
-    assert [e["sequence"] for e in errors] == [1, 1, 1, None, None, 1]
-    assert "sample 5 channel acc_z is nan" in errors[2]["reason"]
-    assert "'ms-0002'" in errors[5]["reason"]
-    assert answers[7:] == [ack(1), ack(2)]
+        "bad_checksum", "truncated", "sample_count_mismatch", "non_finite", "expected_binary",
+        "bad_magic", "forbidden_identity", "unsupported_version"]
+    assert [e["sequence"] for e in errors] == [1, 1, 1, 1, None, None, 1, 1]
+    assert "send the chunk again" in errors[0]["reason"].lower()
+    assert "sample 5 channel acc_z is nan" in errors[3]["reason"]
+    assert "'ms-0002'" in errors[6]["reason"]
+    assert "no checksum" in errors[7]["reason"]
+    assert answers[9:] == [ack(1), ack(2)]
 
     chunks = await read_topic(gw.settings, gw.settings.topic_chunks, 3)
     assert sorted(decode_chunk(r.value).sequence for r in chunks) == [0, 1, 2]
@@ -206,7 +226,7 @@ async def test_faults_are_named_and_the_stream_goes_on(gw: Gateway) -> None:
     truncated = next(r for r in records if r["code"] == "truncated")
     assert truncated == {"received_at_us": NOW_US, "source": "gateway", "device_id": "dev-1",
                          "patient_id": "ms-0001", "session_id": "s1", "sequence": 1,
-                         "code": "truncated", "reason": errors[0]["reason"],
+                         "code": "truncated", "reason": errors[1]["reason"],
                          "kafka_position": None}
     assert {r.key for r in rejects} == {b"ms-0001"}
 
@@ -224,9 +244,9 @@ async def test_a_resend_is_acked_as_duplicate_and_not_published_again(gw: Gatewa
 async def test_the_last_chunk_flag_passes_through_and_ends_the_session(gw: Gateway) -> None:
     last = encode_chunk(dataclasses.replace(make_chunk(2), flags=ChunkFlags.LAST))
     reserved = bytearray(wire(3))
-    reserved[4] = 0b10  # a flag bit wire version 1 does not define
+    reserved[4] = 0b10  # a flag bit the wire format does not define
     async with gw.client.ws_connect(STREAM_PATH, headers=gw.headers()) as ws:
-        answers = await exchange(ws, [wire(0), wire(1), last, last, bytes(reserved), wire(3)])
+        answers = await exchange(ws, [wire(0), wire(1), last, last, reseal(reserved), wire(3)])
     assert answers[:4] == [ack(0), ack(1), ack(2), ack(2, duplicate=True)]
     assert (answers[4]["code"], answers[5]["code"]) == ("bad_flags", "session_ended")
     assert "chunk 2" in answers[5]["reason"] and "new session id" in answers[5]["reason"]
@@ -279,7 +299,9 @@ async def test_a_clean_upload_is_200(gw: Gateway) -> None:
     body = frame_upload([wire(i, device="dev-2", patient="ms-0002") for i in range(600)])
     resp = await gw.client.post(UPLOAD_PATH, data=body, headers=gw.headers("dev-2"))
     assert resp.status == 200
-    assert await resp.json() == {"accepted": 600, "duplicates": 0, "rejected": []}
+    assert await resp.json() == {"accepted": 600, "duplicates": 0, "rejected": [],
+                                 "rejected_count": 0, "errors_by_code": {}, "frames": 600,
+                                 "resend_from": None}
     records = await read_topic(gw.settings, gw.settings.topic_chunks, 600)
     assert [decode_chunk(r.value).sequence for r in sorted(records, key=lambda r: r.offset)] \
         == list(range(600))
@@ -303,12 +325,44 @@ async def test_oversized_uploads_get_413(stack_settings: Settings, tmp_path: Pat
         assert resp.status == 200
 
 
-async def test_an_oversized_message_closes_the_socket(gw: Gateway) -> None:
+async def test_an_oversized_message_is_answered_and_the_stream_goes_on(gw: Gateway) -> None:
+    async with gw.client.ws_connect(STREAM_PATH, headers=gw.headers()) as ws:
+        answers = await exchange(ws, [wire(0), bytes(MAX_MESSAGE_BYTES + 1), wire(1)])
+        assert answers[0] == ack(0) and answers[2] == ack(1)
+        assert answers[1]["code"] == "too_large"
+        assert f"the limit is {MAX_MESSAGE_BYTES}" in answers[1]["reason"]
+        assert not ws.closed
+
+
+async def test_a_message_too_large_to_read_is_answered_then_the_socket_closes(
+    gw: Gateway,
+) -> None:
     async with gw.client.ws_connect(STREAM_PATH, headers=gw.headers()) as ws:
         await ws.send_bytes(bytes(MAX_WS_MESSAGE_BYTES + 1))
         msg = await ws.receive(timeout=10)
+        assert msg.type is aiohttp.WSMsgType.TEXT, msg
+        answer = json.loads(msg.data)
+        assert answer["code"] == "too_large"
+        assert str(MAX_WS_MESSAGE_BYTES) in answer["reason"] and "closed" in answer["reason"]
+        msg = await ws.receive(timeout=10)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
+def with_id(data: bytes, old: bytes, new: bytes) -> bytes:
+    """The message with one id replaced by another of the same length, sealed again."""
+    assert len(old) == len(new)
+    return reseal(data.replace(old, new, 1))
+
+
+async def test_an_id_ending_in_a_newline_is_refused_on_both_endpoints(gw: Gateway) -> None:
+    sneaky = with_id(wire(0, session="abcd"), b"abcd", b"abc\n")
+    async with gw.client.ws_connect(STREAM_PATH, headers=gw.headers()) as ws:
+        answers = await exchange(ws, [sneaky])
+    assert answers[0]["code"] == "bad_id" and "'abc\\n'" in answers[0]["reason"]
+    resp = await gw.client.post(UPLOAD_PATH, data=frame_upload([sneaky]), headers=gw.headers())
+    assert resp.status == 422
+    assert (await resp.json())["rejected"][0]["code"] == "bad_id"
 
 
 async def test_healthz(gw: Gateway) -> None:
@@ -423,3 +477,94 @@ async def test_serve_runs_until_cancelled_and_closes_open_sockets(
         await ws.close()
     records = await read_topic(settings, settings.topic_chunks, 1)
     assert [as_processed(r).clinic_id for r in records] == ["clinic-a"]
+
+
+async def test_a_flood_of_empty_frames_gets_a_bounded_answer_and_bounded_logs(
+    gw: Gateway, caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = bytes(1024 * 1024)  # 262,144 zero-length frames
+    caplog.set_level("INFO", logger="ingest")
+    resp = await gw.client.post(UPLOAD_PATH, data=body, headers=gw.headers())
+    text = await resp.text()
+    answer = json.loads(text)
+    assert resp.status == 422
+    assert answer["code"] == "too_many_errors" and "not read" in answer["reason"]
+    assert answer["errors_by_code"] == {"truncated": 1000}
+    assert answer["rejected_count"] == 1000 and len(answer["rejected"]) == 20
+    assert answer["accepted"] == 0 and answer["resend_from"] == 1000
+    assert len(text) < 8_000
+    assert len(caplog.records) <= DeviceLimits().report_burst + 2
+    assert "more rejections not logged" in caplog.records[-1].getMessage()
+    # the device's live stream still goes through
+    async with gw.client.ws_connect(STREAM_PATH, headers=gw.headers()) as ws:
+        assert await exchange(ws, [wire(0)]) == [ack(0)]
+
+
+SMALL = DeviceLimits(frames_per_s=2.0, frame_burst=10)
+
+
+async def test_a_device_over_its_share_gets_429_and_where_to_resume(
+    stack_settings: Settings, tmp_path: Path,
+) -> None:
+    async with running_gateway(stack_settings, tmp_path, limits=SMALL) as gw:
+        resp = await gw.client.post(UPLOAD_PATH, data=frame_upload([wire(i) for i in range(30)]),
+                                    headers=gw.headers())
+        assert resp.status == 429
+        assert int(resp.headers["Retry-After"]) >= 1
+        answer = await resp.json()
+        assert (answer["code"], answer["accepted"], answer["resend_from"]) == (
+            "rate_limited", 10, 10)
+        assert "from frame 10 on" in answer["reason"] and answer["retry_after_s"] > 0
+        # its stream is told the same, chunk by chunk, without decoding anything
+        async with gw.client.ws_connect(STREAM_PATH, headers=gw.headers()) as ws:
+            (refused,) = await exchange(ws, [wire(10)])
+        assert (refused["code"], refused["sequence"]) == ("rate_limited", 10)
+        assert refused["retry_after_s"] > 0
+        # and a new upload is refused before its body is read
+        resp = await gw.client.post(UPLOAD_PATH, data=frame_upload([wire(10)]),
+                                    headers=gw.headers())
+        assert resp.status == 429 and "Retry-After" in resp.headers
+        # another device is not affected
+        body = frame_upload([wire(i, device="dev-2", patient="ms-0002") for i in range(10)])
+        resp = await gw.client.post(UPLOAD_PATH, data=body, headers=gw.headers("dev-2"))
+        assert resp.status == 200
+    records = await read_topic(stack_settings, stack_settings.topic_chunks, 20)
+    sent = sorted((r.key, decode_chunk(r.value).sequence) for r in records)
+    assert sent == sorted([(b"ms-0001", i) for i in range(10)]
+                          + [(b"ms-0002", i) for i in range(10)])
+
+
+async def test_a_device_may_run_two_uploads_at_once(gw: Gateway) -> None:
+    release = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield frame_upload([wire(0)])
+        await release.wait()
+
+    first = asyncio.create_task(gw.client.post(UPLOAD_PATH, data=slow(), headers=gw.headers()))
+    second = asyncio.create_task(gw.client.post(UPLOAD_PATH, data=slow(),
+                                                headers=gw.headers()))
+    await asyncio.sleep(0.5)
+    third = await gw.client.post(UPLOAD_PATH, data=frame_upload([wire(1)]),
+                                 headers=gw.headers())
+    assert third.status == 429 and (await third.json())["code"] == "rate_limited"
+    release.set()
+    assert {(await first).status, (await second).status} == {200}
+
+
+async def test_an_upload_cut_off_midway_loses_nothing_when_sent_again(gw: Gateway) -> None:
+    frames = [wire(i) for i in range(40)]
+
+    async def cut() -> AsyncIterator[bytes]:
+        yield frame_upload(frames[:25]) + frame_upload(frames[25:26])[:100]
+        await asyncio.sleep(0.5)
+        raise ConnectionAbortedError("the device lost its network")
+
+    with pytest.raises(aiohttp.ClientError):
+        await gw.client.post(UPLOAD_PATH, data=cut(), headers=gw.headers())
+    resp = await gw.client.post(UPLOAD_PATH, data=frame_upload(frames), headers=gw.headers())
+    answer = await resp.json()
+    assert resp.status == 200 and answer["accepted"] + answer["duplicates"] == 40, answer
+    assert answer["duplicates"] >= 1  # what was read before the cut was stored
+    records = await read_topic(gw.settings, gw.settings.topic_chunks, 40)
+    assert sorted(decode_chunk(r.value).sequence for r in records) == list(range(40))

@@ -107,3 +107,20 @@ def test_provision_refuses_ids_the_wire_format_cannot_carry(tmp_path: Path) -> N
         provision(tmp_path / "r.json", tmp_path / "c.json", [("dev-1", "Jane Doe", "c")])
     assert not (tmp_path / "r.json").exists()
     assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.parametrize("field", ["device_id", "patient_id", "clinic_id"])
+def test_an_id_ending_in_a_newline_is_refused(tmp_path: Path, field: str) -> None:
+    # ``re.match`` with ``$`` lets "abc\n" through; the registry matches ids whole.
+    ids = {"device_id": "dev-1", "patient_id": "ms-0001", "clinic_id": "clinic-a"}
+    entry = DeviceEntry(**(ids | {field: "abc\n"}), token_sha256=hash_token("t"))
+    with pytest.raises(ValueError, match=field):
+        DeviceRegistry([entry])
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"devices": [ids | {field: "abc\n",
+                                                   "token_sha256": hash_token("t")}]}))
+    with pytest.raises(ValueError, match=field):
+        DeviceRegistry.load(path)
+    with pytest.raises(ValueError, match=field):
+        provision(tmp_path / "r2.json", tmp_path / "c2.json",
+                  [tuple((ids | {field: "abc\n"}).values())])  # type: ignore[list-item]

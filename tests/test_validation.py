@@ -144,7 +144,86 @@ def test_timestamp_overlap(v: ChunkValidator) -> None:
 
 
 def test_gaps_are_allowed(v: ChunkValidator) -> None:
-    accept_all(v, chunk(0), chunk(5), chunk(6, chunk(6).t0_us + 3_000_000))
+    # chunks 1-4 lost: the time between 0 and 5 is what they covered
+    accept_all(v, chunk(0), chunk(5), chunk(6), chunk(9))
+
+
+def test_a_pause_without_missing_chunks_is_off_timeline(v: ChunkValidator) -> None:
+    accept_all(v, chunk(0), chunk(5))
+    # a recording that stopped and went on under the same session and the next number
+    assert_rejected(v, chunk(6, chunk(6).t0_us + 3_000_000), "off_timeline", "chunk 6",
+                    "3.0 s after the end of the accepted chunk 5", "right after it")
+    accept_all(v, chunk(6))
+
+
+POISON = 2**32 - 1
+
+
+def test_a_wild_sequence_number_costs_only_its_own_chunk(v: ChunkValidator) -> None:
+    accept_all(v, *(chunk(i) for i in range(5)))
+    verdict = assert_rejected(v, chunk(POISON, chunk(5).t0_us), "off_timeline",
+                              f"chunk {POISON}", "accepted chunk 4", f"{POISON - 5} chunks")
+    assert "not stored" in verdict.reason
+    accept_all(v, *(chunk(i) for i in range(5, 25)))  # the next 20 are not poisoned
+
+
+@pytest.mark.parametrize("jump", [2, 3, 50, 10_000])
+def test_a_sequence_jump_without_the_time_is_off_timeline(v: ChunkValidator, jump: int) -> None:
+    accept_all(v, chunk(0), chunk(1))
+    assert_rejected(v, chunk(1 + jump, chunk(2).t0_us), "off_timeline")
+    accept_all(v, chunk(2), chunk(3))
+
+
+def test_a_timestamp_minutes_ahead_costs_only_its_own_chunk(v: ChunkValidator) -> None:
+    accept_all(v, *(chunk(i) for i in range(5)))
+    ahead = chunk(5, chunk(5).t0_us + 250_000_000)  # inside the 300 s clock skew allowed
+    assert_rejected(v, ahead, "off_timeline", "chunk 5", "4.2 min", "right after it")
+    accept_all(v, *(chunk(i) for i in range(5, 35)))  # the next 30 are not poisoned
+
+
+def test_an_outlier_filling_a_gap_is_judged_against_both_sides(v: ChunkValidator) -> None:
+    accept_all(v, chunk(0), chunk(10))
+    assert_rejected(v, chunk(4, chunk(2).t0_us), "off_timeline", "accepted chunk 0")
+    accept_all(v, *(chunk(i) for i in range(1, 10)))
+
+
+def test_a_resend_of_an_outlier_is_refused_again_and_duplicates_stay_duplicates(
+    v: ChunkValidator,
+) -> None:
+    accept_all(v, chunk(0), chunk(1))
+    outlier = chunk(2, chunk(2).t0_us + 60_000_000)
+    for _ in range(2):
+        assert_rejected(v, outlier, "off_timeline")
+    assert v.check(chunk(1), ENTRY, NOW_US).outcome is Outcome.DUPLICATE
+    accept_all(v, chunk(2))
+
+
+def test_chunks_of_other_lengths_fill_a_gap_within_the_lengths_seen(v: ChunkValidator) -> None:
+    # 1 s chunks and 0.5 s chunks in one session: a gap of three chunks may hold 1.5..3 s
+    accept_all(v, chunk(0), chunk(1, chunk(0).end_us, n=50))
+    end = chunk(1, chunk(0).end_us, n=50).end_us
+    accept_all(v, chunk(5, end + 2_000_000))
+    assert_rejected(v, chunk(9, chunk(5, end + 2_000_000).end_us + 3_100_000), "off_timeline")
+
+
+def test_a_clock_stepped_forward_is_followed_after_three_agreeing_chunks(
+    v: ChunkValidator,
+) -> None:
+    accept_all(v, chunk(0), chunk(1))
+    step = 2_000_000
+    stepped = [chunk(i, chunk(i).t0_us + step) for i in range(2, 8)]
+    assert_rejected(v, stepped[0], "off_timeline")
+    assert_rejected(v, stepped[1], "off_timeline")
+    accept_all(v, *stepped[2:])  # the third in a row that agrees: the clock moved
+    state = v.session("dev-1", "s1")
+    assert state is not None and state.last_sequence == 7
+    # an interrupted streak starts over; one outlier never moves the session
+    v2 = ChunkValidator()
+    accept_all(v2, chunk(0), chunk(1))
+    assert_rejected(v2, chunk(2, chunk(2).t0_us + step), "off_timeline")
+    assert_rejected(v2, chunk(3, chunk(3).t0_us + step), "off_timeline")
+    accept_all(v2, chunk(2), chunk(3))
+    assert_rejected(v2, chunk(4, chunk(4).t0_us + step), "off_timeline")
 
 
 def test_a_gap_filled_later_is_accepted_not_taken_for_a_resend(v: ChunkValidator) -> None:

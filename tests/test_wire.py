@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from justwalk.wire import (
+    CRC_BYTES,
     HEADER_BYTES,
     MAX_SAMPLES,
+    VERSION,
     ChunkError,
     ChunkFlags,
     ImuChunk,
@@ -17,8 +19,14 @@ from justwalk.wire import (
     decode_chunk,
     encode_chunk,
     frame_upload,
+    seal,
     split_upload,
 )
+
+
+def reseal(data: bytes | bytearray) -> bytes:
+    """A changed message sealed again, as a device that built it so would send it."""
+    return seal(bytes(data[:-CRC_BYTES]))
 
 
 def make(n: int = 50, **kw) -> ImuChunk:
@@ -46,13 +54,55 @@ def test_round_trip_is_exact():
 def test_compact_size():
     # 0.5 s at 100 Hz: 50 samples x 6 channels x 4 bytes plus a small header
     size = len(encode_chunk(make(50)))
-    assert size == HEADER_BYTES + len("pt-001dev-0012026-11-24T08:00") + 50 * 24
+    assert size == HEADER_BYTES + len("pt-001dev-0012026-11-24T08:00") + 50 * 24 + CRC_BYTES
+
+
+def test_the_trailer_is_the_crc32c_of_everything_before_it():
+    data = encode_chunk(make())
+    assert data[2] == VERSION == 2
+    # the standard CRC-32C check value (RFC 3720 B.4): "123456789" -> 0xE3069283
+    assert seal(b"123456789")[-4:] == struct.pack("<I", 0xE3069283)
+    assert seal(data[:-4]) == data
+
+
+@pytest.mark.parametrize("position", [0, 2, 5, 9, 17, 30, 100, -5, -1])
+def test_any_flipped_bit_is_a_bad_checksum(position):
+    data = bytearray(encode_chunk(make()))
+    data[position] ^= 0x10
+    with pytest.raises(ChunkError) as e:
+        decode_chunk(bytes(data))
+    # a flip in the magic or the version is named as such; anything else by the checksum
+    expected = {0: "bad_magic", 2: "unsupported_version"}.get(position, "bad_checksum")
+    assert e.value.code == expected
+    if expected == "bad_checksum":
+        assert "send the chunk again" in e.value.reason.lower()
+
+
+def test_truncated_or_extended_in_transit_is_a_bad_checksum_naming_the_lengths():
+    data = encode_chunk(make())
+    for bad in (data[:-7], data + bytes(24), data[:HEADER_BYTES + 2]):
+        with pytest.raises(ChunkError) as e:
+            decode_chunk(bad)
+        assert e.value.code == "bad_checksum"
+        assert "50 samples" in e.value.reason and f"has {len(bad)} bytes" in e.value.reason
+
+
+def test_version_1_is_still_read_but_can_be_refused():
+    c = make()
+    v1 = bytearray(encode_chunk(c)[:-CRC_BYTES])
+    v1[2] = 1  # the same layout without the trailer
+    d = decode_chunk(bytes(v1))  # what Kafka may still hold from before the upgrade
+    np.testing.assert_array_equal(d.samples, c.samples)
+    with pytest.raises(ChunkError) as e:
+        decode_chunk(bytes(v1), versions=(VERSION,))  # what the gateway does
+    assert e.value.code == "unsupported_version"
+    assert "no checksum" in e.value.reason and "send version 2" in e.value.reason
 
 
 def test_truncated_message_is_named():
     data = encode_chunk(make())
-    with pytest.raises(ChunkError) as e:
-        decode_chunk(data[:-10])
+    with pytest.raises(ChunkError) as e:  # a device that sealed a short message
+        decode_chunk(reseal(data[:-10]))
     assert e.value.code == "truncated" and "50 samples" in e.value.reason
     with pytest.raises(ChunkError) as e:
         decode_chunk(data[:10])
@@ -63,7 +113,7 @@ def test_wrong_sample_count_is_named():
     data = bytearray(encode_chunk(make(50)))
     struct.pack_into("<H", data, 6, 40)  # header claims 40 samples, payload has 50
     with pytest.raises(ChunkError) as e:
-        decode_chunk(bytes(data))
+        decode_chunk(reseal(data))
     assert e.value.code == "sample_count_mismatch"
     assert "40 samples" in e.value.reason
 
@@ -87,7 +137,7 @@ def test_header_faults(offset, fmt, value, code):
     data = bytearray(encode_chunk(make()))
     struct.pack_into(fmt, data, offset, value)
     with pytest.raises(ChunkError) as e:
-        decode_chunk(bytes(data))
+        decode_chunk(reseal(data))
     assert e.value.code == code
 
 
@@ -98,6 +148,23 @@ def test_ids_are_restricted_and_limits_enforced():
         encode_chunk(make(MAX_SAMPLES + 1))
     with pytest.raises(ChunkError, match="too_large"):
         decode_chunk(b"JW" + b"\0" * 100_000)
+    with pytest.raises(ChunkError, match="bad_sequence"):
+        encode_chunk(make(sequence=2**32))
+
+
+@pytest.mark.parametrize("field", ["patient_id", "device_id", "session_id", "clinic_id"])
+def test_an_id_ending_in_a_newline_is_refused(field):
+    # ``re.match`` with ``$`` would let "abc\n" through; the ids are matched whole.
+    with pytest.raises(ChunkError, match="bad_id"):
+        encode_chunk(make(**{field: "abc\n"}))
+    ok = make(**{field: "abcd"})
+    data = encode_chunk(ok)
+    at = data.index(b"abcd")
+    sneaked = bytearray(data)
+    sneaked[at + 3] = ord("\n")  # same length: "abc\n"
+    with pytest.raises(ChunkError) as e:
+        decode_chunk(reseal(sneaked))
+    assert e.value.code == "bad_id" and "'abc\\n'" in e.value.reason
 
 
 def test_the_last_chunk_flag_round_trips_and_reserved_bits_are_refused():
@@ -111,7 +178,7 @@ def test_the_last_chunk_flag_round_trips_and_reserved_bits_are_refused():
     bad = bytearray(data)
     struct.pack_into("<H", bad, 4, 0b101)
     with pytest.raises(ChunkError) as e:
-        decode_chunk(bytes(bad))
+        decode_chunk(reseal(bad))
     assert e.value.code == "bad_flags" and "0x0004" in e.value.reason
     assert "bit 0 (last chunk of the session)" in e.value.reason
     with pytest.raises(ChunkError, match="bad_flags"):
