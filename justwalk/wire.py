@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import re
 import struct
 from collections.abc import Iterable, Mapping
@@ -329,11 +330,12 @@ def decode_chunk(
     if version == VERSION:
         _verify_checksum(data, n, lp + ld + ls + lc)
         trailer = CRC_BYTES
-    try:
-        placement_enum = Placement(placement)
-    except ValueError:
-        raise ChunkError("bad_placement", f"unknown placement code {placement}") from None
-    chunk_flags = _check_flags(flags)
+    placement_enum = _PLACEMENTS.get(placement)
+    if placement_enum is None:
+        raise ChunkError("bad_placement", f"unknown placement code {placement}")
+    chunk_flags = _FLAGS.get(flags)
+    if chunk_flags is None:
+        chunk_flags = _check_flags(flags)
     if not 1 <= n <= MAX_SAMPLES:
         raise ChunkError("bad_sample_count", f"header says {n} samples; allowed 1..{MAX_SAMPLES}")
     id_end = HEADER_BYTES + lp + ld + ls + lc
@@ -358,11 +360,12 @@ def decode_chunk(
                         ("session_id", session_id)):
         _check_id(name, value)
     _check_id("clinic_id", clinic, allow_empty=True)
-    if not np.isfinite(fs) or fs <= 0:
+    if not math.isfinite(fs) or fs <= 0:
         raise ChunkError("bad_sample_rate", f"sample rate {fs} Hz is not a positive number")
     samples = np.frombuffer(data, dtype=_SAMPLE_DTYPE, count=n * N_CHANNELS, offset=id_end)
     samples = samples.reshape(n, N_CHANNELS)
-    if not np.isfinite(samples).all():
+    # float64 sum of float32 values: finite exactly when every value is (no overflow)
+    if not math.isfinite(samples.sum(dtype=np.float64)):
         bad = np.argwhere(~np.isfinite(samples))[0]
         raise ChunkError(
             "non_finite",
@@ -380,6 +383,11 @@ def decode_chunk(
         clinic_id=clinic if clinic_id is None else clinic_id,
         flags=chunk_flags,
     )
+
+
+_PLACEMENTS = {int(p): p for p in Placement}
+_FLAGS = {int(f): f for f in (ChunkFlags.NONE, ChunkFlags.LAST)}
+"""Decoded header fields by code (an enum call per chunk costs more than the lookup)."""
 
 
 def _unsupported(version: int, versions: tuple[int, ...]) -> str:
