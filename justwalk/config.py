@@ -46,8 +46,20 @@ class Settings:
 
     influx_url: str = "http://127.0.0.1:8086"
     influx_db: str = "justwalk"
+    """Prefix of the clinics' databases: clinic C's points are in ``<influx_db>_<C>``
+    (``justwalk.schema.clinic_database``)."""
     influx_username: str = ""
     influx_password: str = ""
+
+    # Clinic isolation and TLS (issue #14).
+    clinics: Path = Path("deploy/local/clinics.json")
+    """The clinics file (``justwalk.clinics``): each clinic's Grafana organisation and
+    InfluxDB read user, for ``justwalk influx setup`` and ``justwalk dashboards build``."""
+    gateway_tls_cert: str = ""
+    """PEM certificate (chain) the gateway serves HTTPS/WSS with, with ``gateway_tls_key``.
+    Empty: plain HTTP, for loopback or behind a TLS-terminating proxy (deploy/README.md)."""
+    gateway_tls_key: str = ""
+    """PEM private key of ``gateway_tls_cert``."""
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080

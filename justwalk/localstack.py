@@ -7,6 +7,9 @@ synchronous and subprocess-based::
         settings = stack.settings(Settings())
         ...
 
+``LocalStack(influx_auth=True)`` runs InfluxDB with authentication on, as production does:
+the stack creates an admin user and ``settings()`` carries its credentials.
+
 Both servers listen on 127.0.0.1 only, keep their data in a temporary directory (Tansu in
 memory, InfluxDB on disk) and write their output to log files, never to the terminal. The
 children cannot outlive the Python process that started them: they are started with
@@ -25,6 +28,7 @@ import concurrent.futures
 import importlib.util
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -35,6 +39,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -237,7 +242,8 @@ def _http_status(url: str, timeout_s: float) -> int | None:
 # --------------------------------------------------------------------------- the stack
 
 
-def _influx_config(root: Path, http_port: int, rpc_port: int) -> str:
+def _influx_config(root: Path, http_port: int, rpc_port: int, *,
+                   auth_enabled: bool = False) -> str:
     """InfluxDB 1.6 config; keys checked against ``influxd config`` of Debian's 1.6.7."""
     return f"""\
 # Written by justwalk.localstack; loopback only, quiet, no usage reporting.
@@ -257,7 +263,7 @@ bind-address = "{LOOPBACK}:{rpc_port}"
 [http]
   enabled = true
   bind-address = "{LOOPBACK}:{http_port}"
-  auth-enabled = false
+  auth-enabled = {"true" if auth_enabled else "false"}
   log-enabled = false
   unix-socket-enabled = false
 
@@ -285,6 +291,7 @@ class LocalStack:
         workdir: Path | None = None,
         install_influxdb: bool = True,
         log_dir: Path | None = None,
+        influx_auth: bool = False,
     ) -> None:
         self._auto_kafka = kafka_port == 0
         self._auto_influx = influx_port == 0
@@ -299,6 +306,9 @@ class LocalStack:
         self._tansu: _Child | None = None
         self._influxd: _Child | None = None
         self._started = False
+        self.influx_auth = influx_auth
+        """InfluxDB runs with auth-enabled; ``influx_admin`` is its admin user."""
+        self.influx_admin = ("admin", secrets.token_urlsafe(16)) if influx_auth else None
 
     # -- addresses ----------------------------------------------------------------------
 
@@ -318,8 +328,12 @@ class LocalStack:
         return {c.name: c.pid for c in (self._tansu, self._influxd) if c is not None}
 
     def settings(self, base: Settings) -> Settings:
-        """``base`` pointed at this stack."""
-        return base.replace(kafka_bootstrap=self.kafka_bootstrap, influx_url=self.influx_url)
+        """``base`` pointed at this stack (with the InfluxDB admin when auth is on)."""
+        s = base.replace(kafka_bootstrap=self.kafka_bootstrap, influx_url=self.influx_url)
+        if self.influx_admin is not None:
+            s = s.replace(influx_username=self.influx_admin[0],
+                          influx_password=self.influx_admin[1])
+        return s
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -425,11 +439,13 @@ class LocalStack:
         root.mkdir(exist_ok=True)
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             config = self.workdir / "influxdb.conf"
-            config.write_text(_influx_config(root, self.influx_port, _free_port()))
+            config.write_text(_influx_config(root, self.influx_port, _free_port(),
+                                             auth_enabled=self.influx_auth))
             child = _Child("influxd", [str(binary), "-config", str(config)],
                            self.log_dir / "influxd.log", self.workdir)
             self._influxd = child
             if self._wait(child, self.influx_port, self._influx_ready, deadline):
+                self._create_influx_admin()
                 return
             if not attempt < _PORT_ATTEMPTS:
                 raise child.failure(f"exited during startup (code {child.proc.returncode})")
@@ -462,6 +478,22 @@ class LocalStack:
 
     def _influx_ready(self) -> bool:
         return _http_status(f"{self.influx_url}/ping", 2.0) == 204
+
+    def _create_influx_admin(self) -> None:
+        """With auth on, InfluxDB lets anyone create the first user, which must be an admin."""
+        if self.influx_admin is None:
+            return
+        user, password = self.influx_admin
+        statement = f"CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES"
+        data = urllib.parse.urlencode({"q": statement}).encode()
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(f"{self.influx_url}/query", data=data, timeout=10) as resp:
+                body = resp.read().decode()
+        except OSError as exc:
+            raise StackError(f"cannot create the InfluxDB admin user: {exc}") from exc
+        if '"error"' in body:
+            raise StackError(f"cannot create the InfluxDB admin user: {body}")
 
 
 # --------------------------------------------------------------------------- CLI

@@ -20,6 +20,9 @@ Rules:
   continuous queries from the windows, bouts, events and fall-risk scores. CQs only look
   back ``resample_for``; data that arrives later (store-and-forward uploads, a rebuilt
   database) is rolled up with ``backfill_statements`` (``justwalk rollups backfill``).
+* **One database per clinic** (``clinic_database``): a point goes to the database of its
+  ``clinic_id`` tag, each with its own retention policies and continuous queries, so a
+  clinic's read user (``GRANT READ``) can read its own patients and no one else's.
 """
 
 from __future__ import annotations
@@ -40,6 +43,20 @@ from justwalk.records import (
 )
 
 DATABASE_DEFAULT = "justwalk"
+"""Prefix of the clinics' databases (``Settings.influx_db``)."""
+
+
+def clinic_database(prefix: str, clinic_id: str) -> str:
+    """The database that holds clinic ``clinic_id``'s points: ``<prefix>_<clinic_id>``.
+
+    Clinic ids are wire identifiers (letters, digits, ``_.:-``), so distinct clinics always
+    get distinct databases; InfluxQL quotes the name (``quote_ident``) wherever it appears.
+    """
+    if not prefix or not clinic_id:
+        raise ValueError(f"a clinic database needs a prefix and a clinic id, got "
+                         f"{prefix!r} and {clinic_id!r}")
+    return f"{prefix}_{clinic_id}"
+
 
 FieldValue = float | int | bool | str
 
@@ -783,6 +800,37 @@ def _line_fields(text: str) -> dict[str, str]:
     return out
 
 
+def tags_of_line(text: str) -> dict[str, str]:
+    """The tags of one line of line protocol, unescaped (``clinic_id`` -> ``clinic-a``)."""
+    head, _ = _head_and_rest(text)
+    # Split the head at unescaped commas, and each tag at its first unescaped '='. Only
+    # comma, '=' and space are escaped (see _escape_key); another backslash is literal.
+    items: list[tuple[str, str | None]] = []
+    key: list[str] = []
+    value: list[str] | None = None
+    i = 0
+    while i <= len(head):
+        c = head[i] if i < len(head) else ","
+        if c == "\\" and i + 1 < len(head) and head[i + 1] in ",= ":
+            (key if value is None else value).append(head[i + 1])
+            i += 2
+            continue
+        if c == ",":
+            items.append(("".join(key), None if value is None else "".join(value)))
+            key, value = [], None
+        elif c == "=" and value is None:
+            value = []
+        else:
+            (key if value is None else value).append(c)
+        i += 1
+    return {k: v for k, v in items[1:] if v is not None}
+
+
+def clinic_of_line(text: str) -> str | None:
+    """The ``clinic_id`` tag of one line of line protocol (None when it has none)."""
+    return tags_of_line(text).get(TAG_CLINIC) or None
+
+
 def measurement_of_line(text: str) -> str:
     """The (unescaped) measurement name of one line of line protocol."""
     i = 0
@@ -815,8 +863,9 @@ def describe() -> str:
                 "| field | type | meaning |", "|---|---|---|"]
         out += [f"| `{f.name}` | {f.kind} | {f.description} |" for f in m.fields]
     out += ["", "#### Continuous queries", "",
+            "In every clinic's database (`justwalk_<clinic>` with the default prefix):", "",
             "| name | runs every | looks back | statement |", "|---|---|---|---|"]
     for cq in CONTINUOUS_QUERIES:
         out.append(f"| `{cq.name}` | {cq.period.resample_every} | {cq.period.resample_for} | "
-                   f"`{cq.select('justwalk')}` |")
+                   f"`{cq.select(clinic_database(DATABASE_DEFAULT, '<clinic>'))}` |")
     return "\n".join(out) + "\n"

@@ -131,6 +131,7 @@ class InfluxSink:
             settings.influx_db,
             username=settings.influx_username,
             password=settings.influx_password,
+            per_clinic=True,  # each record to its clinic's database
         )
         options: dict[str, Any] = {
             "batch_points": settings.sink_batch_points,

@@ -2,6 +2,8 @@
 
 - ``local_stack`` (session): one started :class:`~justwalk.localstack.LocalStack` for the whole
   run, started on first use and stopped at the end. Its logs stay in pytest's temp dir.
+- ``auth_stack`` (session): another one whose InfluxDB has authentication on (admin user in
+  its ``settings()``), for the tests of clinic isolation.
 - ``stack_settings``: ``Settings`` pointing at that stack, with topic, database and consumer
   group names unique to the test (so tests never see each other's data), 4 partitions and
   short consumer-group timings. Topics are not created: call ``ensure_topics`` if needed.
@@ -29,6 +31,18 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Tansu and InfluxDB, started once per test session."""
     stack = LocalStack(log_dir=tmp_path_factory.mktemp("local-stack-logs"))
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """Tansu and InfluxDB with authentication on, as in production (``settings()`` carries
+    the admin user), started once per session on first use."""
+    stack = LocalStack(log_dir=tmp_path_factory.mktemp("auth-stack-logs"), influx_auth=True)
     stack.start()
     try:
         yield stack

@@ -13,7 +13,7 @@ from ingest.registry import provision
 from justwalk.alert_receiver import AlertReceiver, channels_for
 from justwalk.gait.cadence import window_start
 from justwalk.pipeline import Pipeline
-from justwalk.schema import MEASUREMENT_ALERT, qualified
+from justwalk.schema import MEASUREMENT_ALERT, clinic_database, qualified
 from justwalk.simulator.device import stream_samples
 from sinks.influx import InfluxClient
 from tests.test_end_to_end import _free_port
@@ -63,7 +63,8 @@ async def test_a_fall_reaches_the_clinic_webhook(stack_settings, tmp_path):
     assert got.latency_s is not None and 0 < got.latency_s < 1.0, got.latency_s
 
     # the sink also wrote it to InfluxDB, for the dashboards' annotations
-    async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+    async with InfluxClient(settings.influx_url,
+                            clinic_database(settings.influx_db, "clinic-a")) as client:
         rows = await client.query_rows(
             f'SELECT * FROM {qualified(MEASUREMENT_ALERT)} GROUP BY "patient_id"', epoch="u")
     assert [(r["patient_id"], r["alert_id"]) for r in rows] == [("pt-fall", alert["alert_id"])]

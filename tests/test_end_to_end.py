@@ -22,6 +22,7 @@ from justwalk.schema import (
     MEASUREMENT_GAIT_WINDOW,
     MEASUREMENT_SESSION,
     MEASUREMENT_STEP,
+    clinic_database,
     qualified,
 )
 from justwalk.simulator.device import stream_samples
@@ -44,7 +45,7 @@ async def poll_rows(client: InfluxClient, query: str, patient_ids,
     deadline = time.monotonic() + timeout_s
     while True:
         by_patient: dict[str, list[dict]] = {p: [] for p in patient_ids}
-        for r in await client.query_rows(query, epoch="u"):
+        for r in await client.query_rows(query, epoch="u", missing_ok=True):
             by_patient.setdefault(r["patient_id"], []).append(r)
         if all(by_patient[p] for p in patient_ids):
             return by_patient
@@ -61,7 +62,7 @@ async def poll_windows(client: InfluxClient, patient_ids, expected_per_patient: 
     while True:
         rows = await client.query_rows(
             f'SELECT "cadence_spm", "walking", "n_steps" FROM {qualified(MEASUREMENT_GAIT_WINDOW)} '
-            'GROUP BY "patient_id"', epoch="u")
+            'GROUP BY "patient_id"', epoch="u", missing_ok=True)
         by_patient: dict[str, list[dict]] = {p: [] for p in patient_ids}
         for r in rows:
             by_patient.setdefault(r["patient_id"], []).append(r)
@@ -71,6 +72,11 @@ async def poll_windows(client: InfluxClient, patient_ids, expected_per_patient: 
             counts = {p: len(v) for p, v in by_patient.items()}
             raise AssertionError(f"windows in InfluxDB after {timeout_s} s: {counts}")
         await asyncio.sleep(0.5)
+
+
+def clinic_db(settings):
+    """The database the sink writes the test clinic's points to."""
+    return clinic_database(settings.influx_db, "clinic-test")
 
 
 @pytest.fixture
@@ -114,7 +120,7 @@ async def test_three_patients_cadence_reaches_influxdb(pipeline):
     end_us = start_us + round(DURATION_S * 1e6)
     expected = (window_start(end_us, window_us) - window_start(start_us, window_us)) \
         // window_us - 1
-    async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+    async with InfluxClient(settings.influx_url, clinic_db(settings)) as client:
         windows = await poll_windows(client, list(truths), expected)
         # each device's last chunk ends its session: the session's summary says so (written
         # after everything else the session published)
@@ -257,7 +263,7 @@ async def test_faulty_chunks_are_named_and_the_rest_still_processed(pipeline):
     acks = [a["sequence"] for a in answers if a["type"] == "ack"]
     assert acks == list(range(len(chunks)))
 
-    async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+    async with InfluxClient(settings.influx_url, clinic_db(settings)) as client:
         windows = await poll_windows(client, ["pt-faulty"], 5)
     walking = [w for w in windows["pt-faulty"] if w["walking"]]
     # windows after the faults (chunk 21 = 10.5 s) are there, at the true cadence
@@ -286,7 +292,7 @@ async def test_a_device_that_dies_mid_walk_gets_its_bout_by_the_idle_timeout(
                                      end_session=False)
         assert stats.completed and stats.acked == stats.chunks and not stats.errors
         sent = time.monotonic()
-        async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+        async with InfluxClient(settings.influx_url, clinic_db(settings)) as client:
             bouts = await poll_rows(
                 client, f'SELECT * FROM {qualified(MEASUREMENT_BOUT)} GROUP BY "patient_id"',
                 ["pt-dies"], timeout_s=60.0)
@@ -345,11 +351,12 @@ async def test_an_upload_filling_a_gap_reaches_influxdb(stack_settings, tmp_path
                                  headers=auth_headers(cred.token)) as r:
                 answer = await r.json()
         assert r.status == 200 and answer["accepted"] == len(late), answer
-        async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+        async with InfluxClient(settings.influx_url, clinic_db(settings)) as client:
             deadline = time.monotonic() + 60
             while True:
                 steps = await client.query_rows(
-                    f'SELECT "step_index" FROM {qualified(MEASUREMENT_STEP)}', epoch="u")
+                    f'SELECT "step_index" FROM {qualified(MEASUREMENT_STEP)}', epoch="u",
+                    missing_ok=True)
                 inside = [s for s in steps if gap_us[0] <= s["time"] < gap_us[1]]
                 if len(inside) >= 25 or time.monotonic() > deadline:
                     break

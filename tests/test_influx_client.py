@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -11,9 +12,11 @@ import pytest
 from justwalk.config import Settings
 from justwalk.records import GaitWindowRecord, StepRecord
 from justwalk.schema import (
+    CONTINUOUS_QUERIES,
     MEASUREMENT_GAIT_WINDOW,
     MEASUREMENT_STEP,
     RETENTION_POLICY,
+    qualified,
     records_to_lines,
 )
 from sinks.influx import (
@@ -268,3 +271,83 @@ async def test_tag_values_with_special_characters_are_stored_unaltered(
     assert [{k: r[k] for k in odd} for r in rows] == [odd]
     with pytest.raises(ValueError, match="line break"):
         line("odd_tags", {"patient_id": "p\n1"}, {"v": 1.0}, 1)
+
+
+# -- one database per clinic -----------------------------------------------------------------
+
+RECENT_US = (time.time_ns() // 1000 // 1_000_000 - 3600) * 1_000_000  # inside every policy
+
+
+def recent(s: StepRecord) -> StepRecord:
+    return dataclasses.replace(s, t_us=RECENT_US + s.step_index * 500_000)
+
+
+async def test_a_per_clinic_client_writes_each_point_to_its_clinics_database(
+    stack_settings: Settings,
+) -> None:
+    from justwalk.schema import clinic_database, line, tags_of_line
+
+    prefix = stack_settings.influx_db
+    odd_clinic = "c.1:x-y"  # every character a clinic id may hold
+    lines = [records_to_lines([recent(step(0)), dataclasses.replace(
+                 window(0), window_start_us=RECENT_US)]),  # clinic-a
+             records_to_lines([dataclasses.replace(recent(step(1)), clinic_id="clinic-b")]),
+             line(MEASUREMENT_STEP, {"clinic_id": odd_clinic, "patient_id": "pt 9"},
+                  {"step_index": 1}, RECENT_US * 1000)]
+    assert tags_of_line(lines[2]) == {"clinic_id": odd_clinic, "patient_id": "pt 9"}
+    async with InfluxClient(stack_settings.influx_url, prefix, per_clinic=True) as writer:
+        await writer.ensure_database()  # nothing to create yet: it only pings
+        await writer.write_lines("\n".join(lines), retention_policy=None)
+        assert prefix not in {r["name"] for r in await writer.query_rows("SHOW DATABASES")}
+    expected = {"clinic-a": [("step", "pt-001"), ("gait_window", "pt-001")],
+                "clinic-b": [("step", "pt-001")], odd_clinic: [("step", "pt 9")]}
+    for clinic, points in expected.items():
+        db = clinic_database(prefix, clinic)
+        async with InfluxClient(stack_settings.influx_url, db) as reader:
+            got = []
+            for m in (MEASUREMENT_STEP, MEASUREMENT_GAIT_WINDOW):
+                rows = await reader.query_rows(f"SELECT * FROM {qualified(m)}")
+                got += [(m, r["patient_id"]) for r in rows if r["clinic_id"] == clinic]
+                assert all(r["clinic_id"] == clinic for r in rows)
+            assert sorted(got) == sorted(points), clinic
+            # prepared like any database: the schema's policies and rollups
+            rps = {r["name"] for r in await reader.query_rows(
+                f"SHOW RETENTION POLICIES ON {quote_ident(db)}")}
+            assert {"raw", "windows", "longterm"} <= rps
+            cqs = (await reader.query("SHOW CONTINUOUS QUERIES"))[0]["series"]
+            assert len(next(s for s in cqs if s["name"] == db)["values"]) == len(
+                CONTINUOUS_QUERIES)
+            await reader.query(f"DROP DATABASE {quote_ident(db)}")
+
+
+async def test_a_dropped_clinic_database_is_made_again_after_ensure_database(
+    stack_settings: Settings,
+) -> None:
+    from justwalk.schema import clinic_database
+
+    db = clinic_database(stack_settings.influx_db, "clinic-a")
+    async with InfluxClient(stack_settings.influx_url, stack_settings.influx_db,
+                            per_clinic=True) as writer:
+        await writer.write_lines(records_to_lines([recent(step(0))]), retention_policy=None)
+        await writer.query(f"DROP DATABASE {quote_ident(db)}")
+        with pytest.raises(InfluxDatabaseMissing):  # the sink: ensure_database, then retry
+            await writer.write_lines(records_to_lines([recent(step(1))]),
+                                     retention_policy=None)
+        await writer.ensure_database()
+        await writer.write_lines(records_to_lines([recent(step(1))]), retention_policy=None)
+        rows = await writer.query_rows(f"SELECT * FROM {qualified(MEASUREMENT_STEP)}", db=db)
+        assert [r["step_index"] for r in rows] == [1]
+        # a reader polling a clinic that has no data yet
+        other = clinic_database(stack_settings.influx_db, "clinic-none")
+        assert await writer.query_rows("SELECT * FROM step", db=other, missing_ok=True) == []
+        with pytest.raises(InfluxQueryError, match="database not found"):
+            await writer.query_rows("SELECT * FROM step", db=other)
+        await writer.query(f"DROP DATABASE {quote_ident(db)}")
+
+
+def test_clinic_database_names() -> None:
+    from justwalk.schema import clinic_database
+
+    assert clinic_database("justwalk", "clinic-a") == "justwalk_clinic-a"
+    with pytest.raises(ValueError, match="clinic id"):
+        clinic_database("justwalk", "")

@@ -32,9 +32,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from justwalk import procs
 from justwalk.config import Settings, child_env
 from justwalk.kafka_topics import ensure_topics
-from justwalk.schema import MEASUREMENTS
+from justwalk.schema import MEASUREMENTS, clinic_database
 from sinks.influx import InfluxClient
-from tests.scenario import Message, chunk_messages
+from tests.scenario import CLINIC, Message, chunk_messages
 
 pytestmark = pytest.mark.integration
 
@@ -159,7 +159,8 @@ async def lag(settings: Settings, group: str, topics: list[str]) -> int:
 async def influx_contents(settings: Settings) -> dict[tuple[str, tuple[Any, ...], int], dict]:
     """Every point of the run's database: (measurement, tags, time) -> fields."""
     out: dict[tuple[str, tuple[Any, ...], int], dict] = {}
-    async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+    db = clinic_database(settings.influx_db, CLINIC)  # the sink writes the clinic's own
+    async with InfluxClient(settings.influx_url, db) as client:
         for m in MEASUREMENTS:
             for result in await client.query(f"SELECT * FROM {m.qualified} GROUP BY *",
                                              epoch="ns"):

@@ -43,7 +43,7 @@ from justwalk.evaluation.gait_reference import (
 from justwalk.gait.cadence import window_start
 from justwalk.pipeline import Pipeline
 from justwalk.records import BoutRecord, GaitWindowRecord, StepRecord
-from justwalk.schema import MEASUREMENT_BOUT, MEASUREMENT_STEP, qualified
+from justwalk.schema import MEASUREMENT_BOUT, MEASUREMENT_STEP, clinic_database, qualified
 from justwalk.simulator.device import make_chunks, stream_samples
 from justwalk.wire import decode_chunk, encode_chunk
 from sinks.influx import InfluxClient
@@ -230,7 +230,7 @@ async def _poll(client: InfluxClient, query: str, expected: dict[str, int],
     deadline = time.monotonic() + timeout_s
     while True:
         by_patient: dict[str, list[dict]] = {p: [] for p in expected}
-        for r in await client.query_rows(query, epoch="u"):
+        for r in await client.query_rows(query, epoch="u", missing_ok=True):
             by_patient.setdefault(r["patient_id"], []).append(r)
         if all(len(by_patient[p]) >= n for p, n in expected.items()) \
                 or time.monotonic() > deadline:
@@ -276,7 +276,8 @@ async def test_real_time_replay_through_the_gateway_equals_offline(
         await asyncio.gather(*(
             _replay(pipeline.gateway_url, c, replays[c.patient_id], f"replay-{i}")
             for i, c in enumerate(creds)))
-        async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+        async with InfluxClient(settings.influx_url,
+                                clinic_database(settings.influx_db, CLINIC)) as client:
             steps = await _poll(
                 client, f'SELECT "step_index", "side", "session_id" FROM '
                 f'{qualified(MEASUREMENT_STEP)} GROUP BY "patient_id"',

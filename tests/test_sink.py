@@ -26,7 +26,7 @@ from justwalk import procs
 from justwalk.config import Settings
 from justwalk.kafka_topics import ensure_topics
 from justwalk.records import GaitWindowRecord, Record, StepRecord
-from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP, qualified
+from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP, clinic_database, qualified
 from sinks.influx import InfluxClient, InfluxQueryError, InfluxUnavailable, quote_ident
 from sinks.kafka_sink import InfluxSink
 
@@ -214,7 +214,7 @@ def feed(settings: Settings) -> Feed:
 
 @pytest.fixture
 async def influx(settings: Settings) -> AsyncIterator[InfluxClient]:
-    client = InfluxClient(settings.influx_url, settings.influx_db)
+    client = InfluxClient(settings.influx_url, clinic_database(settings.influx_db, "clinic-a"))
     try:
         yield client
         await client.query(f"DROP DATABASE {quote_ident(client.db)}")
@@ -422,7 +422,8 @@ def outage_settings(settings: Settings, own_influxd: OwnInfluxd) -> Settings:
 
 @pytest.fixture
 async def own_client(outage_settings: Settings) -> AsyncIterator[InfluxClient]:
-    async with InfluxClient(outage_settings.influx_url, outage_settings.influx_db) as client:
+    db = clinic_database(outage_settings.influx_db, "clinic-a")  # the sink writes there
+    async with InfluxClient(outage_settings.influx_url, db) as client:
         yield client
 
 
