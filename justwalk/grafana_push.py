@@ -1,12 +1,16 @@
-"""``justwalk grafana push``: JustWalk's dashboards and alert rules into an existing Grafana.
+"""``justwalk grafana push``: one clinic's dashboards and alert rules into an existing Grafana.
 
 The folder, data source, dashboards, contact point, mute timing and alert rules go to a
-Grafana the clinic already runs, over its HTTP API (``grafana-client``).
+Grafana the clinic already runs, over its HTTP API (``grafana-client``), into the
+organisation of the credential (a service-account token belongs to one) or the one given
+with ``--org-id`` (basic auth).
 
-Everything pushed is what ``justwalk dashboards build`` provisions in our own stack, with the
-``$VAR`` placeholders of the provisioning files replaced by the command's options. Each
-object is created when missing and updated in place when it exists (same uid), so pushing
-again after an upgrade is the way to update a clinic's Grafana.
+Everything pushed is what ``justwalk dashboards build`` provisions for one clinic in our own
+stack, with the values of the clinics file given as the command's options: the data source
+reads the clinic's own database (``--clinic``) as its read user, which may read nothing
+else. Each object is created when missing and updated in place when it exists (same uid),
+so pushing again after an upgrade is the way to update a clinic's Grafana. Push each
+clinic into its own organisation: an organisation's users see all its data sources.
 
 A clinic with its own InfluxDB data source passes ``--datasource-uid`` instead of the
 InfluxDB options: no data source is created and every query points at theirs.
@@ -28,7 +32,7 @@ from justwalk.dashboards import (
     FOLDER_TITLE,
     FOLDER_UID,
     contact_points,
-    datasource_file,
+    datasource,
     mute_times,
     rules,
 )
@@ -44,7 +48,12 @@ class PushOptions:
 
     influx_url: str = ""
     influx_user: str = ""
+    """The clinic's read user (``justwalk influx setup`` creates it)."""
     influx_password: str = ""
+    database: str = ""
+    """The clinic's database (``justwalk.schema.clinic_database``)."""
+    org_id: int = 0
+    """The clinic's organisation; 0: the credential's own."""
     datasource_uid: str = ""
     """Use this existing data source instead of creating ours."""
     webhook_url: str = ""
@@ -87,14 +96,15 @@ def push(api: Any, options: PushOptions) -> list[str]:
         api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
         done.append(f"folder {FOLDER_UID} created")
 
+    org = options.org_id or 1  # only labels the payloads: the request's org decides
     if not options.datasource_uid:
-        if not options.influx_url:
-            raise ValueError("--influx-url is needed unless --datasource-uid names an "
-                             "existing InfluxDB data source")
-        ds = copy.deepcopy(datasource_file()["datasources"][0])
-        ds.update(url=options.influx_url, user=options.influx_user, isDefault=False)
-        ds["secureJsonData"] = {"password": options.influx_password}
-        del ds["editable"]
+        if not options.influx_url or not options.database:
+            raise ValueError("--influx-url and --clinic are needed unless --datasource-uid "
+                             "names an existing InfluxDB data source")
+        ds = datasource(org_id=org, database=options.database, user=options.influx_user,
+                        password=options.influx_password)
+        ds.update(url=options.influx_url, isDefault=False)
+        del ds["editable"], ds["orgId"]
         if _exists(lambda: api.datasource.get_datasource_by_uid(DATASOURCE_UID)):
             api.datasource.update_datasource_by_uid(DATASOURCE_UID, ds)
             done.append(f"datasource {DATASOURCE_NAME} updated")
@@ -111,11 +121,8 @@ def push(api: Any, options: PushOptions) -> list[str]:
         done.append(f"dashboard {name} ({board['uid']}) pushed")
 
     provenance = options.editable
-    for mt in mute_times():
-        mt = copy.deepcopy(mt)
+    for mt in mute_times(org, timezone=options.timezone):
         del mt["orgId"]
-        for interval in mt["time_intervals"]:
-            interval["location"] = options.timezone
         name = mt["name"]
         if _exists(lambda: api.alertingprovisioning.get_mute_timing(name)):  # noqa: B023
             api.alertingprovisioning.update_mute_timing(mt["name"], mt)
@@ -126,10 +133,10 @@ def push(api: Any, options: PushOptions) -> list[str]:
 
     route = _push_contact_point(api, options, done)
 
-    for group in rules():
+    for group in rules(org):
         for rule in group["rules"]:
             payload = _with_datasource(copy.deepcopy(rule), ds_uid)
-            payload.update(folderUID=FOLDER_UID, ruleGroup=group["name"], orgID=1)
+            payload.update(folderUID=FOLDER_UID, ruleGroup=group["name"], orgID=org)
             if not route:
                 payload.pop("notification_settings", None)
             uid = rule["uid"]
@@ -152,16 +159,14 @@ def push(api: Any, options: PushOptions) -> list[str]:
 
 def _push_contact_point(api: Any, options: PushOptions, done: list[str]) -> bool:
     """Create/update the contact point's integrations; False if none was configured."""
-    values = {"$JUSTWALK_ALERT_WEBHOOK_URL": options.webhook_url,
-              "$JUSTWALK_ALERT_EMAILS": options.alert_emails}
+    emails = [a.strip() for a in options.alert_emails.split(";") if a.strip()]
     wanted = []
-    for receiver in contact_points()[0]["receivers"]:
-        settings = {k: values.get(v, v) for k, v in receiver["settings"].items()}
-        if "" in settings.values():
-            continue  # not configured for this clinic
-        wanted.append({"uid": receiver["uid"], "name": CONTACT_POINT, "type": receiver["type"],
-                       "settings": settings,
-                       "disableResolveMessage": receiver["disableResolveMessage"]})
+    for cp in contact_points(options.org_id or 1, webhook_url=options.webhook_url,
+                             emails=emails):
+        for receiver in cp["receivers"]:
+            wanted.append({"uid": receiver["uid"], "name": CONTACT_POINT,
+                           "type": receiver["type"], "settings": receiver["settings"],
+                           "disableResolveMessage": receiver["disableResolveMessage"]})
     if not wanted:
         done.append("no contact point (give --webhook-url and/or --alert-emails); the "
                     "rules use Grafana's notification policies")
@@ -185,8 +190,11 @@ def _seconds(duration: str) -> int:
 
 
 def connect(url: str, *, token: str = "", user: str = "", password: str = "",
-            timeout_s: float = 10.0) -> Any:
-    """A ``GrafanaApi`` for ``url`` with a service-account token or basic auth."""
+            timeout_s: float = 10.0, org_id: int = 0) -> Any:
+    """A ``GrafanaApi`` for ``url`` with a service-account token or basic auth.
+
+    ``org_id`` sends every request to that organisation (header ``X-Grafana-Org-Id``).
+    """
     from grafana_client import GrafanaApi
 
     if token:
@@ -195,4 +203,7 @@ def connect(url: str, *, token: str = "", user: str = "", password: str = "",
         credential = (user, password)
     else:
         raise ValueError("give --token (a service account token) or --user and --password")
-    return GrafanaApi.from_url(url, credential=credential, timeout=timeout_s)
+    api = GrafanaApi.from_url(url, credential=credential, timeout=timeout_s)
+    if org_id:
+        api.client.s.headers["X-Grafana-Org-Id"] = str(org_id)  # as GrafanaClient does
+    return api

@@ -1,5 +1,6 @@
 """Every query the Grafana provisioning files hold runs on the real InfluxDB and returns what
-its panel shows.
+its panel shows, as the clinic's read user on the clinic's own database, and nothing of
+another clinic's.
 
 Data: live steps and windows come from the real processor path (simulated IMU chunks ->
 ``SessionProcessor`` -> records -> ``schema.record_to_line``); the gait fields issue #3
@@ -11,6 +12,11 @@ Queries are read from the committed files under deploy/grafana (not from the gen
 the template variables and Grafana macros are substituted the way Grafana does, and each
 query must parse, return rows, carry every column it names with ``AS "..."`` with at least
 one value, and be grouped by the tags it names in ``GROUP BY``.
+
+The InfluxDB runs with authentication on (``auth_stack``); the data of two clinics is written
+through a ``per_clinic`` client (as the sink does) and each clinic's read user is made by
+``justwalk influx setup``'s code, so the queries run with exactly the permissions Grafana's
+data source of the clinic has.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import dataclasses
 import json
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,13 +36,15 @@ import pytest
 import yaml
 
 from justwalk import dashboards, schema
+from justwalk.clinics import load_clinics
 from justwalk.config import Settings
 from justwalk.device_protocol import DeviceCredential
 from justwalk.records import AlertRecord
 from justwalk.simulator.device import make_chunks
 from justwalk.simulator.events import with_random_events
 from justwalk.simulator.run import default_profiles, prepare_patients
-from sinks.influx import InfluxClient, InfluxQueryError, quote_ident
+from sinks.influx import InfluxAuthError, InfluxClient, InfluxQueryError, quote_ident
+from sinks.influx_access import ReadUser, setup_clinics
 from stream_processors.session import SessionProcessor
 from tests.test_schema import synthetic_history
 
@@ -43,6 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 CLINIC, PATIENT = "clinic-a", "pt-001"
 LIVE_PATIENTS = ("pt-001", "pt-002", "pt-003")
+OTHER_CLINIC, OTHER_PATIENT = "clinic-b", "pt-101"  # synthetic_history has one of clinic-b
+CLINICS = {c.clinic_id: c for c in load_clinics(DEPLOY / dashboards.EXAMPLE_CLINICS)}
 
 
 # -- what the provisioning files hold -------------------------------------------------------
@@ -105,13 +116,14 @@ def test_committed_files_are_what_the_code_generates() -> None:
 def test_alert_rules_are_well_formed() -> None:
     alerting = yaml.safe_load((DEPLOY / dashboards.PROVISIONING_DIR / "alerting" /
                                "justwalk.yaml").read_text())
-    receivers = {cp["name"] for cp in alerting["contactPoints"]}
-    mutes = {m["name"] for m in alerting["muteTimes"]}
+    receivers = {(cp["orgId"], cp["name"]) for cp in alerting["contactPoints"]}
+    mutes = {(m["orgId"], m["name"]) for m in alerting["muteTimes"]}
     uids = set()
     for group in alerting["groups"]:
         assert group["folder"] == dashboards.FOLDER_TITLE
+        org = group["orgId"]
         for rule in group["rules"]:
-            uids.add(rule["uid"])
+            uids.add((org, rule["uid"]))
             refs = [d["refId"] for d in rule["data"]]
             assert rule["condition"] in refs
             for d in rule["data"]:
@@ -121,13 +133,54 @@ def test_alert_rules_are_well_formed() -> None:
                         "type") in ("reduce", "threshold") else []):
                     assert ref in refs and refs.index(ref) < refs.index(d["refId"]), rule["uid"]
             ns = rule["notification_settings"]
-            assert ns["receiver"] in receivers
-            assert set(ns.get("mute_time_intervals", [])) <= mutes
+            assert (org, ns["receiver"]) in receivers  # its own organisation's contact point
+            assert {(org, m) for m in ns.get("mute_time_intervals", [])} <= mutes
     assert len(uids) == sum(len(g["rules"]) for g in alerting["groups"])
-    ds = yaml.safe_load((DEPLOY / dashboards.PROVISIONING_DIR / "datasources" /
-                         "justwalk.yaml").read_text())["datasources"][0]
-    assert ds["uid"] == dashboards.DATASOURCE_UID and ds["jsonData"]["version"] == "InfluxQL"
-    assert ds["secureJsonData"]["password"].startswith("$"), "secrets come from env"
+    for ds in yaml.safe_load((DEPLOY / dashboards.PROVISIONING_DIR / "datasources" /
+                              "justwalk.yaml").read_text())["datasources"]:
+        assert ds["uid"] == dashboards.DATASOURCE_UID and ds["jsonData"]["version"] == "InfluxQL"
+        assert ds["secureJsonData"]["password"].startswith("$"), "secrets come from env"
+
+
+def test_every_clinic_is_its_own_organisation_with_its_own_database_and_user() -> None:
+    prov = DEPLOY / dashboards.PROVISIONING_DIR
+    sources = yaml.safe_load((prov / "datasources" / "justwalk.yaml").read_text())
+    by_org = {ds["orgId"]: ds for ds in sources["datasources"]}
+    assert len(by_org) == len(sources["datasources"]) == len(CLINICS)
+    for c in CLINICS.values():
+        ds = by_org[c.grafana_org_id]
+        assert ds["jsonData"]["dbName"] == schema.clinic_database(schema.DATABASE_DEFAULT,
+                                                                   c.clinic_id)
+        assert ds["user"] == c.influx_read_user
+        assert ds["secureJsonData"]["password"] == f"${c.influx_read_password_env}"
+    providers = yaml.safe_load((prov / "dashboards" / "justwalk.yaml").read_text())["providers"]
+    assert sorted(pr["orgId"] for pr in providers) == sorted(by_org)
+    alerting = yaml.safe_load((prov / "alerting" / "justwalk.yaml").read_text())
+    for c in CLINICS.values():
+        cps = [cp for cp in alerting["contactPoints"] if cp["orgId"] == c.grafana_org_id]
+        settings = [r["settings"] for cp in cps for r in cp["receivers"]]
+        assert settings == ([{"url": c.alert_webhook_url, "httpMethod": "POST"}]
+                            if c.alert_webhook_url else []) + (
+            [{"addresses": ";".join(c.alert_emails), "singleEmail": True}]
+            if c.alert_emails else [])
+        mutes = [m for m in alerting["muteTimes"] if m["orgId"] == c.grafana_org_id]
+        assert [m["time_intervals"][0]["location"] for m in mutes] == [c.timezone]
+        groups = [g for g in alerting["groups"] if g["orgId"] == c.grafana_org_id]
+        assert {g["name"] for g in groups} == {"justwalk-trends", "justwalk-devices"}
+    orgs = (DEPLOY / dashboards.ORGANISATIONS).read_text().split("\n")
+    assert [ln for ln in orgs if ln and not ln.startswith("#")] == [
+        f"{c.grafana_org_id} {c.clinic_id}"
+        for c in sorted(CLINICS.values(), key=lambda c: c.grafana_org_id)]
+
+
+def test_dashboards_offer_no_clinic_choice() -> None:
+    """The data source decides the clinic: no variable, filter or link names one."""
+    for path in dashboard_files():
+        text = path.read_text()
+        board = json.loads(text)
+        assert [v["name"] for v in board["templating"]["list"]] in ([], ["patient"])
+        assert "$clinic" not in text and "var-clinic" not in text
+        assert schema.TAG_CLINIC not in text, path.name
 
 
 def test_table_overrides_name_columns_the_queries_return() -> None:
@@ -260,31 +313,56 @@ def today_points(now: datetime) -> list[str]:
     return lines
 
 
+READ_PASSWORDS = {c: f"read-{c}-{uuid.uuid4().hex[:12]}" for c in CLINICS}
+
+
+def reader(settings: Settings, clinic: str) -> InfluxClient:
+    """What Grafana's data source of ``clinic`` is: its database, its read user."""
+    return InfluxClient(settings.influx_url,
+                        schema.clinic_database(settings.influx_db, clinic),
+                        username=CLINICS[clinic].influx_read_user,
+                        password=READ_PASSWORDS[clinic])
+
+
 @pytest.fixture(scope="module")
-def loaded(local_stack: Any) -> Iterator[tuple[Settings, datetime]]:
+def loaded(auth_stack: Any) -> Iterator[tuple[Settings, datetime]]:
     import asyncio
 
-    settings = local_stack.settings(Settings()).replace(
+    settings = auth_stack.settings(Settings()).replace(
         influx_db=f"justwalk_dash_{int(time.time() * 1000)}")
+    admin = {"username": settings.influx_username, "password": settings.influx_password}
 
     async def load() -> datetime:
-        async with InfluxClient(settings.influx_url, settings.influx_db) as client:
-            await client.ensure_database()
-            now = datetime.now(UTC)
-            today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            history, _ = synthetic_history(today - timedelta(days=50), days=50, seed=9)
-            body = [*history, *live_records(int(now.timestamp() * 1e6)), *today_points(now)]
-            await client.write_lines("\n".join(body), retention_policy=None)
-            for s in schema.backfill_statements(client.db, today - timedelta(days=50), now):
-                await client.query(s)
-            return now
+        await setup_clinics(settings.influx_url, settings.influx_db,
+                            admin_user=settings.influx_username,
+                            admin_password=settings.influx_password,
+                            readers=[ReadUser(c, CLINICS[c].influx_read_user, pw)
+                                     for c, pw in READ_PASSWORDS.items()])
+        now = datetime.now(UTC)
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        history, _ = synthetic_history(today - timedelta(days=50), days=50, seed=9)
+        body = [*history, *live_records(int(now.timestamp() * 1e6)), *today_points(now)]
+        # as the sink writes: each point to the database of its clinic
+        async with InfluxClient(settings.influx_url, settings.influx_db, per_clinic=True,
+                                **admin) as writer:
+            await writer.ensure_database()
+            await writer.write_lines("\n".join(body), retention_policy=None)
+        for clinic in CLINICS:
+            db = schema.clinic_database(settings.influx_db, clinic)
+            async with InfluxClient(settings.influx_url, db, **admin) as client:
+                for s in schema.backfill_statements(db, today - timedelta(days=50), now):
+                    await client.query(s)
+        return now
 
     now = asyncio.run(load())
     yield settings, now
 
     async def drop() -> None:
-        async with InfluxClient(settings.influx_url, settings.influx_db) as client:
-            await client.query(f"DROP DATABASE {quote_ident(client.db)}")
+        async with InfluxClient(settings.influx_url, settings.influx_db, **admin) as client:
+            for clinic in CLINICS:
+                db = schema.clinic_database(settings.influx_db, clinic)
+                await client.query(f"DROP DATABASE {quote_ident(db)}")
+                await client.query(f"DROP USER {quote_ident(CLINICS[clinic].influx_read_user)}")
 
     asyncio.run(drop())
 
@@ -292,7 +370,7 @@ def loaded(local_stack: Any) -> Iterator[tuple[Settings, datetime]]:
 @pytest.fixture
 async def client(loaded: tuple[Settings, datetime]) -> AsyncIterator[InfluxClient]:
     settings, _ = loaded
-    async with InfluxClient(settings.influx_url, settings.influx_db) as c:
+    async with reader(settings, CLINIC) as c:
         yield c
 
 
@@ -304,7 +382,7 @@ async def test_every_provisioned_query_returns_what_its_panel_shows(
     _, loaded_at = loaded
     # Live panels look at the last minutes: the data was written ending at `loaded_at`.
     assert datetime.now(UTC) - loaded_at < timedelta(seconds=50), "live data went stale"
-    text = substitute(query, datetime.now(UTC), {"clinic": CLINIC, "patient": PATIENT})
+    text = substitute(query, datetime.now(UTC), {"patient": PATIENT})
     try:
         results = await client.query(text)
     except InfluxQueryError as exc:
@@ -312,9 +390,10 @@ async def test_every_provisioned_query_returns_what_its_panel_shows(
     assert len(results) == 1
     series = results[0].get("series", [])
     assert series, f"{query.where}: no data for\n{text}"
-    if query.show:  # SHOW TAG VALUES: the ids the variable offers
+    assert OTHER_PATIENT not in json.dumps(series) and OTHER_CLINIC not in json.dumps(series)
+    if query.show:  # SHOW TAG VALUES: the ids the variable offers: this clinic's patients
         values = {v[1] for s in series for v in s["values"]}
-        assert values & {CLINIC, PATIENT}, (query.where, values)
+        assert values == {*LIVE_PATIENTS}, (query.where, values)
         return
     for name in aliases(query.text):
         column = [v[s["columns"].index(name)] for s in series if name in s["columns"]
@@ -323,5 +402,32 @@ async def test_every_provisioned_query_returns_what_its_panel_shows(
         assert any(v is not None for v in column), f"{query.where}: {name!r} is always null"
     for tag in group_tags(query.text):
         assert all(tag in (s.get("tags") or {}) for s in series), (query.where, tag)
-    if "$clinic" in query.text:  # the variables really filter
-        assert all((s.get("tags") or {}).get("clinic_id", CLINIC) == CLINIC for s in series)
+    assert all((s.get("tags") or {}).get("clinic_id", CLINIC) == CLINIC for s in series)
+
+
+@pytest.mark.integration
+async def test_the_other_clinic_sees_only_its_own_patient_and_cannot_reach_this_one(
+    loaded: tuple[Settings, datetime],
+) -> None:
+    """Clinic B's data source, with the same dashboards: pt-101's rollups, nothing of A's;
+    and the same queries against clinic A's database are refused."""
+    settings, _ = loaded
+    weekly = [q for q in QUERIES if q.where.startswith("longitudinal.json: Walking speed")]
+    assert weekly
+    async with reader(settings, OTHER_CLINIC) as b:
+        for query in weekly:
+            text = substitute(query, datetime.now(UTC), {"patient": OTHER_PATIENT})
+            rows = [r for res in await b.query(text) for r in result_rows_of(res)]
+            assert rows and all(r.get("clinic_id", OTHER_CLINIC) == OTHER_CLINIC for r in rows)
+            with pytest.raises(InfluxAuthError, match="requires READ"):
+                await b.query(text, db=schema.clinic_database(settings.influx_db, CLINIC))
+        variable = next(q for q in QUERIES if q.show)
+        shown = {v[1] for res in await b.query(variable.text)
+                 for s in res.get("series", []) for v in s["values"]}
+        assert shown == {OTHER_PATIENT}
+
+
+def result_rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    from sinks.influx import result_rows
+
+    return result_rows(result)

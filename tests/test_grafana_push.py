@@ -79,9 +79,10 @@ def grafana(request: pytest.FixtureRequest,
         server.server_close()
 
 
-OPTIONS = PushOptions(influx_url="http://influx.clinic:8086", influx_user="grafana",
-                      influx_password="s3cret", webhook_url="https://clinic/hook",
-                      alert_emails="team@clinic", timezone="Europe/Berlin")
+OPTIONS = PushOptions(influx_url="http://influx.clinic:8086", influx_user="read-clinic-a",
+                      influx_password="s3cret", database="justwalk_clinic-a",
+                      webhook_url="https://clinic/hook", alert_emails="team@clinic",
+                      timezone="Europe/Berlin")
 RULE_UIDS = [r["uid"] for g in dashboards.rules() for r in g["rules"]]
 
 
@@ -107,13 +108,16 @@ def test_first_push_creates_everything(grafana: tuple[str, FakeGrafana]) -> None
         expected += [("GET", path), ("PUT", path)]
     assert calls == expected
     assert all(h["Authorization"] == "Bearer glsa_token" for h in fake.headers)
+    assert not any("X-Grafana-Org-Id" in h for h in fake.headers)  # the token's own org
 
     body = {(m, p): b for m, p, b in fake.calls if b is not None}
     assert fake.calls[1][2] == {"title": "JustWalk", "uid": "justwalk"}
     ds = fake.calls[3][2]
     assert ds["uid"] == "justwalk-influxdb" and ds["url"] == "http://influx.clinic:8086"
-    assert ds["user"] == "grafana" and ds["secureJsonData"] == {"password": "s3cret"}
+    assert ds["user"] == "read-clinic-a" and ds["secureJsonData"] == {"password": "s3cret"}
     assert ds["jsonData"]["version"] == "InfluxQL" and ds["isDefault"] is False
+    assert ds["jsonData"]["dbName"] == "justwalk_clinic-a"  # the clinic's database only
+    assert "orgId" not in ds and "editable" not in ds
     boards = [b for m, p, b in fake.calls if p == "/api/dashboards/db"]
     assert [b["dashboard"]["uid"] for b in boards] == [
         dashboards.UID_OVERVIEW, dashboards.UID_PATIENT, dashboards.UID_LONGITUDINAL]
@@ -155,11 +159,23 @@ def test_second_push_updates_in_place(grafana: tuple[str, FakeGrafana]) -> None:
     assert all(h["Authorization"].startswith("Basic ") for h in fake.headers)
 
 
+def test_a_clinic_is_pushed_into_its_own_organisation(grafana: tuple[str, FakeGrafana]) -> None:
+    url, fake = grafana
+    options = PushOptions(influx_url="http://i:8086", influx_user="read-clinic-b",
+                          database="justwalk_clinic-b", org_id=3, alert_emails="a@b.c;d@e.f")
+    push(connect(url, user="admin", password="pw", org_id=3), options)
+    assert fake.headers and all(h["X-Grafana-Org-Id"] == "3" for h in fake.headers)
+    rules = [b for m, p, b in fake.calls if p == "/api/v1/provisioning/alert-rules"]
+    assert rules and all(r["orgID"] == 3 for r in rules)
+    cps = [b for m, p, b in fake.calls if p == "/api/v1/provisioning/contact-points"]
+    assert [(c["type"], c["settings"]["addresses"]) for c in cps] == [("email", "a@b.c;d@e.f")]
+
+
 def test_without_a_contact_point_rules_use_grafanas_policies(
     grafana: tuple[str, FakeGrafana],
 ) -> None:
     url, fake = grafana
-    push(connect(url, token="t"), PushOptions(influx_url="http://i:8086"))
+    push(connect(url, token="t"), PushOptions(influx_url="http://i:8086", database="d_c"))
     rules = [b for m, p, b in fake.calls if p == "/api/v1/provisioning/alert-rules"]
     assert rules and all("notification_settings" not in r for r in rules)
     assert not any(p.startswith("/api/v1/provisioning/contact-points") and m == "POST"
@@ -169,11 +185,15 @@ def test_without_a_contact_point_rules_use_grafanas_policies(
 def test_cli(grafana: tuple[str, FakeGrafana], capsys: pytest.CaptureFixture[str]) -> None:
     url, _fake = grafana
     args = ["grafana", "push", "--url", url, "--token", "t", "--influx-url", "http://i:8086",
-            "--webhook-url", "https://h"]
+            "--webhook-url", "https://h", "--clinic", "clinic-a"]
     assert callable(build_parser().parse_args(args).func)
     assert main(args) == 0
     assert "dashboard clinic-overview" in capsys.readouterr().out
+    ds = next(b for m, p, b in _fake.calls if (m, p) == ("POST", "/api/datasources"))
+    assert ds["jsonData"]["dbName"] == "justwalk_clinic-a"  # JUSTWALK_INFLUX_DB + clinic
     with pytest.raises(ValueError, match="--token"):
         connect(url)
-    with pytest.raises(ValueError, match="--influx-url"):
+    with pytest.raises(ValueError, match="--influx-url and --clinic"):
         push(connect(url, token="t"), PushOptions())
+    with pytest.raises(SystemExit):  # --clinic is required
+        build_parser().parse_args(args[:-2])

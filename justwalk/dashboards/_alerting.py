@@ -1,13 +1,17 @@
 """Grafana unified-alerting rules for the slow signals, their contact point and mute timing.
 
 Fast events (falls, near-falls) are alerted by the stream processors within seconds; these
-rules cover what only shows over hours or weeks. Secrets and addresses are Grafana
-provisioning environment references (``$VAR``), resolved by Grafana at start-up.
+rules cover what only shows over hours or weeks. Every clinic's Grafana organisation gets
+the same rules on its own data source (its own database), routed to its own contact point
+(the clinic's webhook and e-mail of the clinics file) and muted at night in its time zone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from justwalk import schema
+from justwalk.clinics import Clinic
 from justwalk.dashboards._model import DATASOURCE_UID, FOLDER_TITLE, Json, q
 
 CONTACT_POINT = "JustWalk clinic"
@@ -73,8 +77,8 @@ def _rule(uid: str, title: str, data: list[Json], *, condition: str, for_: str,
     return rule
 
 
-def rules() -> list[Json]:
-    """The rule groups (Grafana file-provisioning format)."""
+def rules(org_id: int = 1) -> list[Json]:
+    """The rule groups of one organisation (Grafana file-provisioning format)."""
     weekly = q(schema.MEASUREMENT_WEEKLY)
     daily = q(schema.MEASUREMENT_DAILY)
     windows = q(schema.MEASUREMENT_GAIT_WINDOW)
@@ -142,41 +146,60 @@ def rules() -> list[Json]:
             dashboard_uid="justwalk-clinic-overview"),
     ]
     return [
-        {"orgId": 1, "name": "justwalk-trends", "folder": FOLDER_TITLE, "interval": "1h",
+        {"orgId": org_id, "name": "justwalk-trends", "folder": FOLDER_TITLE, "interval": "1h",
          "rules": trends},
-        {"orgId": 1, "name": "justwalk-devices", "folder": FOLDER_TITLE, "interval": "1m",
+        {"orgId": org_id, "name": "justwalk-devices", "folder": FOLDER_TITLE, "interval": "1m",
          "rules": silence},
     ]
 
 
-def contact_points() -> list[Json]:
-    """One contact point: a webhook (the clinic's system) and an e-mail list, from env."""
-    return [{
-        "orgId": 1,
-        "name": CONTACT_POINT,
-        "receivers": [
-            {"uid": "justwalk-webhook", "type": "webhook", "disableResolveMessage": False,
-             "settings": {"url": "$JUSTWALK_ALERT_WEBHOOK_URL", "httpMethod": "POST"}},
-            {"uid": "justwalk-email", "type": "email", "disableResolveMessage": False,
-             "settings": {"addresses": "$JUSTWALK_ALERT_EMAILS", "singleEmail": True}},
-        ],
-    }]
+def contact_points(org_id: int, *, webhook_url: str, emails: Sequence[str]) -> list[Json]:
+    """The clinic's contact point: its webhook and/or e-mail list (none if neither)."""
+    receivers: list[Json] = []
+    if webhook_url:
+        receivers.append({"uid": "justwalk-webhook", "type": "webhook",
+                          "disableResolveMessage": False,
+                          "settings": {"url": webhook_url, "httpMethod": "POST"}})
+    if emails:
+        receivers.append({"uid": "justwalk-email", "type": "email",
+                          "disableResolveMessage": False,
+                          "settings": {"addresses": ";".join(emails), "singleEmail": True}})
+    if not receivers:
+        return []
+    return [{"orgId": org_id, "name": CONTACT_POINT, "receivers": receivers}]
 
 
-def mute_times() -> list[Json]:
+def mute_times(org_id: int, *, timezone: str) -> list[Json]:
     """Nights (22:00-07:00, clinic time zone): devices are expected to be off."""
     return [{
-        "orgId": 1,
+        "orgId": org_id,
         "name": NIGHT,
         "time_intervals": [{
             "times": [{"start_time": "22:00", "end_time": "24:00"},
                       {"start_time": "00:00", "end_time": "07:00"}],
-            "location": "$JUSTWALK_CLINIC_TIMEZONE",
+            "location": timezone,
         }],
     }]
 
 
-def alerting_file() -> Json:
-    """The whole alerting provisioning file."""
-    return {"apiVersion": 1, "groups": rules(), "contactPoints": contact_points(),
-            "muteTimes": mute_times()}
+def alerting_file(clinics: Sequence[Clinic]) -> Json:
+    """The whole alerting provisioning file: every clinic's objects in its organisation.
+
+    A clinic without webhook and e-mail gets no contact point; its rules then follow its
+    organisation's default notification policy.
+    """
+    groups: list[Json] = []
+    points: list[Json] = []
+    mutes: list[Json] = []
+    for c in clinics:
+        cps = contact_points(c.grafana_org_id, webhook_url=c.alert_webhook_url,
+                             emails=c.alert_emails)
+        org_rules = rules(c.grafana_org_id)
+        if not cps:
+            for group in org_rules:
+                for rule in group["rules"]:
+                    del rule["notification_settings"]
+        groups += org_rules
+        points += cps
+        mutes += mute_times(c.grafana_org_id, timezone=c.timezone)
+    return {"apiVersion": 1, "groups": groups, "contactPoints": points, "muteTimes": mutes}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from justwalk import schema
 from justwalk.dashboards._model import (
-    CLINIC,
     PATIENT,
     WALKING,
     Json,
@@ -45,12 +44,12 @@ REFERENCE = {
     "fall_risk": thresholds((None, "green"), (0.3, "yellow"), (0.6, "red")),
 }
 
-VAR_CLINIC = query_variable(
-    "clinic", "Clinic",
-    f'SHOW TAG VALUES FROM {WIN} WITH KEY = "{schema.TAG_CLINIC}"')
+# No clinic variable: each clinic's Grafana organisation has its own data source, on the
+# clinic's own database with a user that may read nothing else (justwalk.clinics), so the
+# patients offered here are the clinic's and a query cannot reach another clinic's.
 VAR_PATIENT = query_variable(
     "patient", "Patient",
-    f'SHOW TAG VALUES FROM {WIN} WITH KEY = "{schema.TAG_PATIENT}" WHERE {CLINIC}')
+    f'SHOW TAG VALUES FROM {WIN} WITH KEY = "{schema.TAG_PATIENT}"')
 
 WALKING_MAPPING = [{"type": "value", "options": {
     "true": {"text": "walking", "color": "green", "index": 0},
@@ -65,42 +64,42 @@ def clinic_overview() -> Json:
     panels = [
         lay.place(stat(
             "Patients streaming", f'SELECT count("w") AS "patients" FROM (SELECT last('
-            f'"window_s") AS "w" FROM {WIN} WHERE {CLINIC} AND time > now() - 2m '
+            f'"window_s") AS "w" FROM {WIN} WHERE time > now() - 2m '
             f'GROUP BY "{schema.TAG_PATIENT}")',
             description="Patients with a gait window in the last 2 minutes."), 6, 4),
         lay.place(stat(
             "Walking now", f'SELECT count("n") AS "walking" FROM (SELECT last("n_steps") AS "n" '
-            f'FROM {WIN} WHERE {CLINIC} AND {WALKING} AND time > now() - 1m '
+            f'FROM {WIN} WHERE {WALKING} AND time > now() - 1m '
             f'GROUP BY "{schema.TAG_PATIENT}")',
             description="Patients with a walking window in the last minute.",
             thresholds_=thresholds((None, "green"))), 6, 4),
         lay.place(stat(
             "Alerts, last 24 h", f'SELECT count("alert_id") AS "alerts" FROM {ALERT} '
-            f"WHERE {CLINIC} AND {day}",
+            f"WHERE {day}",
             thresholds_=thresholds((None, "green"), (1, "orange"))), 6, 4),
         lay.place(stat(
             "Falls, last 24 h", f'SELECT count("alert_id") AS "falls" FROM {ALERT} '
-            f"WHERE {CLINIC} AND \"severity\" = 'critical' AND {day}",
+            f"WHERE \"severity\" = 'critical' AND {day}",
             thresholds_=thresholds((None, "green"), (1, "red"))), 6, 4),
         lay.place(table(
             "Patients: who needs attention first",
             [
                 target("A", f'SELECT last("window_s") AS "window_s" FROM {WIN} '
-                       f'WHERE {CLINIC} AND {day} GROUP BY "{schema.TAG_PATIENT}"', table=True),
+                       f'WHERE {day} GROUP BY "{schema.TAG_PATIENT}"', table=True),
                 target("B", f'SELECT last("walking") AS "walking" FROM {WIN} '
-                       f'WHERE {CLINIC} AND {day} GROUP BY "{schema.TAG_PATIENT}"', table=True),
+                       f'WHERE {day} GROUP BY "{schema.TAG_PATIENT}"', table=True),
                 target("C", f'SELECT mean("cadence_spm") AS "cadence_spm", '
                        f'mean("walking_speed_mps") AS "walking_speed_mps", '
                        f'mean("stride_time_cv_pct") AS "stride_time_cv_pct" FROM {WIN} '
-                       f'WHERE {CLINIC} AND {WALKING} AND {live} '
+                       f'WHERE {WALKING} AND {live} '
                        f'GROUP BY "{schema.TAG_PATIENT}"', table=True),
                 target("D", f'SELECT sum("n_steps") AS "steps_today" FROM {WIN} '
-                       f'WHERE {CLINIC} AND $timeFilter GROUP BY "{schema.TAG_PATIENT}"',
+                       f'WHERE $timeFilter GROUP BY "{schema.TAG_PATIENT}"',
                        table=True),
                 target("E", f'SELECT count("alert_id") AS "alerts_24h" FROM {ALERT} '
-                       f'WHERE {CLINIC} AND {day} GROUP BY "{schema.TAG_PATIENT}"', table=True),
+                       f'WHERE {day} GROUP BY "{schema.TAG_PATIENT}"', table=True),
                 target("F", f'SELECT count("alert_id") AS "falls_24h" FROM {ALERT} '
-                       f"WHERE {CLINIC} AND \"severity\" = 'critical' AND {day} "
+                       f"WHERE \"severity\" = 'critical' AND {day} "
                        f'GROUP BY "{schema.TAG_PATIENT}"', table=True),
             ],
             description="One row per patient seen in the last 24 h, sorted by attention "
@@ -148,17 +147,17 @@ def clinic_overview() -> Json:
                          thresholds=REFERENCE["stride_time_cv_pct"]),
                 override("Patient", links=[{
                     "title": "Patient detail",
-                    "url": f"/d/{UID_PATIENT}?var-clinic=$clinic&var-patient=${{__value.raw}}"}]),
+                    "url": f"/d/{UID_PATIENT}?var-patient=${{__value.raw}}"}]),
             ]), 24, 20),
         lay.place(_state_timeline(
             "Walking / standing, last 2 hours (all patients)",
-            f'SELECT last("walking") AS "walking" FROM {WIN} WHERE {CLINIC} AND '
+            f'SELECT last("walking") AS "walking" FROM {WIN} WHERE '
             f'time > now() - 2h GROUP BY time(1m), "{schema.TAG_PATIENT}" fill(null)',
             alias=f"$tag_{schema.TAG_PATIENT}"), 24, 14),
     ]
     return dashboard(
         UID_OVERVIEW, "JustWalk: clinic live overview", panels=panels,
-        variables=[VAR_CLINIC], time_from="now/d", refresh="10s",
+        variables=[], time_from="now/d", refresh="10s",
         description="Every patient of the clinic who streamed in the last 24 h, "
                     "live gait and open alerts.",
         links=[dashboard_link("Patient detail", UID_PATIENT),
@@ -264,7 +263,7 @@ def patient_detail() -> Json:
     ]
     return dashboard(
         UID_PATIENT, "JustWalk: patient detail", panels=panels,
-        variables=[VAR_CLINIC, VAR_PATIENT], annotations=annotations, time_from="now/d",
+        variables=[VAR_PATIENT], annotations=annotations, time_from="now/d",
         refresh="30s", description="One patient's walking today: gait over time, bouts, "
                                    "turns, near-falls and falls.",
         links=[dashboard_link("Clinic overview", UID_OVERVIEW),
@@ -321,7 +320,7 @@ def longitudinal() -> Json:
     ]
     return dashboard(
         UID_LONGITUDINAL, "JustWalk: longitudinal", panels=panels,
-        variables=[VAR_CLINIC, VAR_PATIENT], time_from="now-180d", refresh="",
+        variables=[VAR_PATIENT], time_from="now-180d", refresh="",
         description="Per-patient daily and weekly trends over months.",
         links=[dashboard_link("Clinic overview", UID_OVERVIEW),
                dashboard_link("Patient detail", UID_PATIENT)])

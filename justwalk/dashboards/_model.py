@@ -16,8 +16,7 @@ DS: dict[str, str] = {"type": "influxdb", "uid": DATASOURCE_UID}
 FOLDER_UID = "justwalk"
 FOLDER_TITLE = "JustWalk"
 
-CLINIC = f"\"{schema.TAG_CLINIC}\" = '$clinic'"
-PATIENT = f"{CLINIC} AND \"{schema.TAG_PATIENT}\" = '$patient'"
+PATIENT = f"\"{schema.TAG_PATIENT}\" = '$patient'"
 WALKING = '"walking" = true'
 
 Json = dict[str, Any]
@@ -227,7 +226,7 @@ def dashboard(uid: str, title: str, *, panels: list[Json], variables: list[Json]
 
 
 def dashboard_link(title: str, uid: str, *, keep_vars: bool = True) -> Json:
-    """A link to another JustWalk dashboard that carries the clinic/patient over."""
+    """A link to another JustWalk dashboard that carries the patient over."""
     return {"title": title, "type": "link", "url": f"/d/{uid}", "includeVars": keep_vars,
             "keepTime": False, "icon": "dashboard", "targetBlank": False, "tags": [],
             "asDropdown": False, "tooltip": ""}
