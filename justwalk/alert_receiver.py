@@ -4,7 +4,8 @@ What a clinic would run behind its webhook URL, in miniature. The demo shows the
 receives live, the end-to-end tests assert on them, and the latency benchmark measures
 from the gateway's receipt of the completing chunk (``chunk_received_at_us``) to here.
 Duplicates (same ``alert_id``, e.g. a retry after a lost answer) are recognised and counted
-once.
+once. A receiver bound to a clinic (``clinic_id``) refuses, with 403, a delivery about
+another clinic's patients, as a clinic's endpoint should.
 """
 
 from __future__ import annotations
@@ -50,10 +51,14 @@ class AlertReceiver:
     secret: bytes
     host: str = "127.0.0.1"
     port: int = 0
+    clinic_id: str | None = None
+    """The clinic this endpoint belongs to (None: accept any clinic's deliveries)."""
     received: list[ReceivedAlert] = field(default_factory=list)
     seen_ids: set[str] = field(default_factory=set)
     duplicates: int = 0
     bad_signatures: int = 0
+    wrong_clinic: int = 0
+    """Deliveries refused because they were about another clinic's patients."""
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -96,6 +101,15 @@ class AlertReceiver:
             self.bad_signatures += 1
             return web.Response(status=401, text="bad signature")
         parsed = json.loads(body)
+        if self.clinic_id is not None:
+            clinics = {a.get("clinic_id") for a in
+                       ([parsed["alert"]] if "alert" in parsed else parsed.get("alerts", []))}
+            if "clinic_id" in parsed:
+                clinics.add(parsed["clinic_id"])
+            if clinics != {self.clinic_id}:
+                self.wrong_clinic += 1
+                return web.Response(status=403, text=f"this endpoint is clinic "
+                                    f"{self.clinic_id}'s; the delivery is about {clinics}")
         alert_id = str(parsed.get("alert_id"))
         if alert_id in self.seen_ids:
             self.duplicates += 1
@@ -108,6 +122,11 @@ class AlertReceiver:
 
 
 def channels_for(receiver: AlertReceiver, clinic_ids: list[str]) -> dict[str, Any]:
-    """A channels file (see sinks.alerts.channels) that sends every clinic to ``receiver``."""
+    """A channels file (see sinks.alerts.channels) that sends ``clinic_ids`` to ``receiver``.
+
+    One clinic per receiver: the channels file refuses a webhook shared by two clinics.
+    """
+    if receiver.clinic_id is not None and clinic_ids != [receiver.clinic_id]:
+        raise ValueError(f"this receiver is clinic {receiver.clinic_id}'s, not {clinic_ids}")
     hook = {"url": receiver.url, "secret": receiver.secret.decode(), "timeout_s": 5}
     return {"clinics": {c: {"webhooks": [hook]} for c in clinic_ids}}

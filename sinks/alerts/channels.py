@@ -31,6 +31,10 @@ or a bad value is an error naming the key (``clinics.clinic-a.webhooks[0].secret
 
 Each webhook URL and each e-mail recipient of a clinic is one *channel*: deliveries are
 queued and retried per channel, so one receiver that is down delays nobody else.
+
+A clinic's alerts go to its own channels only, and a channel belongs to one clinic: a
+webhook URL or an e-mail address listed under two clinics is refused (it would receive
+both clinics' patients).
 """
 
 from __future__ import annotations
@@ -221,6 +225,7 @@ class _Parser:
         if not clinics_raw:
             raise self.fail("clinics", "no clinic configured")
         clinics = {cid: self.clinic(cid, raw) for cid, raw in clinics_raw.items()}
+        self.one_clinic_per_channel(clinics)
         smtp = self.smtp(top["smtp"]) if "smtp" in top else None
         if smtp is None:
             for cid, channels in clinics.items():
@@ -251,6 +256,18 @@ class _Parser:
             if keys.count(key) > 1:
                 raise self.fail(where, f"channel listed twice: {key.split('/', 2)[2]}")
         return tuple(channels)
+
+    def one_clinic_per_channel(self, clinics: Mapping[str, tuple[Channel, ...]]) -> None:
+        owner: dict[str, str] = {}
+        for cid, channels in clinics.items():
+            for c in channels:
+                target = c.url if isinstance(c, Webhook) else c.address.lower()
+                other = owner.setdefault(target, cid)
+                if other != cid:
+                    kind = "webhooks" if isinstance(c, Webhook) else "email_to"
+                    raise self.fail(f"clinics.{cid}.{kind}",
+                                    f"{target} is also a channel of clinic {other}; a channel "
+                                    "receives one clinic's patients only")
 
     def webhook(self, clinic_id: str, raw: Any, where: str) -> Webhook:
         d = self.obj(raw, where, {"url", "secret", "secret_env", "timeout_s"}, {"url"})

@@ -335,6 +335,10 @@ class AlertService:
                     await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _attempt(self, channel: Channel, job: Job) -> Outcome:
+        wrong = _foreign_clinic(channel, job)
+        if wrong is not None:  # never expected: routing is by clinic; refuse, loudly
+            log.error("REFUSED delivery %s to %s: %s", job.delivery_id, channel.key, wrong)
+            return Outcome.failed(f"refused: {wrong}")
         try:
             if isinstance(channel, EmailRecipient):
                 if self.smtp_sender is None:
@@ -356,6 +360,23 @@ class AlertService:
             timeout = None if next_close is None else next_close - now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._window_wake.wait(), timeout)
+
+
+def _foreign_clinic(channel: Channel, job: Job) -> str | None:
+    """Why ``job`` must not go to ``channel`` (another clinic's patients), or None."""
+    try:
+        body = json.loads(job.body)
+        alerts = [body["alert"]] if "alert" in body else list(body["alerts"])
+        clinics = {job.clinic_id, *(a["clinic_id"] for a in alerts)}
+        if "clinic_id" in body:
+            clinics.add(body["clinic_id"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"unreadable body ({exc!r})"
+    foreign = sorted(clinics - {channel.clinic_id})
+    if foreign:
+        return (f"the delivery is for clinic {', '.join(foreign)}, the channel is clinic "
+                f"{channel.clinic_id}'s")
+    return None
 
 
 def build_consumer(settings: Settings) -> AIOKafkaConsumer:
