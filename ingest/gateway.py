@@ -32,6 +32,7 @@ from ingest.intake import INTERNAL_ERROR, Clock, Intake, Result, Submission, hel
 from ingest.limits import DeviceBudgets, DeviceLimits, ReportLimiter
 from ingest.publisher import KafkaPublisher, Publisher
 from ingest.registry import DeviceEntry, DeviceRegistry
+from ingest.tls import gateway_ssl_context
 from ingest.validation import ChunkValidator
 from justwalk.config import Settings
 from justwalk.device_protocol import (
@@ -125,10 +126,12 @@ async def serve(settings: Settings) -> None:
                                shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
+            tls = gateway_ssl_context(settings)  # None: plain HTTP (loopback, behind a proxy)
+            site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port,
+                               ssl_context=tls)
             await site.start()
-            log.info("gateway listening on http://%s:%d", settings.gateway_host,
-                     settings.gateway_port)
+            log.info("gateway listening on %s://%s:%d", "https" if tls else "http",
+                     settings.gateway_host, settings.gateway_port)
             await _until_sigterm()
         finally:
             await runner.cleanup()

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -163,9 +164,14 @@ async def stream_patients(
     speed: float,
     chunk_s: float = DEFAULT_CHUNK_S,
     session_id: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> list[DeviceStats]:
-    """Stream every patient's recording concurrently, one device each."""
-    connector = aiohttp.TCPConnector(limit=0)  # one WebSocket per device, no pool limit
+    """Stream every patient's recording concurrently, one device each.
+
+    ``ssl_context`` verifies an ``https://`` gateway (default: the system's CAs).
+    """
+    # one WebSocket per device, no pool limit
+    connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context or True)
     async with aiohttp.ClientSession(connector=connector) as http:
         return list(
             await asyncio.gather(
@@ -256,6 +262,12 @@ def _status(s: DeviceStats) -> str:
     return f"incomplete ({s.unanswered} unanswered)"
 
 
+def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """``--ca-file``: trust that CA (PEM) alone for an https:// gateway."""
+    ca_file = getattr(args, "ca_file", None)
+    return None if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
+
+
 def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
     """``justwalk simulate``: stream simulated patients; 0 when every chunk was acked."""
     credentials = load_credentials(args.devices)
@@ -288,7 +300,7 @@ def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
     log.info("streaming %d patients x %.0f s to %s at speed %s", len(patients),
              args.duration, gateway_url, args.speed)
     stats = asyncio.run(stream_patients(gateway_url, patients, speed=args.speed,
-                                        chunk_s=chunk_s))
+                                        chunk_s=chunk_s, ssl_context=_tls(args)))
     rows = []
     for p, s in zip(patients, stats, strict=True):
         mean = p.truth.mean_cadence_spm
@@ -331,14 +343,19 @@ def replay_main(args: argparse.Namespace, settings: Settings) -> int:
         cads = ", ".join(f"{b.cadence_spm:.0f}" for b in rec.reference.bouts)
         print(f"{rec.participant} {rec.test}/{rec.trial}: {rec.duration_s:.1f} s, "
               f"{rec.reference.system} bouts: {len(rec.reference.bouts)} (cadence {cads})")
-    if getattr(args, "upload", False):
-        stats = asyncio.run(upload_recording(
-            gateway_url, cred, rec.samples, start_us=rec.t0_us,
-            sample_rate_hz=rec.sample_rate_hz, chunk_s=chunk_s,
-            session_id=f"replay-{rec.t0_us}"))
-    else:
-        stats = asyncio.run(stream_recording(gateway_url, cred, rec, speed=args.speed,
-                                             chunk_s=chunk_s))
+    tls = _tls(args)
+
+    async def send() -> DeviceStats:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls or True)) as http:
+            if getattr(args, "upload", False):
+                return await upload_recording(
+                    gateway_url, cred, rec.samples, start_us=rec.t0_us,
+                    sample_rate_hz=rec.sample_rate_hz, chunk_s=chunk_s,
+                    session_id=f"replay-{rec.t0_us}", http=http)
+            return await stream_recording(gateway_url, cred, rec, speed=args.speed,
+                                          chunk_s=chunk_s, http=http)
+
+    stats = asyncio.run(send())
     print(_stats_table(
         [(cred.patient_id, cred.device_id, str(stats.chunks), str(stats.acked),
           str(stats.duplicates), str(stats.reconnects), _status(stats))],
