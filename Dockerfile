@@ -15,7 +15,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY --from=build /wheels /wheels
 RUN pip install --no-index --find-links /wheels "justwalk-stream[grafana]" \
     && rm -rf /wheels \
-    && useradd --system --uid 10001 --home-dir /var/lib/justwalk --create-home justwalk
+    && useradd --system --uid 10001 --home-dir /var/lib/justwalk --create-home justwalk \
+    && install -d -o justwalk -g justwalk /var/lib/justwalk/alerts /var/lib/justwalk/grafana
+# (named volumes mounted there start out owned by justwalk, so the services can write them)
 USER justwalk
 WORKDIR /var/lib/justwalk
 # The gait and fall kernels are compiled once here (tens of seconds) and their cache ships

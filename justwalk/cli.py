@@ -12,6 +12,7 @@
     justwalk dashboards   build (or --check) the Grafana provisioning files in deploy/
     justwalk grafana      push the dashboards and alert rules to an existing Grafana
     justwalk rollups      backfill the daily/weekly rollups of a past time range
+    justwalk influx       each clinic's InfluxDB database and read user (setup)
 
 Connection settings come from JUSTWALK_* environment variables (see justwalk.config).
 Imports are lazy so that each process loads only what it runs.
@@ -103,8 +104,27 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_dashboards(args: argparse.Namespace, settings: Settings) -> int:
-    from justwalk.dashboards import build
+    import os
 
+    from justwalk.clinics import ClinicsError, load_clinics
+    from justwalk.dashboards import build, missing_secrets, write_site
+
+    if args.clinics is not None:
+        if args.out is None or args.check:
+            print("--clinics writes a site's provisioning: give --out DIR (and no --check)")
+            return 2
+        try:
+            missing = missing_secrets(load_clinics(args.clinics), os.environ)
+            if missing:
+                print(f"not set (Grafana's data sources log in with them): "
+                      f"{', '.join(missing)}", file=sys.stderr)
+                return 2
+            for path in write_site(args.clinics, args.out, prefix=settings.influx_db):
+                print(f"wrote {path}")
+        except ClinicsError as exc:
+            print(f"justwalk dashboards: {exc}", file=sys.stderr)
+            return 2
+        return 0
     stale = build(args.deploy_dir, check=args.check)
     if args.check and stale:
         print("out of date (run `justwalk dashboards build`): " + ", ".join(stale))
@@ -116,11 +136,15 @@ def _cmd_dashboards(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_grafana_push(args: argparse.Namespace, settings: Settings) -> int:
     from justwalk.grafana_push import PushOptions, connect, push
+    from justwalk.schema import clinic_database
 
-    api = connect(args.url, token=args.token, user=args.user, password=args.password)
+    api = connect(args.url, token=args.token, user=args.user, password=args.password,
+                  org_id=args.org_id)
     options = PushOptions(
         influx_url=args.influx_url, influx_user=args.influx_user,
-        influx_password=args.influx_password, datasource_uid=args.datasource_uid,
+        influx_password=args.influx_password,
+        database=clinic_database(settings.influx_db, args.clinic), org_id=args.org_id,
+        datasource_uid=args.datasource_uid,
         webhook_url=args.webhook_url, alert_emails=args.alert_emails,
         timezone=args.timezone, editable=args.editable)
     for line in push(api, options):
@@ -129,16 +153,23 @@ def _cmd_grafana_push(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_rollups(args: argparse.Namespace, settings: Settings) -> int:
-    from justwalk.schema import backfill_statements
+    from justwalk.schema import backfill_statements, clinic_database
     from sinks.influx import InfluxClient
 
     async def run() -> None:
         async with InfluxClient(settings.influx_url, settings.influx_db,
                                 username=settings.influx_username,
                                 password=settings.influx_password, timeout_s=600) as client:
-            for statement in backfill_statements(settings.influx_db, args.start, args.end):
-                await client.query(statement)
-                print(statement)
+            if args.clinic:
+                databases = [clinic_database(settings.influx_db, c) for c in args.clinic]
+            else:  # every clinic's database
+                rows = await client.query_rows("SHOW DATABASES")
+                databases = sorted(r["name"] for r in rows
+                                   if r["name"].startswith(settings.influx_db + "_"))
+            for db in databases:
+                for statement in backfill_statements(db, args.start, args.end):
+                    await client.query(statement, db=db)
+                    print(statement)
 
     asyncio.run(run())
     return 0
@@ -152,6 +183,24 @@ def _identifier(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an id: 1-64 characters of letters, digits, '_', '.', ':' or '-'")
     return text
+
+
+def _cmd_influx_setup(args: argparse.Namespace, settings: Settings) -> int:
+    from justwalk.clinics import ClinicsError, load_clinics
+    from sinks.influx_access import ReadUser, setup_clinics
+
+    try:
+        clinics = load_clinics(args.clinics or settings.clinics)
+        readers = [ReadUser(c.clinic_id, c.influx_read_user, c.read_password())
+                   for c in clinics]
+    except (ClinicsError, ValueError) as exc:
+        print(f"justwalk influx setup: {exc}", file=sys.stderr)
+        return 2
+    for line in asyncio.run(setup_clinics(
+            settings.influx_url, settings.influx_db, admin_user=settings.influx_username,
+            admin_password=settings.influx_password, readers=readers)):
+        print(line)
+    return 0
 
 
 def _utc_date(text: str) -> datetime:
@@ -191,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--gateway-url", default=None)
     s.add_argument("--chunk-s", type=float, default=0.5, help="seconds of signal per chunk")
+    s.add_argument("--ca-file", type=Path, default=None,
+                   help="verify an https:// gateway against this CA (PEM) instead of the "
+                   "system's")
     s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("replay", help="stream a Mobilise-D recording to a gateway")
@@ -208,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "the gateway refuses data older than JUSTWALK_MAX_UPLOAD_AGE_S)")
     s.add_argument("--upload", action="store_true",
                    help="store and forward: one POST /v1/upload instead of live streaming")
+    s.add_argument("--ca-file", type=Path, default=None,
+                   help="verify an https:// gateway against this CA (PEM) instead of the "
+                   "system's")
     s.set_defaults(func=_cmd_replay)
 
     s = sub.add_parser("evaluate", help="accuracy against the real recordings in ../shared/data",
@@ -232,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--deploy-dir", type=Path, default=Path("deploy"))
     b.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if a committed file differs from the code")
+    b.add_argument("--clinics", type=Path, default=None,
+                   help="a site's clinics file: write its provisioning (one organisation "
+                   "per clinic) under --out instead of the example's under deploy/")
+    b.add_argument("--out", type=Path, default=None,
+                   help="with --clinics: where Grafana mounts the tree (provisioning/, "
+                   "dashboards/, organisations.txt)")
     b.set_defaults(func=_cmd_dashboards)
 
     s = sub.add_parser("grafana", help="an existing Grafana, over its HTTP API")
@@ -241,8 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--token", default="", help="service account token (Editor or Admin)")
     g.add_argument("--user", default="", help="basic auth user (instead of --token)")
     g.add_argument("--password", default="")
+    g.add_argument("--clinic", required=True,
+                   help="the clinic whose database the data source reads")
+    g.add_argument("--org-id", type=int, default=0,
+                   help="the clinic's organisation (with --user; a token has its own)")
     g.add_argument("--influx-url", default="", help="InfluxDB URL as Grafana reaches it")
-    g.add_argument("--influx-user", default="", help="InfluxDB user with read access")
+    g.add_argument("--influx-user", default="",
+                   help="the clinic's read user (READ on its database only)")
     g.add_argument("--influx-password", default="")
     g.add_argument("--datasource-uid", default="",
                    help="use this existing InfluxQL data source instead of creating one")
@@ -260,7 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "(continuous queries only cover the last days)")
     r.add_argument("--start", type=_utc_date, required=True, help="ISO date, UTC if no offset")
     r.add_argument("--end", type=_utc_date, required=True, help="ISO date, UTC if no offset")
+    r.add_argument("--clinic", action="append", default=[],
+                   help="only this clinic's database (repeatable; default: every clinic's)")
     r.set_defaults(func=_cmd_rollups)
+
+    s = sub.add_parser("influx", help="InfluxDB access: each clinic's database and read user")
+    isub = s.add_subparsers(dest="action", required=True)
+    i = isub.add_parser("setup", help="create each clinic's database (policies, rollups) and "
+                        "its read user with READ on that database only (needs the admin)")
+    i.add_argument("--clinics", type=Path, default=None,
+                   help="the clinics file (default: JUSTWALK_CLINICS)")
+    i.set_defaults(func=_cmd_influx_setup)
     return p
 
 

@@ -4,6 +4,10 @@ Starts the local broker and InfluxDB, provisions one device per patient, runs th
 a processor and the sink as child processes (the same commands production runs), streams
 simulated patients and one real MS recording through the gateway in real time, and shows
 what InfluxDB holds for each patient every second. Stops everything it started on exit.
+
+InfluxDB runs with authentication on, as in production: the sink writes as the admin into
+the demo clinic's own database, and the table reads it as that clinic's read user (made the
+way ``justwalk influx setup`` makes it), which can read nothing else.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from justwalk.gait.cadence import window_start
 from justwalk.kafka_topics import ensure_topics
 from justwalk.localstack import LocalStack
 from justwalk.pipeline import Pipeline
-from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP, qualified
+from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP, clinic_database, qualified
+from sinks.influx_access import ReadUser, setup_clinics
 
 CLINIC_ID = "clinic-demo"
 REPLAY_PATIENT = "pt-ms-001"
@@ -205,7 +210,7 @@ async def _replayed(gateway_url: str, cred: DeviceCredential, recording_path: Pa
 
 async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCredential],
                     recording: Path | None, duration_s: float, rows: dict[str, PatientRow],
-                    receiver: AlertReceiver, console: Console) -> int:
+                    receiver: AlertReceiver, reader: ReadUser, console: Console) -> int:
     from sinks.influx import InfluxClient
 
     stop = asyncio.Event()
@@ -222,7 +227,8 @@ async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCr
                                                    recording, settings)))
     started = time.monotonic()
     deadline = math.inf if duration_s <= 0 else started + duration_s
-    client = InfluxClient(settings.influx_url, settings.influx_db)
+    client = InfluxClient(settings.influx_url, clinic_database(settings.influx_db, CLINIC_ID),
+                          username=reader.user, password=reader.password)
     try:
         live = Live(console=console, refresh_per_second=2, transient=False) \
             if console.is_terminal else None
@@ -283,7 +289,7 @@ def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
     if recording is None:
         console.print("[yellow]no Mobilise-D recording found; simulated patients only[/yellow]")
     console.print(f"starting the local broker and InfluxDB (logs in {log_dir}) ...")
-    stack = LocalStack(log_dir=log_dir, workdir=run_dir / "stack")
+    stack = LocalStack(log_dir=log_dir, workdir=run_dir / "stack", influx_auth=True)
     stack.start()
     try:
         s = stack.settings(settings).replace(
@@ -294,7 +300,10 @@ def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
         if recording is not None:
             devices.append(("dev-ms-replay", REPLAY_PATIENT, CLINIC_ID))
         creds = provision(s.device_registry, run_dir / "credentials.json", devices)
-        receiver = AlertReceiver(secret=secrets.token_hex(16).encode())
+        receiver = AlertReceiver(secret=secrets.token_hex(16).encode(), clinic_id=CLINIC_ID)
+        reader = ReadUser(CLINIC_ID, f"read-{CLINIC_ID}", secrets.token_urlsafe(16))
+        asyncio.run(setup_clinics(s.influx_url, s.influx_db, admin_user=s.influx_username,
+                                  admin_password=s.influx_password, readers=[reader]))
         s = s.replace(alert_channels=run_dir / "alert_channels.json",
                       alert_outbox=run_dir / "alerts" / "outbox.sqlite3",
                       patient_profiles=run_dir / "patient_profiles.json")
@@ -303,10 +312,11 @@ def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
         if recording is not None:
             rows[REPLAY_PATIENT].kind = "real MS recording"
         asyncio.run(ensure_topics(s))
-        console.print(f"broker {s.kafka_bootstrap}, InfluxDB {s.influx_url}; "
-                      "starting gateway, processor and sink ...")
-        return asyncio.run(_with_receiver(s, receiver, creds, recording, duration_s, rows,
-                                          log_dir, console))
+        console.print(f"broker {s.kafka_bootstrap}, InfluxDB {s.influx_url} (auth on; the "
+                      f"table reads {clinic_database(s.influx_db, CLINIC_ID)} as "
+                      f"{reader.user}); starting gateway, processor and sink ...")
+        return asyncio.run(_with_receiver(s, receiver, reader, creds, recording, duration_s,
+                                          rows, log_dir, console))
     finally:
         stack.stop()
         console.print("stopped the broker and InfluxDB")
@@ -333,9 +343,10 @@ def write_patient_profiles(path: Path, recording: Path | None) -> dict[str, floa
     return heights
 
 
-async def _with_receiver(s: Settings, receiver: AlertReceiver, creds: list[DeviceCredential],
-                         recording: Path | None, duration_s: float,
-                         rows: dict[str, PatientRow], log_dir: Path, console: Console) -> int:
+async def _with_receiver(s: Settings, receiver: AlertReceiver, reader: ReadUser,
+                         creds: list[DeviceCredential], recording: Path | None,
+                         duration_s: float, rows: dict[str, PatientRow], log_dir: Path,
+                         console: Console) -> int:
     """Start the clinic's webhook receiver, then the pipeline with the alert service."""
     await receiver.start()
     try:
@@ -347,7 +358,7 @@ async def _with_receiver(s: Settings, receiver: AlertReceiver, creds: list[Devic
                           f"{len(creds) - (1 if recording else 0)} simulated patients"
                           f"{' and 1 real recording' if recording else ''}")
             return await _run_live(s, pipeline, creds, recording, duration_s, rows, receiver,
-                                   console)
+                                   reader, console)
         finally:
             # in a thread: the alert service may still deliver to our receiver meanwhile
             codes = await asyncio.to_thread(pipeline.stop)

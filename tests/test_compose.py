@@ -1,5 +1,10 @@
 """docker-compose.yml: valid against the Compose specification, and every JustWalk service
 runs a command our CLI has. (Docker is not available here, so the stack is not started.)
+
+Also what keeps clinics apart and traffic encrypted in production: only the TLS proxy
+publishes ports (deploy/Caddyfile serves nothing in clear), InfluxDB runs with
+authentication and per-clinic read users, and Grafana gets one organisation per clinic from
+provisioning generated out of deploy/clinics.json.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from justwalk.cli import build_parser
+from justwalk import dashboards
+from justwalk.cli import build_parser, main
+from justwalk.clinics import load_clinics
 from justwalk.config import Settings
 from justwalk.kafka_topics import topic_names
 
@@ -20,6 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 SPEC = yaml.safe_load(COMPOSE.read_text())
 APP_SERVICES = [name for name, svc in SPEC["services"].items() if "build" in svc]
+ONE_SHOT = {name for name, svc in SPEC["services"].items() if svc.get("restart") == "no"}
+CADDYFILE = (ROOT / "deploy" / "Caddyfile").read_text()
+
+
+def env_file_vars(name: str) -> set[str]:
+    return set(re.findall(r"^(\w+)=", (ROOT / "deploy" / name).read_text(), re.M))
 
 
 def test_valid_against_the_compose_specification() -> None:
@@ -46,7 +59,8 @@ def test_every_app_service_runs_a_real_justwalk_subcommand(service: str) -> None
     svc = SPEC["services"][service]
     args = build_parser().parse_args(svc["command"])
     assert callable(args.func)
-    assert svc["command"][0] in ("gateway", "processor", "sink", "alerts")
+    assert svc["command"][0] in ("gateway", "processor", "sink", "alerts", "influx",
+                                 "dashboards")
 
 
 def test_the_image_entrypoint_is_the_justwalk_cli() -> None:
@@ -58,10 +72,11 @@ def test_the_image_entrypoint_is_the_justwalk_cli() -> None:
 
 def test_dependencies_wait_for_health_and_the_topics() -> None:
     services = SPEC["services"]
+    assert {"kafka-topics", "influxdb-setup", "grafana-provisioning", "grafana-orgs"} == ONE_SHOT
     for name, svc in services.items():
         for dep, cond in (svc.get("depends_on") or {}).items():
             assert dep in services
-            expected = ("service_completed_successfully" if dep == "kafka-topics"
+            expected = ("service_completed_successfully" if dep in ONE_SHOT
                         else "service_healthy")
             assert cond["condition"] == expected, (name, dep)
             if expected == "service_healthy":
@@ -94,18 +109,103 @@ def test_no_secret_is_written_in_the_file() -> None:
     assert used <= documented, f"not in deploy/env.example: {sorted(used - documented)}"
 
 
-def test_grafana_mounts_the_provisioning() -> None:
-    volumes = SPEC["services"]["grafana"]["volumes"]
-    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in volumes
-    provider = yaml.safe_load(
-        (ROOT / "deploy/grafana/provisioning/dashboards/justwalk.yaml").read_text())
-    path = provider["providers"][0]["options"]["path"]
-    assert f"./deploy/grafana/dashboards:{path}:ro" in volumes
-    env = SPEC["services"]["grafana"]["environment"]
-    provisioning = "".join(p.read_text() for p in
-                           (ROOT / "deploy/grafana/provisioning").rglob("*.yaml"))
-    for var in set(re.findall(r"\$([A-Z][A-Z0-9_]+)", provisioning)):
-        assert var in env, f"Grafana's provisioning reads ${var}; compose does not set it"
+def test_only_the_tls_proxy_publishes_ports() -> None:
+    services = SPEC["services"]
+    assert {name for name, svc in services.items() if "ports" in svc} == {"proxy"}
+    proxy = services["proxy"]
+    published = {p.rsplit(":", 1)[1] for p in proxy["ports"]}
+    assert published == {"8443", "3000"}
+    assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    # the Caddyfile serves those two ports with TLS only, and no plain-HTTP listener at all
+    sites = re.findall(r"^(\S+):(\d+) \{\n(.*?)^\}", CADDYFILE, re.M | re.S)
+    assert {port for _, port, _ in sites} == published
+    upstream = {"8443": "gateway:8080", "3000": "grafana:3000"}
+    for host, port, body in sites:
+        assert host == "{$JUSTWALK_PUBLIC_HOST:localhost}" and "http://" not in host
+        assert re.search(r"^\s*tls \{\$JUSTWALK_TLS:internal\}$", body, re.M), port
+        assert re.search(rf"^\s*reverse_proxy {upstream[port]}$", body, re.M), port
+    assert re.search(r"^\s*auto_https disable_redirects$", CADDYFILE, re.M)
+    assert "http://" not in CADDYFILE.replace("# ", "")
+    # behind it, Grafana knows it is served over HTTPS; devices reach the gateway there
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_SERVER_ROOT_URL"].startswith("${GRAFANA_ROOT_URL:-https://")
+    assert grafana["GF_SECURITY_COOKIE_SECURE"] == "true"
+    # the gateway's upload limit fits through the proxy
+    body_max = re.search(r"max_size (\d+)MiB", CADDYFILE)  # MiB: 2**20 bytes in Caddy
+    assert body_max and int(body_max[1]) * 2**20 > Settings().max_upload_bytes
+
+
+def test_influxdb_requires_auth_and_each_clinic_gets_a_read_user() -> None:
+    services = SPEC["services"]
+    influx = services["influxdb"]["environment"]
+    assert influx["INFLUXDB_HTTP_AUTH_ENABLED"] == "true"
+    assert not any("READ_USER" in k or k == "INFLUXDB_DB" for k in influx)  # no shared reader
+    setup = services["influxdb-setup"]
+    assert setup["command"] == ["influx", "setup"]
+    env = {**SPEC["x-justwalk-env"]}
+    assert env["JUSTWALK_INFLUX_USERNAME"].startswith("${INFLUXDB_ADMIN_USER")
+    mounts = {m["target"]: m for m in setup["volumes"] if isinstance(m, dict)}
+    assert mounts[env["JUSTWALK_CLINICS"]]["source"] == "./deploy/clinics.json"
+    assert setup["env_file"] == ["./deploy/clinics.env"]
+    # the example clinics file is valid and every password it names is in the env example
+    clinics = load_clinics(ROOT / "deploy" / "clinics.example.json")
+    assert {c.influx_read_password_env for c in clinics} <= env_file_vars("clinics.env.example")
+    assert "cp deploy/clinics.example.json deploy/clinics.json" in (
+        ROOT / "deploy" / "README.md").read_text()
+
+
+def test_grafana_gets_one_organisation_per_clinic_from_generated_provisioning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    services = SPEC["services"]
+    volume = "grafana-provisioning"
+    assert volume in SPEC["volumes"]
+    root = dashboards.CONTAINER_ROOT
+    # 1. generated from deploy/clinics.json by our CLI, into the volume
+    gen = services["grafana-provisioning"]
+    args = build_parser().parse_args(gen["command"])
+    assert f"{volume}:{args.out}" in gen["volumes"]
+    assert {m["target"]: m["source"] for m in gen["volumes"] if isinstance(m, dict)}[
+        str(args.clinics)] == "./deploy/clinics.json"
+    # 2. the organisations created on Grafana's data volume before it starts
+    orgs = services["grafana-orgs"]
+    assert orgs["image"] == services["grafana"]["image"]
+    assert f"{volume}:{root}:ro" in orgs["volumes"]
+    assert "grafana-data:/var/lib/grafana" in orgs["volumes"]
+    assert "./deploy/grafana/create-orgs.sh:/etc/justwalk/create-orgs.sh:ro" in orgs["volumes"]
+    assert orgs["entrypoint"][-2:] == ["--start-server", f"{root}/organisations.txt"]
+    # 3. Grafana reads exactly that tree
+    grafana = services["grafana"]
+    assert f"{volume}:{root}:ro" in grafana["volumes"]
+    assert "grafana-data:/var/lib/grafana" in grafana["volumes"]
+    env = grafana["environment"]
+    assert env["GF_PATHS_PROVISIONING"] == f"{root}/provisioning"
+    assert env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"].startswith(
+        dashboards.CONTAINER_DASHBOARDS + "/")
+    assert env["GF_USERS_AUTO_ASSIGN_ORG_ID"] == "1"  # new users see no clinic
+    assert set(grafana["depends_on"]) >= {"grafana-orgs", "influxdb-setup"}
+
+    # what the generator writes for the example clinics, as the service runs it
+    secrets = env_file_vars("clinics.env.example")
+    for var in secrets:
+        monkeypatch.setenv(var, "pw")
+    out = tmp_path / "grafana"
+    assert main(["dashboards", "build", "--clinics",
+                 str(ROOT / "deploy" / "clinics.example.json"), "--out", str(out)]) == 0
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert "organisations.txt" in written and "provisioning/datasources/justwalk.yaml" in written
+    provider = yaml.safe_load((out / "provisioning/dashboards/justwalk.yaml").read_text())
+    paths = {pr["options"]["path"] for pr in provider["providers"]}
+    assert paths == {dashboards.CONTAINER_DASHBOARDS}
+    assert {f"dashboards/{n}.json" for n in dashboards.DASHBOARDS} <= written
+    # every $VAR the provisioning reads is set for Grafana (environment or env_file)
+    text = "".join(p.read_text() for p in (out / "provisioning").rglob("*.yaml"))
+    for var in set(re.findall(r"\$([A-Z][A-Z0-9_]+)", text)):
+        assert var in env or (var in secrets and grafana["env_file"] ==
+                              ["./deploy/clinics.env"]), var
+    # a missing read password stops the generator (and so Grafana) with its name
+    monkeypatch.delenv("JUSTWALK_INFLUX_READ_PASSWORD_CLINIC_B")
+    assert main(["dashboards", "build", "--clinics",
+                 str(ROOT / "deploy" / "clinics.example.json"), "--out", str(out)]) == 2
 
 
 def test_every_justwalk_command_in_deploy_readme_parses() -> None:
