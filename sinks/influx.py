@@ -253,6 +253,12 @@ class InfluxClient:
         """Create a clinic's database, its policies and CQs, once per ensure_database()."""
         rp, duration = self._prepare_with
         try:
+            if db not in {r["name"] for r in await self.query_rows("SHOW DATABASES")}:
+                # Normally made beforehand (justwalk influx setup), with its read user. Made
+                # now, its rollup CQs run at once, on whatever this first write brings: the
+                # rollups of the data so far stay partial until their next run (30 min).
+                log.warning("InfluxDB database %s did not exist: creating it; run `justwalk "
+                            "influx setup` to give its clinic a read user", db)
             await self._ensure(db, rp, duration)
         except (InfluxQueryError, InfluxAuthError) as exc:
             # e.g. a writer without admin rights: the database may well exist already

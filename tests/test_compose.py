@@ -84,6 +84,8 @@ def test_dependencies_wait_for_health_and_the_topics() -> None:
     for name in ("gateway", "processor", "sink", "alerts"):
         assert services[name]["depends_on"]["kafka-topics"]
     assert "influxdb" in services["sink"]["depends_on"]
+    # the clinics' databases (and rollup CQs) exist before the sink writes its first record
+    assert "influxdb-setup" in services["sink"]["depends_on"]
     assert services["processor"]["deploy"]["replicas"]
 
 

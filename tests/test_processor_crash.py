@@ -198,6 +198,11 @@ async def one_run(local_stack: Any, tmp_path: Path, messages: list[Message], nam
                   disturb: Callable[[Run], None] | None) -> tuple[dict, Path]:
     settings = run_settings(local_stack, tmp_path, name)
     await ensure_topics(settings)
+    # The clinic's database is set up before data flows, as `justwalk influx setup` does in
+    # production: its rollup CQs run once when created, and must find it empty.
+    async with InfluxClient(settings.influx_url,
+                            clinic_database(settings.influx_db, CLINIC)) as client:
+        await client.ensure_database()
     run = Run(settings, tmp_path / name)
     run.start("sink")
     first = run.start("processor")
