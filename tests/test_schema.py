@@ -337,3 +337,16 @@ def test_fold_lines_merges_fields_of_the_same_point_like_influxdb() -> None:
     assert fold_lines(lines) == {
         ("step,patient_id=p\\ 1", "5"): {"a": "1i", "s": '"x, y=z"', "b": "2.5"},
         ("step,patient_id=p\\ 1", "6"): {"a": "3i"}}
+
+
+def test_the_clinic_of_a_line_is_its_tag_and_nothing_else() -> None:
+    tags = {"clinic_id": "clinic-a", "patient_id": "pt-1", "device_id": "d-1"}
+    plain = schema.line("step", tags, {"session_id": 's,clinic_id=evil x'}, 1)
+    assert schema.clinic_of_line(plain) == "clinic-a"  # not the look-alike in a string field
+    assert schema.tags_of_line(plain) == tags
+    odd = {"clinic_id": "c 1,x=y", "patient_id": "p\\q"}  # escaped characters, a backslash
+    line = schema.line("m\\,n", odd, {"v": 1.0}, 1)
+    assert schema.clinic_of_line(line) == "c 1,x=y" and schema.tags_of_line(line) == odd
+    assert schema.clinic_of_line(schema.line("m", {"patient_id": "p"}, {"v": 1}, 1)) is None
+    assert schema.clinic_of_line(schema.line("m", {"xclinic_id": "c"}, {"v": 1}, 1)) is None
+    assert schema.clinic_of_line(schema.line("m", {"clinic_id": ""}, {"v": 1}, 1)) is None
