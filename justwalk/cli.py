@@ -12,7 +12,8 @@
     justwalk dashboards   build (or --check) the Grafana provisioning files in deploy/
     justwalk grafana      push the dashboards and alert rules to an existing Grafana
     justwalk rollups      backfill the daily/weekly rollups of a past time range
-    justwalk influx       each clinic's InfluxDB database and read user (setup)
+    justwalk influx       each clinic's InfluxDB database and read user (setup); the
+                          InfluxQL gate Grafana reads through (gate)
 
 Connection settings come from JUSTWALK_* environment variables (see justwalk.config).
 Imports are lazy so that each process loads only what it runs.
@@ -203,6 +204,13 @@ def _cmd_influx_setup(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_influx_gate(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.influx_gate import run_gate
+
+    asyncio.run(run_gate(settings))
+    return 0
+
+
 def _utc_date(text: str) -> datetime:
     t = datetime.fromisoformat(text)
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
@@ -337,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--clinics", type=Path, default=None,
                    help="the clinics file (default: JUSTWALK_CLINICS)")
     i.set_defaults(func=_cmd_influx_setup)
+    i = isub.add_parser("gate", help="the InfluxQL gate between Grafana and InfluxDB: passes "
+                        "reads, refuses writes and the metadata statements InfluxDB does not "
+                        "guard (JUSTWALK_INFLUX_GATE_HOST/PORT -> JUSTWALK_INFLUX_URL)")
+    i.set_defaults(func=_cmd_influx_gate)
     return p
 
 

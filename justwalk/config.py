@@ -60,6 +60,10 @@ class Settings:
     Empty: plain HTTP, for loopback or behind a TLS-terminating proxy (deploy/README.md)."""
     gateway_tls_key: str = ""
     """PEM private key of ``gateway_tls_cert``."""
+    influx_gate_host: str = "127.0.0.1"
+    influx_gate_port: int = 8087
+    """Where ``justwalk influx gate`` (sinks.influx_gate) listens: Grafana's way to InfluxDB,
+    passing reads only (InfluxDB at ``influx_url`` checks the user as before)."""
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080

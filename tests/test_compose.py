@@ -9,6 +9,7 @@ provisioning generated out of deploy/clinics.json.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -154,6 +155,22 @@ def test_influxdb_requires_auth_and_each_clinic_gets_a_read_user() -> None:
     assert {c.influx_read_password_env for c in clinics} <= env_file_vars("clinics.env.example")
     assert "cp deploy/clinics.example.json deploy/clinics.json" in (
         ROOT / "deploy" / "README.md").read_text()
+
+
+def test_grafana_reaches_influxdb_only_through_the_gate() -> None:
+    services = SPEC["services"]
+    gate = services["influxdb-gate"]
+    assert build_parser().parse_args(gate["command"]).func.__name__ == "_cmd_influx_gate"
+    env = gate["environment"]
+    settings = Settings.from_env(env)
+    assert settings.influx_url == "http://influxdb:8086"
+    assert not any("USERNAME" in k or "PASSWORD" in k for k in env)  # forwards users' own
+    grafana = services["grafana"]
+    assert grafana["environment"]["INFLUXDB_URL"] == (
+        f"http://influxdb-gate:{settings.influx_gate_port}")
+    assert "influxdb-gate" in grafana["depends_on"] and "healthcheck" in gate
+    # nothing else of Grafana's names InfluxDB itself
+    assert "influxdb:8086" not in json.dumps(grafana)
 
 
 def test_grafana_gets_one_organisation_per_clinic_from_generated_provisioning(
