@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--token", default="", help="service account token (Editor or Admin)")
     g.add_argument("--user", default="", help="basic auth user (instead of --token)")
     g.add_argument("--password", default="")
-    g.add_argument("--clinic", required=True,
+    g.add_argument("--clinic", required=True, type=_identifier,
                    help="the clinic whose database the data source reads")
     g.add_argument("--org-id", type=int, default=0,
                    help="the clinic's organisation (with --user; a token has its own)")
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(continuous queries only cover the last days)")
     r.add_argument("--start", type=_utc_date, required=True, help="ISO date, UTC if no offset")
     r.add_argument("--end", type=_utc_date, required=True, help="ISO date, UTC if no offset")
-    r.add_argument("--clinic", action="append", default=[],
+    r.add_argument("--clinic", action="append", default=[], type=_identifier,
                    help="only this clinic's database (repeatable; default: every clinic's)")
     r.set_defaults(func=_cmd_rollups)
 

@@ -196,7 +196,7 @@ async def test_poison_headers_do_not_stop_the_patients_windows_reaching_influxdb
     from justwalk.gait.cadence import window_start
     from justwalk.pipeline import Pipeline
     from justwalk.simulator.gait_model import GaitProfile, synthesize
-    from tests.test_end_to_end import _free_port, poll_windows
+    from tests.test_end_to_end import _free_port, clinic_db, poll_windows
 
     settings = stack_settings.replace(device_registry=tmp_path / "devices.json",
                                       gateway_port=_free_port())
@@ -224,7 +224,7 @@ async def test_poison_headers_do_not_stop_the_patients_windows_reaching_influxdb
         assert [a["sequence"] for a in answers if a["type"] == "ack"] == list(range(60))
         from sinks.influx import InfluxClient
 
-        async with InfluxClient(settings.influx_url, settings.influx_db) as client:
+        async with InfluxClient(settings.influx_url, clinic_db(settings)) as client:
             windows = (await poll_windows(client, ["pt-poison"], 5))["pt-poison"]
     finally:
         codes = p.stop()
