@@ -163,13 +163,17 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=60)
     ap.add_argument("--chunk-s", type=float, default=0.5,
                     help="chunk length of the real-time devices")
+    ap.add_argument("--checkpoint-s", type=float,
+                    default=Settings().processor_checkpoint_interval_s,
+                    help="the processors' checkpoint interval")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="justwalk-bench-") as tmp:
         work = Path(tmp)
         stack = LocalStack(log_dir=work / "stack-logs", workdir=work / "stack")
         stack.start()
         try:
-            base = stack.settings(Settings()).replace(topic_partitions=8)
+            base = stack.settings(Settings()).replace(
+                topic_partitions=8, processor_checkpoint_interval_s=args.checkpoint_s)
             print("throughput on pre-loaded messages ...", flush=True)
             tp = asyncio.run(_throughput(base, work, args))
             rt = None
