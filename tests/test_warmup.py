@@ -22,6 +22,29 @@ def test_warm_up_fills_the_cache_directory_it_is_given(tmp_path: Path) -> None:
     assert any(name.startswith("_frontend") for name in index), index
 
 
+def test_warm_up_compiles_every_kernel_the_cores_call() -> None:
+    """Kernels called from Python only when something happens (a step's length, a
+    sit-to-stand, a turn, a fall candidate) are compiled too, not on a live chunk."""
+    code = (
+        "import numba; from justwalk.warmup import warm_up; warm_up();"
+        "import justwalk.gait._kernels as g, justwalk.falls._frontend as f;"
+        "print(','.join(f'{m.__name__}.{k}' for m in (g, f) for k, v in vars(m).items()"
+        " if isinstance(v, numba.core.registry.CPUDispatcher) and not v.signatures))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, check=True)
+    never = set(filter(None, out.stdout.strip().split(",")))
+    # what the processor's path calls from Python: the pipeline's block kernel (and
+    # nothing else from pipeline.py), step lengths, the fall front end's two kernels
+    pipeline_calls = {w.split("(")[0] for w in
+                      (ROOT / "justwalk/gait/pipeline.py").read_text().split("_kernels.")[1:]
+                      if "(" in w.split()[0]}
+    assert pipeline_calls == {"pipeline_block"}, pipeline_calls
+    called = {"justwalk.gait._kernels.pipeline_block", "justwalk.gait._kernels.step_length",
+              "justwalk.falls._frontend._reduce", "justwalk.falls._frontend._next_candidate"}
+    assert not (never & called), sorted(never & called)
+
+
 def test_the_image_compiles_the_kernels_as_its_user_into_its_home() -> None:
     lines = (ROOT / "Dockerfile").read_text().splitlines()
     user = lines.index("USER justwalk")
