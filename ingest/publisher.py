@@ -1,17 +1,69 @@
-"""Where the gateway puts accepted chunks and rejection records: Kafka, behind a small protocol."""
+"""Where the gateway puts accepted chunks and rejection records: Kafka, behind a small protocol.
+
+``KafkaPublisher`` acknowledges nothing the broker does not hold:
+
+* writes use ``acks=all`` (stored on every in-sync replica the topic requires; see
+  ``justwalk.kafka_topics`` for ``min.insync.replicas``);
+* a write the broker has not confirmed within ``delivery_timeout_s`` fails with
+  ``KafkaTimeoutError``; so does a ``send`` that cannot even queue in that time (no
+  metadata, a full batch), so an answer always comes within about that bound;
+* after such a failure (or a connection error) the producer is replaced: the records
+  still queued in it are dropped, not delivered late (their devices were told to send them
+  again), and until a new producer is connected ``send`` fails at once with
+  ``BrokerUnavailable``;
+* at most ``max_in_flight_records`` records and ``max_in_flight_bytes`` bytes wait for the
+  broker at once; beyond that ``send`` fails at once with ``PublisherBusy`` instead of
+  queueing without bound;
+* an acknowledgement below an offset this publisher already had acknowledged on the same
+  partition, a topic whose partition count changed, or a topic it wrote to that is gone
+  (checked every ``watch_s`` and before writing again after a reconnection) means the
+  broker lost acknowledged records (``justwalk.broker_loss``): the write fails with
+  ``BrokerLostData``, the loss is
+  logged with every partition's acknowledged end, ``ping`` turns false, and, with
+  ``stop_on_loss``, the task that started the publisher (the gateway's ``serve``) is
+  cancelled and ``stop`` raises the loss, so the process exits non-zero and its supervisor
+  restarts it on recreated topics.
+
+Every failure is a ``KafkaError``; the gateway answers it with a retryable code and the
+device sends the chunk again.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.structs import RecordMetadata
+
+from justwalk.broker_loss import BrokerLostData, Loss, OffsetFloors, missing_topics
+from justwalk.kafka_topics import discard_producer
+from justwalk.log_limit import limit_repeated_logs
 
 log = logging.getLogger(__name__)
+
+DEFAULT_DELIVERY_TIMEOUT_S = 10.0
+DEFAULT_MAX_IN_FLIGHT_RECORDS = 20_000
+DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
+RECONNECT_S = 1.0
+DEFAULT_WATCH_S = 1.0
+
+
+class PublisherBusy(KafkaError):
+    """Too many records are waiting for the broker: try again later."""
+
+    retriable = True
+
+
+class BrokerUnavailable(KafkaError):
+    """The publisher is reconnecting to the broker: try again later."""
+
+    retriable = True
 
 
 class Publisher(Protocol):
@@ -35,34 +87,81 @@ class Publisher(Protocol):
 
 
 class KafkaPublisher:
-    """A ``Publisher`` on an aiokafka producer (acks=all; no idempotence, which Tansu lacks).
+    """A ``Publisher`` on an aiokafka producer (no idempotence, which Tansu lacks).
 
-    Use as ``async with KafkaPublisher(bootstrap) as publisher: ...``.
+    See the module docstring for the bounds and the loss check. Use as
+    ``async with KafkaPublisher(bootstrap) as publisher: ...``.
     """
 
     def __init__(self, bootstrap_servers: str, *, linger_ms: int = 5,
-                 ping_timeout_s: float = 2.0) -> None:
+                 ping_timeout_s: float = 2.0,
+                 delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
+                 max_in_flight_records: int = DEFAULT_MAX_IN_FLIGHT_RECORDS,
+                 max_in_flight_bytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES,
+                 watch_s: float = DEFAULT_WATCH_S,
+                 stop_on_loss: bool = True) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.linger_ms = linger_ms
         self.ping_timeout_s = ping_timeout_s
+        self.delivery_timeout_s = delivery_timeout_s
+        self.max_in_flight_records = max_in_flight_records
+        self.max_in_flight_bytes = max_in_flight_bytes
+        self.watch_s = watch_s
+        self.stop_on_loss = stop_on_loss
         self._producer: AIOKafkaProducer | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._owner: asyncio.Task[object] | None = None
+        self._floors = OffsetFloors()
+        self._partitions: dict[str, int] = {}
+        self._deliveries: set[asyncio.Task[RecordMetadata]] = set()
+        self.in_flight_records = 0
+        self.in_flight_bytes = 0
+        self.lost: BrokerLostData | None = None
+        """The loss found, once the broker lost acknowledged records (nothing is sent after)."""
+        self.refused_busy_ = 0
+        self.timeouts_ = 0
+        self.reconnects_ = 0
 
-    async def start(self) -> None:
-        """Connect to the brokers."""
-        producer = AIOKafkaProducer(
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
             bootstrap_servers=self.bootstrap_servers,
             acks="all",
             enable_idempotence=False,
             linger_ms=self.linger_ms,
+            request_timeout_ms=max(1000, round(self.delivery_timeout_s * 1000)),
         )
+
+    async def start(self) -> None:
+        """Connect to the brokers."""
+        limit_repeated_logs()
+        producer = self._new_producer()
         await producer.start()
         self._producer = producer
+        self._owner = asyncio.current_task()
+        self._watch = asyncio.create_task(self._watch_topics())
 
     async def stop(self) -> None:
-        """Flush pending records and disconnect."""
+        """Flush pending records and disconnect; raises ``BrokerLostData`` after a loss."""
+        for task in (self._reconnecting, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._reconnecting = self._watch = None
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            if self.lost is not None:
+                await discard_producer(producer)
+            else:
+                try:
+                    await asyncio.wait_for(producer.stop(), self.delivery_timeout_s)
+                except TimeoutError:
+                    log.warning("the Kafka producer did not stop within %.0f s; records "
+                                "still queued are dropped", self.delivery_timeout_s)
+                    await discard_producer(producer)
+        if self.lost is not None and self.stop_on_loss:
+            raise self.lost
 
     async def __aenter__(self) -> KafkaPublisher:
         await self.start()
@@ -84,20 +183,162 @@ class KafkaPublisher:
         return self._producer
 
     async def send(self, topic: str, key: bytes, value: bytes,
-                   headers: Sequence[tuple[str, bytes]] = ()) -> Awaitable[object]:
-        """Queue a record in the producer; the returned future resolves on delivery."""
-        future: Awaitable[object] = await self.producer.send(
-            topic, value=value, key=key, headers=list(headers) or None)
-        return future
+                   headers: Sequence[tuple[str, bytes]] = ()) -> Awaitable[RecordMetadata]:
+        """Queue a record; the returned task resolves once the broker stored it.
+
+        Raises at once (``PublisherBusy``, ``KafkaTimeoutError``, ``BrokerLostData``) when
+        the record cannot be queued; the task raises when it is not stored in time.
+        """
+        if self.lost is not None:
+            raise self.lost
+        producer = self._producer
+        if producer is None:
+            if self._reconnecting is None:
+                raise RuntimeError("KafkaPublisher is not started")
+            raise BrokerUnavailable("reconnecting to the Kafka broker")
+        size = len(key) + len(value) + sum(len(k) + len(v) for k, v in headers)
+        if (self.in_flight_records >= self.max_in_flight_records
+                or self.in_flight_bytes + size > self.max_in_flight_bytes):
+            self.refused_busy_ += 1
+            raise PublisherBusy(
+                f"{self.in_flight_records} records ({self.in_flight_bytes} bytes) are waiting "
+                "for the broker; the limit is "
+                f"{self.max_in_flight_records} records / {self.max_in_flight_bytes} bytes")
+        self.in_flight_records += 1
+        self.in_flight_bytes += size
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.delivery_timeout_s
+        try:
+            try:
+                future = await asyncio.wait_for(
+                    producer.send(topic, value=value, key=key, headers=list(headers) or None),
+                    self.delivery_timeout_s)
+            except TimeoutError:
+                self.timeouts_ += 1
+                self._replace(producer)
+                raise KafkaTimeoutError(
+                    f"could not queue a record for {topic} within "
+                    f"{self.delivery_timeout_s:g} s (no broker?)") from None
+            self._check_partitions(topic, producer)
+        except BaseException:
+            self._release(size)
+            raise
+        task = asyncio.create_task(self._delivered(future, topic, size, deadline, producer))
+        self._deliveries.add(task)
+        task.add_done_callback(self._delivery_done)
+        return task
+
+    def _delivery_done(self, task: asyncio.Task[RecordMetadata]) -> None:
+        self._deliveries.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: whoever awaits the task gets it too
+
+    async def _delivered(self, future: asyncio.Future[RecordMetadata], topic: str,
+                         size: int, deadline: float,
+                         producer: AIOKafkaProducer) -> RecordMetadata:
+        try:
+            remaining = deadline - asyncio.get_running_loop().time()
+            done, _ = await asyncio.wait({future}, timeout=max(remaining, 0.0))
+            if not done:
+                self.timeouts_ += 1
+                self._replace(producer)
+                raise KafkaTimeoutError(
+                    f"{topic}: the broker did not confirm the record within "
+                    f"{self.delivery_timeout_s:g} s")
+            try:
+                meta = future.result()
+            except KafkaError as exc:
+                if exc.retriable:  # connection trouble: start afresh
+                    self._replace(producer)
+                raise
+            loss = self._floors.ack(meta.topic, meta.partition, meta.offset)
+            if loss is not None:
+                raise self._broker_lost([loss])
+            return meta
+        finally:
+            self._release(size)
+
+    def _release(self, size: int) -> None:
+        self.in_flight_records -= 1
+        self.in_flight_bytes -= size
+
+    def _replace(self, producer: AIOKafkaProducer) -> None:
+        """Drop ``producer`` (and what is queued in it) and connect a new one."""
+        if self._producer is not producer or self.lost is not None:
+            return  # replaced already (or stopping)
+        self._producer = None
+        self.reconnects_ += 1
+        log.warning("the broker is not confirming records: dropping the ones queued for it "
+                    "(their devices are told to send them again) and reconnecting")
+        self._reconnecting = asyncio.create_task(self._reconnect(producer))
+
+    async def _reconnect(self, old: AIOKafkaProducer) -> None:
+        await discard_producer(old)
+        while self.lost is None:
+            producer = self._new_producer()
+            try:
+                await asyncio.wait_for(producer.start(), self.delivery_timeout_s)
+                gone = await missing_topics(producer.client, self._partitions)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("Kafka not reachable yet (%r); retrying", exc)
+                await discard_producer(producer)
+                await asyncio.sleep(RECONNECT_S)
+                continue
+            if gone:
+                await discard_producer(producer)
+                self._broker_lost(gone)
+                return
+            self._producer = producer
+            self._reconnecting = None
+            log.info("reconnected to Kafka")
+            return
+
+    async def _watch_topics(self) -> None:
+        """Every ``watch_s``: are the topics written to still there? (see the docstring)."""
+        while self.lost is None:
+            await asyncio.sleep(self.watch_s)
+            producer = self._producer
+            if producer is None or not self._partitions:
+                continue
+            try:
+                gone = await asyncio.wait_for(
+                    missing_topics(producer.client, self._partitions), self.ping_timeout_s)
+            except (KafkaError, OSError, TimeoutError):
+                continue  # unreachable: the deliveries time out and reconnect
+            if gone:
+                self._broker_lost(gone)
+
+    def _check_partitions(self, topic: str, producer: AIOKafkaProducer) -> None:
+        n = len(producer.client.cluster.partitions_for_topic(topic) or ())
+        known = self._partitions.setdefault(topic, n)
+        if n != known:
+            # the topic was recreated (e.g. auto-created by a client after the broker lost
+            # it): keys now map to other partitions than the stored states expect
+            raise self._broker_lost([Loss(topic, -1, known, n)])
+
+    def _broker_lost(self, losses: list[Loss]) -> BrokerLostData:
+        if self.lost is None:
+            self.lost = BrokerLostData(losses)
+            ends = {t: self._floors.ends(t) for t in sorted(self._partitions)}
+            log.error("BROKER LOST DATA: %s. Acknowledged ends per partition of this gateway: "
+                      "%s. Chunks acknowledged to devices and not yet processed are gone; "
+                      "nothing more is acknowledged by this process%s", self.lost, ends,
+                      "; stopping it" if self.stop_on_loss else "")
+            owner = self._owner
+            if self.stop_on_loss and owner is not None and not owner.done():
+                owner.cancel()
+        return self.lost
 
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
         """Send a record and wait for the broker's acknowledgement."""
         await (await self.send(topic, key, value))
 
     async def ping(self) -> bool:
-        """Ask a broker for cluster metadata."""
+        """Ask a broker for cluster metadata (false for good once the broker lost data)."""
+        if self.lost is not None or self._producer is None:
+            return False
         try:
-            await asyncio.wait_for(self.producer.client.fetch_all_metadata(),
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(),
                                    self.ping_timeout_s)
         except (KafkaError, TimeoutError, RuntimeError) as exc:
             log.warning("Kafka is not reachable: %r", exc)

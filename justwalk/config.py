@@ -35,7 +35,17 @@ class Settings:
     topic_state: str = "processor.state"
     """The processor's stored session and patient states (internal; compacted; partitioned
     like ``topic_chunks``; see stream_processors.runtime)."""
+    topic_dead_letter: str = "sink.dead-letter"
+    """Records the sink could not write to InfluxDB, with the reason (Kafka headers)."""
     topic_partitions: int = 8
+    kafka_replication_factor: int = 1
+    """Replicas of each topic ``ensure_topics`` creates (3 on the three-broker cluster of
+    deploy/compose.kafka-3.yml)."""
+    kafka_min_insync_replicas: int = 1
+    """``min.insync.replicas`` of each topic created: a write (acks=all) is acknowledged only
+    once this many replicas hold it (2 of 3 on a three-broker cluster)."""
+    kafka_delivery_timeout_s: float = 10.0
+    """Longest a write waits for the broker's acknowledgement before it counts as failed."""
     # Consumer-group timings; the defaults of Kafka clients make joins slow on a small broker.
     kafka_session_timeout_s: float = 10.0
     kafka_heartbeat_interval_s: float = 1.0
@@ -79,6 +89,12 @@ class Settings:
     processor_checkpoint_interval_s: float = 5.0
     """How often the processor stores its changed states and commits its input offsets
     (stream_processors.runtime). A crash replays at most about this much input."""
+    processor_outage_max_s: float = 120.0
+    """How long the processor rides out a broker outage (keeping its states and the records
+    not yet confirmed, retrying its checkpoint) before it stops with an error."""
+    processor_resend_window_s: float = 30.0
+    """Records of this much recent wall time the processor keeps, to send them again when
+    the broker lost its topics (what the sink may not have read yet)."""
     session_retention_s: float = 31 * 86400.0
     """A session whose newest data is older than this (device time against the wall clock)
     is deleted from the processor's state. Keep it above ``max_upload_age_s``, so that any

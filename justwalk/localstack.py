@@ -18,6 +18,13 @@ children cannot outlive the Python process that started them: they are started w
 Caveat of ``PR_SET_PDEATHSIG``: the signal fires when the *thread* that started the child
 exits, so start a :class:`LocalStack` from a thread that lives as long as the stack (the
 main thread, normally).
+
+Tansu keeps its topics in memory: a restarted Tansu has none, and a client's metadata
+request recreates a topic with Tansu's defaults (4 partitions, no configuration).
+``restart_kafka`` (the fault tests) and ``justwalk stack`` (which restarts a Tansu that
+died) therefore recreate the pipeline's topics with their partitions and configurations
+at once (``ensure_topics(..., repair=True)``). InfluxDB can be stopped and started again
+on the same port and data (``stop_influx``/``start_influx``).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import functools
 import importlib.util
 import logging
 import os
@@ -41,7 +49,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
@@ -305,6 +313,7 @@ class LocalStack:
         self._own_workdir = False
         self._tansu: _Child | None = None
         self._influxd: _Child | None = None
+        self._influx_rpc_port: int | None = None
         self._started = False
         self.influx_auth = influx_auth
         """InfluxDB runs with auth-enabled; ``influx_admin`` is its admin user."""
@@ -386,9 +395,69 @@ class LocalStack:
         if errors:
             raise StackError(f"errors while stopping the local stack: {errors!r}")
 
+    def kill_kafka(self) -> None:
+        """Kill the broker (SIGKILL): a crash; Tansu loses every topic with it."""
+        child, self._tansu = self._tansu, None
+        if child is not None:
+            child.proc.kill()
+            child.proc.wait()
+
+    def start_kafka(self, *, topics: Iterable[Settings] = (),
+                    timeout_s: float = START_TIMEOUT_S) -> None:
+        """Start the broker again on the same port; recreate the topics of ``topics``."""
+        if self._tansu is not None and self._tansu.running():
+            raise StackError("the broker is running")
+        self._auto_kafka = False  # clients know this port
+        self._start_tansu(find_tansu(), time.monotonic() + timeout_s)
+        self.recreate_topics(topics)
+
+    def restart_kafka(self, *, down_s: float = 0.0, topics: Iterable[Settings] = ()) -> None:
+        """Kill the broker, wait ``down_s``, start it again and recreate the topics."""
+        self.kill_kafka()
+        time.sleep(down_s)
+        self.start_kafka(topics=topics)
+
+    def recreate_topics(self, topics: Iterable[Settings]) -> None:
+        """The pipeline's topics of each settings, as they must be (see the module docstring)."""
+        from justwalk.kafka_topics import ensure_topics
+
+        for settings in topics:
+            _run_coroutine(functools.partial(ensure_topics, self.settings(settings),
+                                             repair=True))
+
+    def stop_influx(self) -> None:
+        """Stop InfluxDB (SIGTERM); its data stays for ``start_influx``."""
+        child, self._influxd = self._influxd, None
+        if child is not None:
+            child.stop()
+
+    def start_influx(self, *, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Start InfluxDB again on the same port, with the same data."""
+        if self._influxd is not None and self._influxd.running():
+            raise StackError("InfluxDB is running")
+        self._auto_influx = False
+        self._start_influxd(ensure_influxd(install=False), time.monotonic() + timeout_s)
+
     def running(self) -> bool:
         """True while both children are alive."""
         return all(c is not None and c.running() for c in (self._tansu, self._influxd))
+
+    def revive(self, topics: Settings) -> None:
+        """Start again a server that died; the broker with the topics of ``topics``."""
+        for name, child in (("tansu", self._tansu), ("influxd", self._influxd)):
+            if child is None or child.running():
+                continue
+            log.error("%s exited (code %s); starting it again. Last lines of its log:\n%s",
+                      name, child.proc.returncode, child.tail(10))
+            if name == "tansu":
+                self._tansu = None
+                self.start_kafka(topics=[topics])
+                log.error("Tansu started again WITHOUT ITS DATA (it keeps topics in memory); "
+                          "topics recreated. The pipeline's services notice the loss, report "
+                          "it and restart")
+            else:
+                self._influxd = None
+                self.start_influx()
 
     def check_alive(self) -> None:
         """Raise StackError (with the log tail) if a child has exited."""
@@ -439,7 +508,9 @@ class LocalStack:
         root.mkdir(exist_ok=True)
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             config = self.workdir / "influxdb.conf"
-            config.write_text(_influx_config(root, self.influx_port, _free_port(),
+            if self._influx_rpc_port is None or attempt > 1:
+                self._influx_rpc_port = _free_port()
+            config.write_text(_influx_config(root, self.influx_port, self._influx_rpc_port,
                                              auth_enabled=self.influx_auth))
             child = _Child("influxd", [str(binary), "-config", str(config)],
                            self.log_dir / "influxd.log", self.workdir)
@@ -523,7 +594,7 @@ def run_stack_forever(settings: Settings, *, kafka_port: int, influx_port: int) 
         print(f"export JUSTWALK_INFLUX_URL={stack.influx_url}", flush=True)
         while not stop_requested.wait(0.5):
             try:
-                stack.check_alive()
+                stack.revive(configured)
             except StackError as exc:
                 print(f"justwalk stack: {exc}", file=sys.stderr)
                 return 1

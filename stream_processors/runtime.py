@@ -394,6 +394,35 @@ class ProcessorRuntime:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def rebase(self) -> tuple[int, int]:
+        """Make every state start over on a new input log; (sessions, patients) affected.
+
+        For a broker that lost the input topic and the state topic: the offsets the states
+        hold belong to a log that is gone, and a recreated log numbers its messages from 0
+        again. Every state forgets its applied offset (a chunk the session has analysed
+        already is still recognised as a duplicate by its sequence number) and is marked
+        changed, so the next checkpoint stores all of them; nothing is committed
+        (``next_offset`` None).
+        """
+        n_sessions = n_patients = 0
+        for ps in self.parts.values():
+            for key in list(ps.packed):
+                data = ps.packed.pop(key)
+                if key.startswith(SESSION_PREFIX):
+                    ps.sessions[key] = load_session(data)
+                else:
+                    ps.patients[key] = load_patient(data)
+            for key, session in ps.sessions.items():
+                session.applied_offset = -1
+                ps.dirty.add(key)
+                n_sessions += 1
+            for key, patient in ps.patients.items():
+                patient.applied_offset = -1
+                ps.dirty.add(key)
+                n_patients += 1
+            ps.next_offset = None
+        return n_sessions, n_patients
+
     def checkpoint(self, partitions: Iterable[int]) -> list[Checkpoint]:
         """Pack every changed state of ``partitions``.
 

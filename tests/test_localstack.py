@@ -164,6 +164,75 @@ async def test_ensure_topics_creates_configured_partitions(stack_settings: Setti
         assert sorted(p["partition"] for p in topic["partitions"]) == [0, 1, 2, 3]
 
 
+async def test_topics_get_their_replicas_settings_and_the_state_topic_is_compacted(
+        stack_settings: Settings):
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    await ensure_topics(stack_settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap)
+    try:
+        await admin.start()
+        configs = {}
+        for response in await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, t)
+                 for t in (stack_settings.topic_state, stack_settings.topic_dead_letter)]):
+            for *_, name, entries in response.resources:
+                configs[name] = {e[0]: e[1] for e in entries}
+    finally:
+        await admin.close()
+    assert stack_settings.topic_dead_letter in topic_names(stack_settings)
+    assert configs[stack_settings.topic_state] == {"cleanup.policy": "compact",
+                                                   "min.insync.replicas": "1"}
+    assert configs[stack_settings.topic_dead_letter] == {"min.insync.replicas": "1"}
+
+
+async def test_a_topic_with_other_partitions_is_refused_or_repaired(stack_settings: Settings):
+    from aiokafka.admin import NewTopic
+
+    from justwalk.kafka_topics import TopicMismatch
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap)
+    try:
+        await admin.start()
+        # as a client's metadata request makes Tansu create it after it lost its topics
+        await admin.create_topics([NewTopic(stack_settings.topic_chunks, 2, 1)])
+        with pytest.raises(TopicMismatch, match=f"{stack_settings.topic_chunks} has 2 partitions"):
+            await ensure_topics(stack_settings, timeout_s=1.0)
+        await ensure_topics(stack_settings, repair=True)  # the local stack's way
+        [described] = await admin.describe_topics([stack_settings.topic_chunks])
+    finally:
+        await admin.close()
+    assert len(described["partitions"]) == stack_settings.topic_partitions
+
+
+def test_a_restarted_broker_gets_the_topics_back(tmp_path: Path):
+    stack = LocalStack(log_dir=tmp_path)
+    settings = Settings().replace(topic_partitions=3)
+    with stack:
+        stack.recreate_topics([settings])
+        port = stack.kafka_port
+        stack.kill_kafka()
+        assert not stack.running() and not accepts(port)
+        stack.start_kafka(topics=[settings])
+        assert stack.kafka_port == port and stack.running()
+
+        async def topics() -> list[dict]:
+            admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+            try:
+                await admin.start()
+                return await admin.describe_topics(topic_names(settings))
+            finally:
+                await admin.close()
+
+        described = asyncio.run(topics())
+        assert {t["topic"]: len(t["partitions"]) for t in described} == {
+            t: 3 for t in topic_names(settings)}
+        stack.stop_influx()
+        assert not accepts(stack.influx_port)
+        stack.start_influx()
+        assert influx(stack.settings(settings), "/ping")[0] == 204
+
+
 async def test_produce_consume_round_trip(stack_settings: Settings):
     await ensure_topics(stack_settings)
     topic = stack_settings.topic_chunks

@@ -156,10 +156,11 @@ async def lag(settings: Settings, group: str, topics: list[str]) -> int:
         await consumer.stop()
 
 
-async def influx_contents(settings: Settings) -> dict[tuple[str, tuple[Any, ...], int], dict]:
-    """Every point of the run's database: (measurement, tags, time) -> fields."""
+async def influx_contents(settings: Settings, clinic: str = CLINIC,
+                         ) -> dict[tuple[str, tuple[Any, ...], int], dict]:
+    """Every point of the run's clinic database: (measurement, tags, time) -> fields."""
     out: dict[tuple[str, tuple[Any, ...], int], dict] = {}
-    db = clinic_database(settings.influx_db, CLINIC)  # the sink writes the clinic's own
+    db = clinic_database(settings.influx_db, clinic)  # the sink writes the clinic's own
     async with InfluxClient(settings.influx_url, db) as client:
         for m in MEASUREMENTS:
             for result in await client.query(f"SELECT * FROM {m.qualified} GROUP BY *",

@@ -224,6 +224,36 @@ async def test_a_partition_moving_to_another_worker_changes_nothing(messages, ex
     assert influx_points(broker.outputs()) == expected
 
 
+async def test_states_rebased_onto_a_recreated_log_change_nothing(messages, expected) -> None:
+    """A broker lost every topic mid-stream (states, offsets, unprocessed input): the
+    worker's states, rebased and stored on the new broker, and a new log holding what was
+    not processed yet (numbered from 0, beginning with two resends of processed chunks)
+    give what an uninterrupted run gives."""
+    old = MemBroker()
+    load(old, messages)
+    first = MemWorker(old)
+    for p in range(N_PARTITIONS):
+        first.assign(p)
+    await first.run(range(N_PARTITIONS), stop_after=len(messages) // 2,
+                    checkpoint_every=10**9)
+    new = MemBroker()
+    for p in range(N_PARTITIONS):
+        done = first.position[p]
+        new.logs[SETTINGS.topic_chunks][p] = list(old.logs[SETTINGS.topic_chunks][p][done - 2:])
+    sessions, patients = first.runtime.rebase()
+    assert sessions >= 4 and patients >= 4
+    first.broker = new
+    await first.checkpoint(range(N_PARTITIONS))
+    stored = [r for part in new.logs[SETTINGS.topic_state] for r in part]
+    assert len(stored) == sessions + patients and {r.applied for r in stored} == {-1}
+    assert new.committed == {}  # nothing committed: the new log starts at 0
+    second = MemWorker(new)
+    for p in range(N_PARTITIONS):
+        second.assign(p)
+    await second.run(range(N_PARTITIONS))
+    assert influx_points(old.outputs() + new.outputs()) == expected
+
+
 async def test_states_are_compact(messages) -> None:
     broker = MemBroker()
     load(broker, messages)

@@ -60,6 +60,7 @@ class FakeGateway:
     drop_at_chunk: int | None = None  # close the first connection on this many-th chunk
     reject_sequence: int | None = None
     unavailable_once: int | None = None  # answer "unavailable" to this sequence, once
+    unavailable_from: int | None = None  # answer "unavailable" to this sequence and later
     send_feedback: bool = False
     arrivals: list[tuple[float, ImuChunk]] = field(default_factory=list)
     stored: dict[tuple[str, str, int], ImuChunk] = field(default_factory=dict)
@@ -116,6 +117,9 @@ class FakeGateway:
                 continue
             if chunk.sequence == self.unavailable_once:
                 self.unavailable_once = None
+                await ws.send_str(error_message(chunk.sequence, "unavailable", "test"))
+                continue
+            if self.unavailable_from is not None and chunk.sequence >= self.unavailable_from:
                 await ws.send_str(error_message(chunk.sequence, "unavailable", "test"))
                 continue
             dup = self._store(chunk)
@@ -273,6 +277,40 @@ async def test_retryable_answer_keeps_the_chunk_and_sends_it_again(
     assert stats.retried == 1 and stats.errors == []
     assert stats.acked == 10 and stats.unanswered == 0
     assert {k[2] for k in gw.stored} == set(range(10))
+
+
+async def test_a_retryable_answer_is_sent_again_from_the_oldest_unacked_chunk(
+    gateway: tuple[FakeGateway, str],
+) -> None:
+    gw, url = gateway
+    gw.unavailable_once = 4
+    before = time.time()
+    stats = await stream_samples(url, CRED, ramp(500), start_us=START_US, sample_rate_hz=100.0,
+                                 speed=0.0, reconnect_delay_s=0.01, max_in_flight=8)
+    assert [s for s, _ in stats.retried_at] == [4]
+    assert sorted(stats.acked_at) == list(range(10))
+    assert all(before <= t <= time.time() for t in stats.acked_at.values())
+    # after the refusal the device reconnected and sent chunk 4 first, then the others it
+    # had no answer for, in order
+    seqs = [c.sequence for _, c in gw.arrivals]
+    again = seqs.index(4, seqs.index(4) + 1)
+    assert seqs[again] == 4 and seqs[again:] == sorted(seqs[again:])
+    assert {k[2] for k in gw.stored} == set(range(10))
+
+
+async def test_a_device_keeps_its_chunks_until_it_gives_up(
+    gateway: tuple[FakeGateway, str],
+) -> None:
+    gw, url = gateway
+    gw.unavailable_from = 3  # the gateway can store nothing from chunk 3 on
+    t0 = time.monotonic()
+    stats = await stream_samples(url, CRED, ramp(500), start_us=START_US, sample_rate_hz=100.0,
+                                 speed=0.0, reconnect_delay_s=0.01, max_reconnect_delay_s=0.05,
+                                 give_up_after_s=1.0)
+    assert 1.0 <= time.monotonic() - t0 < 5.0
+    assert not stats.completed and stats.errors == []
+    assert sorted(stats.acked_at) == [0, 1, 2] and stats.unanswered == 7
+    assert stats.retried > 3 and stats.reconnects > 3  # it kept trying until then
 
 
 async def test_unknown_token_is_refused(gateway: tuple[FakeGateway, str]) -> None:

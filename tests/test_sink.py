@@ -7,7 +7,9 @@ they can stop and restart it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -27,6 +29,7 @@ from justwalk.config import Settings
 from justwalk.kafka_topics import ensure_topics
 from justwalk.records import GaitWindowRecord, Record, StepRecord
 from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP, clinic_database, qualified
+from sinks.dead_letters import DL_DETAIL, DL_OFFSET, DL_PARTITION, DL_REASON, DL_TOPIC
 from sinks.influx import InfluxClient, InfluxQueryError, InfluxUnavailable, quote_ident
 from sinks.kafka_sink import InfluxSink
 
@@ -240,15 +243,16 @@ async def test_sink_writes_steps_and_windows_end_to_end(
     assert await stored_steps(influx) == expected_steps(step_records)
     assert await stored_windows(influx) == expected_windows(window_records)
     assert sink.points_written_ == total
-    assert sink.records_skipped_ == 0
+    assert sink.dead_lettered_ == 0
     assert sink.batches_written_ >= total // 25
     assert await feed.committed() == feed.produced
     assert sum(feed.produced.values()) == total
 
 
-async def test_malformed_records_are_skipped_and_the_rest_lands(
+async def test_records_it_cannot_write_go_to_the_dead_letter_topic_and_the_rest_lands(
     feed: Feed, settings: Settings, influx: InfluxClient, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="sinks.kafka_sink")
     good_steps, good_windows = steps(30), windows(6)
     bad_kind = {**json.loads(good_steps[1].to_json()), "kind": "stride"}
     missing_field = json.loads(good_windows[1].to_json())
@@ -262,36 +266,64 @@ async def test_malformed_records_are_skipped_and_the_rest_lands(
         (s, json.dumps(bad_kind).encode(), b"pt-001"),
         (w, json.dumps(missing_field).encode(), b"pt-002"),
         (w, None, b"pt-000"),  # a tombstone
-        (s, injected.to_json(), b"pt-001"),
     ]
+    invalid: list[Message] = [(s, injected.to_json(), b"pt-001")]
     rejected = to_messages(settings, [far_future, too_old])
     messages = to_messages(settings, [*good_steps, *good_windows])
     # Bad records in the middle of the good ones, so they share batches.
     messages[10:10] = undecodable[:3]
     messages[25:25] = rejected
-    messages[30:30] = undecodable[3:]
+    messages[30:30] = [undecodable[3], *invalid]
     await feed.produce(messages)
+    bad = [*undecodable, *invalid, *rejected]
 
     sink = make_sink(settings)
     async with running(sink):
         await wait_until(
-            lambda: sink.points_written_ + sink.records_skipped_ == len(messages),
-            "all records written or skipped",
+            lambda: sink.points_written_ + sink.dead_lettered_ == len(messages),
+            "all records written or dead-lettered",
         )
     await wait_for_points(influx, len(good_steps), len(good_windows), timeout_s=2)
     assert await stored_steps(influx) == expected_steps(good_steps)
     assert await stored_windows(influx) == expected_windows(good_windows)
-    assert (sink.points_written_, sink.records_skipped_, sink.points_rejected_) == (
-        len(good_steps) + len(good_windows), len(undecodable) + len(rejected), len(rejected)
-    )
-    # Skipped records are committed too: they would never succeed.
+    assert sink.points_written_ == len(good_steps) + len(good_windows)
+    assert sink.points_rejected_ == len(rejected)
+    assert sink.dead_letters_ == {"undecodable": len(undecodable), "invalid": len(invalid),
+                                  "rejected": len(rejected)}
+    # Dead-lettered records are committed too: they are stored, with the reason.
     assert await feed.committed() == feed.produced
-    # Every skipped record is logged with where it came from.
+    letters = await read_all(settings, settings.topic_dead_letter)
+    assert sorted((m.value or b"") for m in letters) == sorted((v or b"") for _, v, _ in bad)
+    by_value = {m.value: dict(m.headers) for m in letters}
+    h = by_value[injected.to_json()]
+    assert h[DL_REASON] == b"invalid" and b"line break" in h[DL_DETAIL]
+    assert h[DL_TOPIC] == s.encode() and int(h[DL_OFFSET]) >= 0 and h[DL_PARTITION].isdigit()
+    h = by_value[far_future.to_json()]
+    assert h[DL_REASON] == b"rejected" and b"out of range" in h[DL_DETAIL]
+    h = by_value[too_old.to_json()]
+    assert h[DL_REASON] == b"rejected" and b"beyond retention policy" in h[DL_DETAIL]
+    assert by_value[None][DL_REASON] == b"undecodable"
+    assert sorted(m.key for m in letters) == sorted(k for _, _, k in bad)
+    # Every dead letter is logged with where it came from; the counts at the end.
     log = caplog.text
-    assert log.count("skipping undecodable record") == len(undecodable)
+    assert log.count("to the dead-letter topic: ") == len(undecodable) + len(invalid)
     assert f"{s}[" in log and f"{w}[" in log
     assert log.count("InfluxDB rejected the point") == len(rejected)
     assert "points beyond retention policy" in log
+    assert "7 records dead-lettered (invalid: 1, rejected: 2, undecodable: 4)" in log
+
+
+async def read_all(settings: Settings, topic: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        out: list[Any] = []
+        while batch := await consumer.getmany(timeout_ms=1000):
+            out += [m for msgs in batch.values() for m in msgs]
+        return out
+    finally:
+        await consumer.stop()
 
 
 async def test_two_sinks_in_one_group_share_the_partitions(
@@ -311,6 +343,39 @@ async def test_two_sinks_in_one_group_share_the_partitions(
     # At least once: records of a revoked partition may be written by both owners.
     assert first.points_written_ + second.points_written_ >= 120
     assert await feed.committed() == feed.produced
+
+
+async def test_a_records_topic_the_broker_lost_stops_the_sink_loudly(
+    feed: Feed, settings: Settings, influx: InfluxClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from justwalk.broker_loss import BrokerLostData
+
+    sink = make_sink(settings)
+    task = asyncio.create_task(sink.run(asyncio.Event()))
+    try:
+        await feed.produce(to_messages(settings, steps(30)))
+        await wait_for_points(influx, 30, 0)
+        # the steps topic lost and recreated (a broker without storage restarted): shorter
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([settings.topic_steps])
+            await asyncio.sleep(0.2)
+            await admin.create_topics([NewTopic(settings.topic_steps,
+                                                settings.topic_partitions, 1)])
+        finally:
+            await admin.close()
+        await feed.produce(to_messages(settings, steps(3, start=100)))
+        with pytest.raises(BrokerLostData, match=settings.topic_steps):
+            await asyncio.wait_for(asyncio.shield(task), 30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+    assert "BROKER LOST DATA" in caplog.text
+    assert sink.points_written_ == 30
 
 
 async def test_sink_recreates_a_dropped_database(
@@ -454,7 +519,7 @@ async def test_influxdb_outage_loses_nothing_and_writes_everything_once(
         await wait_until(lambda: sink.points_written_ == 140, "the sink's count")
 
     assert sink.points_written_ == 140  # every record written exactly once by the sink
-    assert sink.records_skipped_ == 0
+    assert sink.dead_lettered_ == 0
     assert await stored_steps(own_client) == expected_steps([*before, *steps(100, start=30)])
     assert await stored_windows(own_client) == expected_windows(windows(10))
     assert await feed.committed() == feed.produced

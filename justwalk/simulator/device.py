@@ -8,9 +8,12 @@ session: its final chunk carries ``ChunkFlags.LAST``, as a device sets it when t
 stops (``end_session=False`` leaves the session open, like a device that dies).
 
 Delivery is at-least-once: a chunk stays in the device's buffer until the gateway answers it
-(ack, or a final error). When the connection drops the device reconnects with a growing
-back-off and first resends every unanswered chunk, in order; the gateway acks those it had
-already stored as duplicates. At most ``max_in_flight`` chunks are unanswered at a time.
+(ack, or a final error). When the connection drops, or the gateway answers a chunk with a
+retryable code (``RETRYABLE_CODES``: it could not store it now), the device reconnects with
+a growing back-off (up to ``max_reconnect_delay_s``) and first resends every unanswered
+chunk, in order, from the oldest: the chunk after its last acknowledged one. The gateway
+acks those it had already stored as duplicates. At most ``max_in_flight`` chunks are
+unanswered at a time. A device gives up only after ``give_up_after_s`` without any answer.
 
 Pacing: with ``speed`` > 0 chunk *k* is sent once it has been "recorded", i.e. when
 ``(k + 1) * chunk_s / speed`` seconds have passed since the first connection; after an
@@ -24,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +84,10 @@ class DeviceStats:
     """Error answers with a retryable code; those chunks were kept and sent again."""
     errors: list[ChunkRejection] = field(default_factory=list)
     completed: bool = False
+    acked_at: dict[int, float] = field(default_factory=dict)
+    """Wall time (``time.time()``) of each chunk's first ack, by sequence number."""
+    retried_at: list[tuple[int, float]] = field(default_factory=list)
+    """(sequence, wall time) of every retryable answer."""
 
     @property
     def error_codes(self) -> dict[str, int]:
@@ -178,8 +186,9 @@ class SimulatedDevice:
         speed: float = 1.0,
         session_id: str | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        max_reconnects: int = 10,
+        give_up_after_s: float = 120.0,
         reconnect_delay_s: float = 0.2,
+        max_reconnect_delay_s: float = 2.0,
         ack_timeout_s: float = 30.0,
         placement: Placement = Placement.LOWER_BACK,
         end_session: bool = True,
@@ -196,8 +205,9 @@ class SimulatedDevice:
         self.speed = speed
         self.session_id = session_id
         self.max_in_flight = max_in_flight
-        self.max_reconnects = max_reconnects
+        self.give_up_after_s = give_up_after_s
         self.reconnect_delay_s = reconnect_delay_s
+        self.max_reconnect_delay_s = max_reconnect_delay_s
         self.ack_timeout_s = ack_timeout_s
         self.placement = placement
         self.end_session = end_session
@@ -234,6 +244,8 @@ class _StreamRun:
         self.progress = False
         self.wall0: float | None = None
         self.loop = asyncio.get_running_loop()
+        self.answered_at = self.loop.time()
+        """Loop time of the latest answer that was not retryable (for giving up)."""
         # chunk k may go out once its last sample has been "recorded"
         fs = device.sample_rate_hz
         self.ready_s = [(c.t0_us - chunks[0].t0_us) / 1e6 + c.n_samples / fs for c in chunks]
@@ -245,6 +257,7 @@ class _StreamRun:
         url = stream_url(self.d.gateway_url)
         headers = auth_headers(self.d.credential.token)
         failures = 0
+        self.answered_at = self.loop.time()
         while True:
             self.progress = False
             try:
@@ -266,12 +279,13 @@ class _StreamRun:
                 log.warning("%s: connection lost (%s); %d chunks unanswered",
                             self.stats.device_id, e or type(e).__name__, len(self.pending))
             failures = 0 if self.progress else failures + 1
-            if failures > self.d.max_reconnects:
-                log.error("%s: giving up after %d failed attempts", self.stats.device_id,
-                          failures)
+            if self.loop.time() - self.answered_at > self.d.give_up_after_s:
+                log.error("%s: giving up: no answer for %.0f s (%d failed attempts)",
+                          self.stats.device_id, self.d.give_up_after_s, failures)
                 return self.stats
             self.stats.reconnects += 1
-            await asyncio.sleep(self.d.reconnect_delay_s * min(2 ** max(failures - 1, 0), 32))
+            await asyncio.sleep(min(self.d.reconnect_delay_s * 2 ** max(failures - 1, 0),
+                                    self.d.max_reconnect_delay_s))
 
     async def _connection(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Use one connection until the session is done; raise _ConnectionLost otherwise."""
@@ -350,18 +364,22 @@ class _StreamRun:
             return  # e.g. "feedback": unknown types are ignored, as the protocol requires
         seq = body.get("sequence")
         if kind == "ack":
+            self.answered_at = self.loop.time()
             if body.get("duplicate"):
                 self.stats.duplicates += 1
             if isinstance(seq, int) and seq not in self.answered:
                 self.answered.add(seq)
                 self.stats.acked += 1
+                self.stats.acked_at[seq] = time.time()
         elif body.get("code") in RETRYABLE_CODES and isinstance(seq, int) and seq in self.pending:
             # Not the chunk's fault: keep it, reconnect after a pause and send it again.
             self.stats.retried += 1
+            self.stats.retried_at.append((seq, time.time()))
             self.lost = True
             self.changed.set()
             return
         else:
+            self.answered_at = self.loop.time()
             self.stats.errors.append(
                 ChunkRejection(seq if isinstance(seq, int) else None,
                                str(body.get("code")), str(body.get("reason")))

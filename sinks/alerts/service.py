@@ -44,6 +44,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from justwalk.broker_loss import BrokerLostData, OffsetFloors
 from justwalk.config import Settings
 from justwalk.kafka_topics import ensure_topics, group_consumer
 from justwalk.records import AlertRecord, decode_alert
@@ -225,9 +226,16 @@ class AlertService:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _consume(self, stop: asyncio.Event) -> None:
+        floors = OffsetFloors()
         while not stop.is_set():
             fetched = await self.consumer.getmany(timeout_ms=int(self.poll_max_s * 1000),
                                                   max_records=self.max_batch)
+            if losses := floors.consumer(self.consumer):
+                # alerts the broker lost before they were read never reach a clinic
+                exc = BrokerLostData(losses, "(the alerts topic)")
+                log.error("BROKER LOST DATA: %s; alerts in it that were not read yet are "
+                          "lost; stopping", exc)
+                raise exc
             if fetched:
                 await self.take(m for messages in fetched.values() for m in messages)
 

@@ -1,0 +1,112 @@
+"""The processor's Kafka I/O on the real broker: the sender and the stored states' epochs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from justwalk.broker_loss import BrokerLostData, OffsetFloors
+from justwalk.config import Settings
+from justwalk.kafka_topics import stop_consumer
+from stream_processors.kafka_io import (
+    APPLIED_HEADER,
+    EPOCH_HEADER,
+    KafkaSender,
+    read_states,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def recreate(bootstrap: str, topic: str, partitions: int = 2) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if topic in await admin.list_topics():
+            await admin.delete_topics([topic])
+            await asyncio.sleep(0.2)
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+def state(key: str, value: bytes, applied: int, epoch: int | None) -> tuple:
+    headers = [(APPLIED_HEADER, str(applied).encode())]
+    if epoch is not None:
+        headers.append((EPOCH_HEADER, str(epoch).encode()))
+    return key.encode(), value, headers
+
+
+async def read(bootstrap: str, topic: str, floors: OffsetFloors) -> dict:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=100)
+    await consumer.start()
+    try:
+        return await read_states(consumer, topic, [0, 1], floors)
+    finally:
+        await stop_consumer(consumer, 2.0)
+
+
+async def test_only_the_newest_epoch_of_a_partition_counts(stack_settings: Settings) -> None:
+    bootstrap, topic = stack_settings.kafka_bootstrap, stack_settings.topic_state
+    await recreate(bootstrap, topic)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        records = {0: [state("s|a", b"a-old", 40, None), state("s|b", b"b-old", 41, None),
+                       # stored again after a broker loss, rebased: the next epoch
+                       state("s|a", b"a-new", -1, 1),
+                       # a late write of the old epoch (Tansu keeps such writes)
+                       state("s|b", b"b-late", 99, 0)],
+                   1: [state("p|x", b"x", 3, None), state("p|x", b"x2", 5, None)]}
+        for p, rs in records.items():
+            for key, value, headers in rs:
+                await (await producer.send(topic, value, key=key, partition=p,
+                                           headers=headers))
+    finally:
+        await producer.stop()
+    floors = OffsetFloors()
+    states = await read(bootstrap, topic, floors)
+    assert (states[0].states, states[0].epoch) == ({"s|a": b"a-new"}, 1)
+    assert (states[1].states, states[1].epoch) == ({"p|x": b"x2"}, 0)
+    assert floors.ends(topic) == {0: 4, 1: 2}
+    # the state topic lost: the next read says so
+    await recreate(bootstrap, topic)
+    with pytest.raises(BrokerLostData, match=r"\[0\] is at offset 0 but had reached 4"):
+        await read(bootstrap, topic, floors)
+
+
+async def test_the_sender_confirms_keeps_and_sends_again(stack_settings: Settings) -> None:
+    bootstrap, topic = stack_settings.kafka_bootstrap, stack_settings.topic_steps
+    await recreate(bootstrap, topic)
+    now = [0.0]
+    sender = KafkaSender(AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all"),
+                         resend_window_s=10.0, clock=lambda: now[0])
+    await sender.producer.start()
+    try:
+        for i in range(3):
+            await sender.send(topic, b"k", b"r%d" % i, partition=0)
+        await sender.send(topic, b"k", b"state", partition=1, replayable=False)
+        assert sender.unconfirmed == 4
+        await sender.flush()
+        assert sender.unconfirmed == 0
+        assert [r.value for r in sender.replayable()] == [b"r0", b"r1", b"r2"]
+        now[0] = 11.0
+        await sender.send(topic, b"k", b"r3", partition=0)
+        await sender.flush()
+        assert [r.value for r in sender.replayable()] == [b"r3"]  # older ones aged out
+        # a new producer: what was queued in the old one is dropped, the rest sent again
+        await sender.send(topic, b"k", b"r4", partition=0)
+        await sender.reconnect(AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all"))
+        await sender.resend()
+        await sender.flush()
+        # the topic lost: an acknowledgement below what was stored is noticed
+        await recreate(bootstrap, topic)
+        await sender.send(topic, b"k", b"r5", partition=0)
+        with pytest.raises(BrokerLostData, match=r"\[0\] is at offset 0 but had reached 5"):
+            await sender.flush()
+    finally:
+        await sender.producer.stop()
