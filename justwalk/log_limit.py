@@ -99,11 +99,9 @@ def limit_repeated_logs(**options: object) -> RepeatLimit:
     ``options`` go to ``RepeatLimit`` the first time; later calls return the installed one.
     """
     root = logging.getLogger()
-    for handler in root.handlers:
-        for f in handler.filters:
-            if isinstance(f, RepeatLimit):
-                return f
-    limit = RepeatLimit(**options)  # type: ignore[arg-type]
-    for handler in root.handlers:
-        handler.addFilter(limit)
+    installed = [f for h in root.handlers for f in h.filters if isinstance(f, RepeatLimit)]
+    limit = installed[0] if installed else RepeatLimit(**options)  # type: ignore[arg-type]
+    for handler in root.handlers:  # handlers added since get it too
+        if not any(isinstance(f, RepeatLimit) for f in handler.filters):
+            handler.addFilter(limit)
     return limit

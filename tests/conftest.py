@@ -15,6 +15,7 @@ Nothing here talks to anything but 127.0.0.1.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 
 from justwalk.config import Settings
 from justwalk.localstack import LocalStack
+from justwalk.log_limit import RepeatLimit
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -79,3 +81,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _no_log_limit_left_over() -> Iterator[None]:
+    """A test that runs a service in-process installs its log limit on the root handlers
+    (``limit_repeated_logs``); the next test starts without it."""
+    yield
+    for handler in logging.getLogger().handlers:
+        for f in list(handler.filters):
+            if isinstance(f, RepeatLimit):
+                handler.removeFilter(f)

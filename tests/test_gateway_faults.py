@@ -139,7 +139,7 @@ async def stream_device(gw: Gateway, device: str, patient: str, start_us: int,
     samples[:, 0] = 9.81
     device_client = SimulatedDevice(
         gw.credentials[device], str(gw.client.make_url("/")).rstrip("/"), sample_rate_hz=FS,
-        speed=10.0, session_id=f"{patient}-live", max_reconnects=50, http=http)
+        speed=10.0, session_id=f"{patient}-live", give_up_after_s=60.0, http=http)
     return await device_client.run(samples, start_us)
 
 
