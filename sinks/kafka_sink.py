@@ -60,7 +60,6 @@ from justwalk.broker_loss import (
 )
 from justwalk.config import Settings
 from justwalk.kafka_topics import ensure_topics, group_consumer, stop_consumer
-from justwalk.log_limit import limit_repeated_logs
 from justwalk.records import decode_record
 from justwalk.schema import RETENTION_DURATION, RETENTION_POLICY, record_to_line
 from justwalk.wire import received_us_from_headers
@@ -605,7 +604,6 @@ async def run_sink(settings: Settings) -> None:
 
     Exits the process with ``EXIT_BROKER_LOST`` after the broker lost records.
     """
-    limit_repeated_logs()
     await ensure_topics(settings)
     sink = InfluxSink.from_settings(settings)
     stop = asyncio.Event()

@@ -74,7 +74,6 @@ from justwalk.kafka_topics import (
     stop_consumer,
     topic_names,
 )
-from justwalk.log_limit import limit_repeated_logs
 from stream_processors.kafka_io import (
     APPLIED_HEADER,
     EPOCH_HEADER,
@@ -530,7 +529,6 @@ async def serve(settings: Settings) -> None:
 
 def run_processor(settings: Settings) -> int:
     """Run one processor worker (``justwalk processor``); the exit code."""
-    limit_repeated_logs()
     try:
         asyncio.run(serve(settings))
     except BrokerLostData:
