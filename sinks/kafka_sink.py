@@ -195,6 +195,7 @@ class InfluxSink:
         options: dict[str, Any] = {
             "batch_points": settings.sink_batch_points,
             "flush_interval_s": settings.sink_flush_interval_s,
+            "retry_max_s": settings.sink_retry_max_s,
             "latency_report_s": settings.sink_latency_report_s,
             **kwargs,
         }
