@@ -43,7 +43,6 @@ from aiokafka.structs import RecordMetadata
 
 from justwalk.broker_loss import BrokerLostData, Loss, OffsetFloors, missing_topics
 from justwalk.kafka_topics import discard_producer
-from justwalk.log_limit import limit_repeated_logs
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +133,6 @@ class KafkaPublisher:
 
     async def start(self) -> None:
         """Connect to the brokers."""
-        limit_repeated_logs()
         producer = self._new_producer()
         await producer.start()
         self._producer = producer

@@ -32,10 +32,15 @@ from justwalk.config import Settings
 
 
 def _setup_logging(level: str) -> None:
+    from justwalk.log_limit import limit_repeated_logs
+
+    ours = not logging.getLogger().handlers  # not when embedded (tests)
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if ours:
+        limit_repeated_logs()  # the Kafka and InfluxDB paths repeat themselves in an outage
 
 
 def _cmd_stack(args: argparse.Namespace, settings: Settings) -> int:

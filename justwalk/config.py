@@ -124,6 +124,8 @@ class Settings:
     sink_group: str = "justwalk-sink"
     sink_batch_points: int = 5000
     sink_flush_interval_s: float = 0.5
+    sink_retry_max_s: float = 10.0
+    """Longest wait between two attempts to write to an InfluxDB that is down."""
     sink_latency_report_s: float = 60.0
     """The sink logs the latency from gateway receipt to InfluxDB (percentiles) this often."""
 

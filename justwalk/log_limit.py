@@ -5,7 +5,8 @@ signal drowns in thousands of copies. ``RepeatLimit`` is a ``logging.Filter`` th
 through at most ``burst`` records of one kind (logger, level and message template) per
 ``interval_s``; the first record of the kind let through after that says how many were
 suppressed. ``limit_repeated_logs`` installs one on the root logger's handlers, for the
-project's Kafka and InfluxDB loggers and aiokafka's.
+project's Kafka and InfluxDB loggers and aiokafka's; every ``justwalk`` process does so
+when it sets up logging (``justwalk.cli``).
 
 Records below WARNING and loggers outside ``prefixes`` pass untouched.
 """

@@ -60,7 +60,6 @@ from justwalk.broker_loss import (
 )
 from justwalk.config import Settings
 from justwalk.kafka_topics import ensure_topics, group_consumer, stop_consumer
-from justwalk.log_limit import limit_repeated_logs
 from justwalk.records import decode_record
 from justwalk.schema import RETENTION_DURATION, RETENTION_POLICY, record_to_line
 from justwalk.wire import received_us_from_headers
@@ -197,6 +196,7 @@ class InfluxSink:
         options: dict[str, Any] = {
             "batch_points": settings.sink_batch_points,
             "flush_interval_s": settings.sink_flush_interval_s,
+            "retry_max_s": settings.sink_retry_max_s,
             "latency_report_s": settings.sink_latency_report_s,
             **kwargs,
         }
@@ -606,7 +606,6 @@ async def run_sink(settings: Settings) -> None:
 
     Exits the process with ``EXIT_BROKER_LOST`` after the broker lost records.
     """
-    limit_repeated_logs()
     await ensure_topics(settings)
     sink = InfluxSink.from_settings(settings)
     stop = asyncio.Event()

@@ -74,7 +74,6 @@ from justwalk.kafka_topics import (
     stop_consumer,
     topic_names,
 )
-from justwalk.log_limit import limit_repeated_logs
 from justwalk.warmup import warm_up
 from stream_processors.kafka_io import (
     APPLIED_HEADER,
@@ -531,7 +530,6 @@ async def serve(settings: Settings) -> None:
 
 def run_processor(settings: Settings) -> int:
     """Run one processor worker (``justwalk processor``); the exit code."""
-    limit_repeated_logs()
     log.info("compiled kernels ready in %.1f s", warm_up())  # before owning partitions
     try:
         asyncio.run(serve(settings))

@@ -47,17 +47,14 @@ def test_kinds_are_counted_apart_and_other_loggers_and_info_pass() -> None:
 def test_installed_once_on_the_root_handlers() -> None:
     handler = logging.StreamHandler()
     root = logging.getLogger()
-    root.addHandler(handler)
+    saved = [logging.getLogger().handlers]
+    root.handlers = [handler]
     try:
         first = limit_repeated_logs(burst=2)
         assert limit_repeated_logs() is first
         assert sum(isinstance(f, RepeatLimit) for f in handler.filters) == 1
     finally:
-        root.removeHandler(handler)
-        for h in root.handlers:
-            for f in list(h.filters):
-                if isinstance(f, RepeatLimit):
-                    h.removeFilter(f)
+        root.handlers = saved[0]
 
 
 def test_bad_parameters() -> None:
