@@ -117,7 +117,8 @@ async def serve(settings: Settings) -> None:
     registry = DeviceRegistry.load(settings.device_registry)
     log.info("device registry %s: %d devices", settings.device_registry, len(registry))
     await ensure_topics(settings)
-    publisher = KafkaPublisher(settings.kafka_bootstrap)
+    publisher = KafkaPublisher(settings.kafka_bootstrap,
+                               delivery_timeout_s=settings.kafka_delivery_timeout_s)
     await publisher.start()
     try:
         # No access log: a line per request would let any client fill the disk; the
