@@ -51,8 +51,9 @@ def spawn(
     log_path: Path,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    user: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` with stdout and stderr appended to ``log_path``.
+    """Start ``cmd`` with stdout and stderr appended to ``log_path`` (as ``user``, if given).
 
     The child gets its own session, so Ctrl-C in a terminal reaches only the parent, which
     stops its children in the order it chooses.
@@ -67,6 +68,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
+            user=user,
             preexec_fn=_die_with_parent(),  # a single prctl; safe with threads
         )
 
