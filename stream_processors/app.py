@@ -135,6 +135,8 @@ class ProcessorWorker:
         """Per owned input partition, the last message handled (see ``probe_anchors``)."""
         self.gaps = FetchGaps()
         self.checkpoints_ = 0
+        self.checkpoint_s_: list[float] = []
+        """Wall time of each periodic checkpoint (consumption waits meanwhile)."""
         self.lost_unprocessed_ = 0
         """Acknowledged chunks lost by the broker before this worker processed them."""
         self._stop = asyncio.Event()
@@ -184,9 +186,12 @@ class ProcessorWorker:
                     await discard_producer(self.sender.producer)
                 else:
                     await self.sender.producer.stop()
+                took = sorted(self.checkpoint_s_) or [0.0]
                 log.info("processor stopped: %d messages, %d records, %d rejected, "
-                         "%d checkpoints", self.runtime.messages_, self.runtime.records_,
-                         self.runtime.rejected_, self.checkpoints_)
+                         "%d checkpoints (periodic ones took median %.3f s, max %.3f s)",
+                         self.runtime.messages_, self.runtime.records_,
+                         self.runtime.rejected_, self.checkpoints_, took[len(took) // 2],
+                         took[-1])
         if self.failed is not None:
             raise self.failed
 
@@ -221,6 +226,7 @@ class ProcessorWorker:
             if now >= next_checkpoint:
                 async with self.lock:
                     await self.checkpoint(self.runtime.partitions)
+                self.checkpoint_s_.append(loop.time() - now)
                 next_checkpoint = loop.time() + s.processor_checkpoint_interval_s
             if s.session_idle_timeout_s > 0 and now >= next_idle:
                 await self._send_markers()
