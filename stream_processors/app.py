@@ -13,9 +13,13 @@ assignment a partition's states are read back from ``processor.state``
 (``kafka_io.read_states``: for each key the stored state with the highest applied offset,
 so a late write of a worker that lost the partition cannot roll a state back) and
 consumption resumes at the committed offset. Every ``processor_checkpoint_interval_s``,
-before a partition is given up (rebalance) and on SIGTERM, ``checkpoint`` stores the states
-in the order the runtime's docstring explains and then commits the offsets. Records are
-sent as they are made (latency) and confirmed at the next checkpoint
+before a partition is given up (rebalance) and on SIGTERM, the worker stores the states in
+the order the runtime's docstring explains and then commits the offsets. The periodic
+checkpoint does this in a task while consumption goes on (``_begin_checkpoint``: the states
+and offsets are taken at one point; the records made before it are confirmed, then the
+states are stored, then the offsets committed), so records keep flowing meanwhile; the
+others (``checkpoint``) wait for it first and then store everything before going on. Records
+are sent as they are made (latency) and confirmed by the next checkpoint
 (``kafka_io.KafkaSender``).
 
 Broker outages. A checkpoint that cannot be stored is retried on a fresh producer, sending
@@ -109,6 +113,8 @@ def idle_check_interval_s(timeout_s: float) -> float:
 EXIT_BROKER_LOST = 3
 """Exit code of a worker that stopped because the broker lost data (see the docstring)."""
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 5.0
+YIELD_EVERY = 64
+"""Messages handled between two chances for the producer and the checkpoint to run."""
 
 
 class ProcessorWorker:
@@ -136,7 +142,12 @@ class ProcessorWorker:
         self.gaps = FetchGaps()
         self.checkpoints_ = 0
         self.checkpoint_s_: list[float] = []
-        """Wall time of each periodic checkpoint (consumption waits meanwhile)."""
+        """Wall time of each periodic checkpoint, stored while consumption goes on."""
+        self._inflight: asyncio.Task[None] | None = None
+        """The periodic checkpoint being stored (``_begin_checkpoint``)."""
+        self._inflight_cps: list[Checkpoint] = []
+        self._unstored: list[Checkpoint] = []
+        """States of a periodic checkpoint that failed: stored before any newer ones."""
         self.lost_unprocessed_ = 0
         """Acknowledged chunks lost by the broker before this worker processed them."""
         self._stop = asyncio.Event()
@@ -180,6 +191,10 @@ class ProcessorWorker:
                     async with self.lock:
                         await self._after_loss(self.failed)
             finally:
+                if self._inflight is not None:
+                    self._inflight.cancel()  # nothing after a failure is committed
+                    with contextlib.suppress(BaseException):
+                        await self._inflight
                 await stop_consumer(self.consumer)
                 await stop_consumer(self.restore)
                 if isinstance(self.failed, BrokerLostData):
@@ -188,7 +203,7 @@ class ProcessorWorker:
                     await self.sender.producer.stop()
                 took = sorted(self.checkpoint_s_) or [0.0]
                 log.info("processor stopped: %d messages, %d records, %d rejected, "
-                         "%d checkpoints (periodic ones took median %.3f s, max %.3f s)",
+                         "%d checkpoints (periodic ones stored in median %.3f s, max %.3f s)",
                          self.runtime.messages_, self.runtime.records_,
                          self.runtime.rejected_, self.checkpoints_, took[len(took) // 2],
                          took[-1])
@@ -215,18 +230,29 @@ class ProcessorWorker:
             if batch:
                 async with self.lock:
                     on_message = self.runtime.on_message
+                    handled = 0
                     for tp, messages in batch.items():
                         for m in messages:
                             await on_message(tp.partition, m.offset, m.key, m.value, m.headers)
+                            handled += 1
+                            if handled % YIELD_EVERY == 0:
+                                # let the producer send what is made (latency) and the
+                                # checkpoint in flight go on
+                                await asyncio.sleep(0)
                         if messages and tp.partition in self.runtime.parts:
                             last = messages[-1]
                             self.position[tp.partition] = last.offset + 1
                             self.anchors[tp.partition] = Anchor(last.offset, last.timestamp)
             now = loop.time()
-            if now >= next_checkpoint:
+            if self._inflight is not None and self._inflight.done():
                 async with self.lock:
-                    await self.checkpoint(self.runtime.partitions)
-                self.checkpoint_s_.append(loop.time() - now)
+                    await self._drain_inflight()
+            if now >= next_checkpoint and self._inflight is None:
+                async with self.lock:
+                    if self._unstored:  # the last one failed: store now, retrying if need be
+                        await self.checkpoint(self.runtime.partitions)
+                    else:
+                        self._begin_checkpoint(self.runtime.partitions)
                 next_checkpoint = loop.time() + s.processor_checkpoint_interval_s
             if s.session_idle_timeout_s > 0 and now >= next_idle:
                 await self._send_markers()
@@ -281,8 +307,9 @@ class ProcessorWorker:
         partitions must still hold the last message handled before anything is committed
         (``probe_anchors``; BrokerLostData otherwise). Call with ``lock`` held.
         """
+        await self._drain_inflight()
         partitions = list(partitions)
-        cps = self.runtime.checkpoint(partitions)
+        cps = self._unstored + self.runtime.checkpoint(partitions)
         if not cps:
             return
         loop = asyncio.get_running_loop()
@@ -318,6 +345,11 @@ class ProcessorWorker:
             log.warning("the input partitions could not be checked; offsets not committed")
             self.checkpoints_ += 1
             return
+        self._unstored = []
+        await self._commit(cps)
+
+    async def _commit(self, cps: Sequence[Checkpoint]) -> None:
+        # the newest checkpoint of a partition comes last
         offsets = {TopicPartition(self.settings.topic_chunks, cp.partition): cp.next_offset
                    for cp in cps if cp.next_offset is not None}
         if offsets:
@@ -327,6 +359,49 @@ class ProcessorWorker:
                 # The states are stored: a missed commit only means more replay later.
                 log.warning("offset commit failed (%r); the next checkpoint commits", exc)
         self.checkpoints_ += 1
+
+    def _begin_checkpoint(self, partitions: Iterable[int]) -> None:
+        """Start storing the changed states of ``partitions`` while consumption goes on.
+
+        The states are packed now (with the offsets they cover); the records sent so far
+        are confirmed, then the patient states, then the session states, then the offsets
+        are committed, each step after the one before, as ``checkpoint`` does, but in a
+        task, so the records of new chunks keep flowing meanwhile (latency). Call with
+        ``lock`` held and no checkpoint in flight.
+        """
+        cps = self._unstored + self.runtime.checkpoint(partitions)
+        self._unstored = []
+        if not cps:
+            return
+        self._inflight_cps = cps
+        self._inflight = asyncio.create_task(self._store_checkpoint(cps, self.sender.sent))
+
+    async def _store_checkpoint(self, cps: list[Checkpoint], records_upto: int) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self._check_topics()
+        await self.sender.confirm(records_upto)
+        topic = self.settings.topic_state
+        for patients in (True, False):
+            await self._send_states(self.sender, topic, cps, patients=patients)
+            await self.sender.confirm(self.sender.sent)
+        await self._commit(cps)
+        self.checkpoint_s_.append(loop.time() - started)
+
+    async def _drain_inflight(self) -> None:
+        """Wait for the checkpoint in flight; if it failed, keep its states for the next."""
+        task, self._inflight = self._inflight, None
+        if task is None:
+            return
+        try:
+            await task
+        except BrokerLostData as exc:
+            self.failed = exc
+            raise
+        except (DeliveryError, KafkaError) as exc:
+            log.warning("checkpoint not stored (%s); storing it with the next one", exc)
+            self._unstored = self._inflight_cps
+        self._inflight_cps = []
 
     async def _probe(self, partitions: Iterable[int]) -> bool:
         """BrokerLostData unless the input partitions still hold the last messages handled.
@@ -342,9 +417,12 @@ class ProcessorWorker:
             raise self.failed
         return losses is not None
 
-    async def _store(self, topic: str, cps: Sequence[Checkpoint], *, patients: bool,
-                     sender: KafkaSender | None = None) -> None:
-        sender = sender or self.sender
+    async def _store(self, topic: str, cps: Sequence[Checkpoint], *, patients: bool) -> None:
+        await self._send_states(self.sender, topic, cps, patients=patients)
+        await self.sender.flush()
+
+    async def _send_states(self, sender: KafkaSender, topic: str, cps: Sequence[Checkpoint], *,
+                           patients: bool) -> None:
         for cp in cps:
             epoch = str(self.epochs.get(cp.partition, 0)).encode()
             for key, data, applied in (cp.patients if patients else cp.sessions):
@@ -352,7 +430,6 @@ class ProcessorWorker:
                                   headers=[(APPLIED_HEADER, str(applied).encode()),
                                            (EPOCH_HEADER, epoch)],
                                   replayable=False)
-        await sender.flush()
 
     async def _after_loss(self, exc: BrokerLostData) -> None:
         """Report what the broker lost, then store the states on the recreated topics."""

@@ -62,6 +62,7 @@ class KafkaSender:
         self.resend_window_s = resend_window_s
         self.clock = clock
         self._pending: list[tuple[Record, asyncio.Future[object]]] = []
+        self._confirmed = 0
         self._recent: deque[tuple[float, Record]] = deque()
 
     async def send(self, topic: str, key: bytes, value: bytes | None, *,
@@ -83,21 +84,38 @@ class KafkaSender:
         """Records sent and not yet confirmed by a flush."""
         return len(self._pending)
 
+    @property
+    def sent(self) -> int:
+        """How many records were sent so far: ``confirm(sender.sent)`` covers all of them."""
+        return self._confirmed + len(self._pending)
+
     async def flush(self) -> None:
         """Wait until every record queued so far is stored; DeliveryError if one was not.
 
         The records stay unconfirmed after a DeliveryError (``resend`` sends them again).
         """
-        pending = self._pending
-        if not pending:
+        if not self._pending:
             return
         await self.producer.flush()
-        undone = [f for _, f in pending if not f.done()]
+        await self.confirm(self.sent)
+
+    async def confirm(self, upto: int) -> None:
+        """Wait until the records sent before the ``upto``-th are stored (see ``sent``).
+
+        Records sent meanwhile are not waited for, so the caller may go on sending while
+        this runs (one ``confirm`` at a time, and no ``resend`` until it returns). Raises
+        like ``flush``; the records stay unconfirmed then.
+        """
+        k = upto - self._confirmed
+        if k <= 0:
+            return
+        head = self._pending[:k]
+        undone = [f for _, f in head if not f.done()]
         if undone:
             await asyncio.wait(undone)
         errors: list[BaseException] = []
         losses: list[Loss] = []
-        for _, f in pending:
+        for _, f in head:
             if (e := f.exception()) is not None:
                 errors.append(e)
                 continue
@@ -109,10 +127,11 @@ class KafkaSender:
             raise BrokerLostData(losses, "(a write was acknowledged below records it had stored)")
         if errors:
             raise DeliveryError(
-                f"{len(errors)} of {len(pending)} records were not stored: {errors[0]!r}")
-        self._pending = []
+                f"{len(errors)} of {len(head)} records were not stored: {errors[0]!r}")
+        del self._pending[:k]
+        self._confirmed += k
         now = self.clock()
-        self._recent.extend((now, r) for r, _ in pending if r.replayable)
+        self._recent.extend((now, r) for r, _ in head if r.replayable)
         while self._recent and self._recent[0][0] < now - self.resend_window_s:
             self._recent.popleft()
 

@@ -110,3 +110,30 @@ async def test_the_sender_confirms_keeps_and_sends_again(stack_settings: Setting
             await sender.flush()
     finally:
         await sender.producer.stop()
+
+
+async def test_confirm_waits_for_the_records_before_a_mark_only(stack_settings: Settings) -> None:
+    """The background checkpoint confirms what was sent before it; later sends go on."""
+    bootstrap, topic = stack_settings.kafka_bootstrap, stack_settings.topic_windows
+    await recreate(bootstrap, topic)
+    sender = KafkaSender(AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all"),
+                         resend_window_s=10.0)
+    await sender.producer.start()
+    try:
+        for i in range(5):
+            await sender.send(topic, b"k", b"a%d" % i, partition=0)
+        mark = sender.sent
+        assert mark == 5
+        confirming = asyncio.create_task(sender.confirm(mark))
+        for i in range(3):  # sent while the confirmation is under way
+            await sender.send(topic, b"k", b"b%d" % i, partition=1)
+        await confirming
+        assert sender.unconfirmed == 3 and sender.sent == 8
+        assert [r.value for r in sender.replayable()] == [b"a0", b"a1", b"a2", b"a3", b"a4",
+                                                          b"b0", b"b1", b"b2"]
+        await sender.confirm(mark)  # nothing left before the mark
+        assert sender.unconfirmed == 3
+        await sender.flush()
+        assert sender.unconfirmed == 0 and sender.sent == 8
+    finally:
+        await sender.producer.stop()
