@@ -234,3 +234,30 @@ async def test_poison_headers_do_not_stop_the_patients_windows_reaching_influxdb
     assert max(w["time"] for w in walking) >= start_us + 20_000_000
     for w in walking[1:]:
         assert abs(w["cadence_spm"] - 100.0) <= 3.0, w
+
+
+async def test_a_store_and_forward_device_held_back_waits_and_resends_from_where_told(
+    stack_settings: Settings, tmp_path: Path,
+) -> None:
+    """The simulator's device (the protocol's reference client) on the real gateway's 429s."""
+    from justwalk.simulator.device import upload_recording
+
+    # 100 frames at once, then 40/s: the 300 frames need 5 s of budget, far more than
+    # the gateway takes to read them, so the device is held back
+    limits = DeviceLimits(frame_burst=100, frames_per_s=40.0)
+    start_us = time.time_ns() // 1000 - 600_000_000
+    samples = np.zeros((300 * N, 6), dtype=np.float32)
+    samples[:, 0] = 9.81
+    samples[:, 1] = np.arange(300 * N) / 1e4
+    async with gateway(stack_settings, tmp_path, limits) as gw:
+        url = str(gw.client.make_url("/"))
+        stats = await upload_recording(url, gw.credentials["dev-4"], samples,
+                                       start_us=start_us, sample_rate_hz=FS, chunk_s=N / FS,
+                                       session_id="sf1", give_up_after_s=30.0)
+    assert stats.completed, stats.errors
+    assert stats.errors == []
+    assert stats.retried >= 1
+    assert stats.acked == 300 and stats.duplicates == 0
+    assert stats.sent == 300 + stats.resent
+    records = await read_topic(stack_settings, stack_settings.topic_chunks, 300)
+    assert stored(records) == Counter({("ms-0004", i): 1 for i in range(300)})

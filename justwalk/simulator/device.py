@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -418,6 +419,18 @@ async def stream_samples(
     return await device.run(samples, start_us)
 
 
+def _retry_wait_s(retry_after: str | None, body: dict[str, Any]) -> float:
+    """How long to wait before sending an upload again (Retry-After, then the body)."""
+    for value in (retry_after, body.get("retry_after_s")):
+        try:
+            wait = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(wait) and wait >= 0:
+            return min(wait, 60.0)
+    return 0.5
+
+
 async def upload_recording(
     gateway_url: str,
     credential: DeviceCredential,
@@ -430,11 +443,16 @@ async def upload_recording(
     max_body_bytes: int = 8 * 1024 * 1024,
     end_session: bool = True,
     http: aiohttp.ClientSession | None = None,
+    give_up_after_s: float = 120.0,
 ) -> DeviceStats:
     """Store and forward: send a whole session with ``POST /v1/upload``.
 
     The chunks are framed with ``justwalk.wire.frame_upload``; a session larger than
-    ``max_body_bytes`` goes out in several requests, in order.
+    ``max_body_bytes`` goes out in several requests, in order. When the answer names a
+    ``resend_from`` (a retryable rejection, or frames not read: ``rate_limited``), the
+    device waits ``Retry-After`` (0.5 s if none is given) and sends the request again from
+    that frame, as a device keeps its stored data until it is stored; it gives up after
+    ``give_up_after_s`` in which not one more frame was stored.
     """
     session_id = session_id or f"s{start_us}"
     chunks = make_chunks(credential, samples, start_us=start_us, sample_rate_hz=sample_rate_hz,
@@ -453,24 +471,62 @@ async def upload_recording(
 
     async def post_all(session: aiohttp.ClientSession) -> None:
         headers = {**auth_headers(credential.token), "Content-Type": "application/octet-stream"}
+        loop = asyncio.get_running_loop()
         first_seq = 0
         for batch in batches:
-            async with session.post(upload_url(gateway_url), data=frame_upload(batch),
-                                    headers=headers) as resp:
-                stats.sent += len(batch)
-                if resp.status not in (200, 422):
+            start = 0  # resend from here (the gateway's resend_from)
+            resent_stored = 0  # of those, frames already stored (answered as duplicates)
+            answered_at = loop.time()
+            while start < len(batch):
+                part = batch[start:]
+                async with session.post(upload_url(gateway_url), data=frame_upload(part),
+                                        headers=headers) as resp:
+                    stats.sent += len(part)
                     text = await resp.text()
-                    stats.errors.append(ChunkRejection(None, f"http_{resp.status}", text[:200]))
+                    status = resp.status
+                    retry_after = resp.headers.get("Retry-After")
+                if status not in (200, 413, 422, 429):
+                    stats.errors.append(ChunkRejection(None, f"http_{status}", text[:200]))
                     return
-                body = json.loads(await resp.text())
-            stats.acked += int(body.get("accepted", 0)) + int(body.get("duplicates", 0))
-            stats.duplicates += int(body.get("duplicates", 0))
-            for r in body.get("rejected", []):
-                seq = r.get("sequence")
-                if seq is None and isinstance(r.get("index"), int):
-                    seq = first_seq + r["index"]
-                stats.errors.append(ChunkRejection(seq, str(r.get("code")),
-                                                   str(r.get("reason"))))
+                body = json.loads(text)
+                stats.acked += int(body.get("accepted", 0)) + int(body.get("duplicates", 0))
+                dups = int(body.get("duplicates", 0))
+                stats.duplicates += dups - min(dups, resent_stored)
+                resent_stored = 0
+                resend = body.get("resend_from")
+                for r in body.get("rejected", []):
+                    seq = r.get("sequence")
+                    index = r.get("index")
+                    if seq is None and isinstance(index, int):
+                        seq = first_seq + start + index
+                    if (str(r.get("code")) in RETRYABLE_CODES and isinstance(index, int)
+                            and isinstance(resend, int) and index >= resend):
+                        continue  # sent again below
+                    stats.errors.append(ChunkRejection(seq, str(r.get("code")),
+                                                       str(r.get("reason"))))
+                if not isinstance(resend, int) or body.get("code") in ("too_large",
+                                                                       "too_many_errors"):
+                    if body.get("code") is not None:
+                        stats.errors.append(ChunkRejection(
+                            None, str(body["code"]), str(body.get("reason", ""))[:200]))
+                    break
+                # Retryable: wait as told (or briefly), then send again from resend_from.
+                if resend > 0:
+                    answered_at = loop.time()
+                elif loop.time() - answered_at > give_up_after_s:
+                    stats.errors.append(ChunkRejection(
+                        None, str(body.get("code", "gave_up")),
+                        f"nothing stored for {give_up_after_s:g} s; the device gives up"))
+                    return
+                # frames from resend_from on that were stored come back as duplicates
+                again = [r for r in body.get("rejected", [])
+                         if isinstance(r.get("index"), int) and r["index"] >= resend]
+                resent_stored = max(0, int(body.get("frames", resend)) - resend - len(again))
+                stats.acked -= resent_stored
+                stats.retried += 1
+                stats.resent += len(part) - resend
+                await asyncio.sleep(_retry_wait_s(retry_after, body))
+                start += resend
             first_seq += len(batch)
         stats.completed = True
 
