@@ -193,11 +193,21 @@ async def chunk_log(settings: Settings) -> dict[str, list[bytes]]:
         for tp in tps:
             consumer.seek(tp, 0)
         out: dict[str, list[bytes]] = {}
-        while batch := await consumer.getmany(timeout_ms=1500):
+        # to the end of every partition (the high watermark of a fetch answer: Tansu's
+        # ListOffsets is unreliable), however slow the first answers are
+        pending = set(tps)
+        deadline = asyncio.get_running_loop().time() + 60.0
+        while pending and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
             for messages in batch.values():
                 for m in messages:
                     if m.key is not None and m.value is not None:
                         out.setdefault(m.key.decode(), []).append(m.value)
+            for tp in list(pending):
+                hw = consumer.highwater(tp)
+                if hw is not None and await consumer.position(tp) >= hw:
+                    pending.discard(tp)
+        assert not pending, f"the chunk topic could not be read to its end: {pending}"
         return out
     finally:
         await consumer.stop()
