@@ -50,6 +50,11 @@ class Loss:
                 f"{self.seen_end}")
 
 
+EXIT_BROKER_LOST = 3
+"""Exit code of every service that stopped because the broker lost data it had acknowledged
+(gateway, processor, sink, alert service): its supervisor restarts it on the recreated topics."""
+
+
 class BrokerLostData(KafkaError):
     """The broker no longer has records it acknowledged or served; see ``OffsetFloors``."""
 

@@ -51,8 +51,12 @@ def _cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.gateway import serve
+    from justwalk.broker_loss import EXIT_BROKER_LOST, BrokerLostData
 
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except BrokerLostData:
+        return EXIT_BROKER_LOST  # logged with what was lost
     return 0
 
 
@@ -70,6 +74,7 @@ def _cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from justwalk.broker_loss import EXIT_BROKER_LOST, BrokerLostData
     from sinks.alerts import ChannelConfigError, run_alert_service
 
     try:
@@ -77,6 +82,8 @@ def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     except ChannelConfigError as exc:
         print(f"justwalk alerts: {exc}", file=sys.stderr)
         return 2
+    except BrokerLostData:
+        return EXIT_BROKER_LOST  # logged with what was lost
     return 0
 
 

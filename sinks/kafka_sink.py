@@ -51,6 +51,7 @@ from aiokafka import (
 from aiokafka.errors import KafkaError
 
 from justwalk.broker_loss import (
+    EXIT_BROKER_LOST,
     Anchor,
     BrokerLostData,
     FetchGaps,
@@ -84,7 +85,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["EXIT_BROKER_LOST", "BufferedPoint", "InfluxSink", "build_consumer", "run_sink"]
 
-EXIT_BROKER_LOST = 3
 """Exit code of ``justwalk sink`` after a broker lost records it had not written yet."""
 
 @dataclass(frozen=True, slots=True)

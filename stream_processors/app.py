@@ -62,6 +62,7 @@ from aiokafka import (
 from aiokafka.errors import KafkaError
 
 from justwalk.broker_loss import (
+    EXIT_BROKER_LOST,
     Anchor,
     BrokerLostData,
     FetchGaps,
@@ -110,8 +111,6 @@ def idle_check_interval_s(timeout_s: float) -> float:
     return min(max(timeout_s / 4, IDLE_CHECK_MIN_S), IDLE_CHECK_MAX_S)
 
 
-EXIT_BROKER_LOST = 3
-"""Exit code of a worker that stopped because the broker lost data (see the docstring)."""
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 5.0
 YIELD_EVERY = 64
 """Messages handled between two chances for the producer and the checkpoint to run."""
