@@ -172,6 +172,7 @@ class ChunkFlags(enum.IntFlag):
 
 
 KNOWN_FLAGS = ChunkFlags.LAST
+_LAST = int(ChunkFlags.LAST)
 
 
 class ChunkError(ValueError):
@@ -204,7 +205,7 @@ class ImuChunk:
     @property
     def ends_session(self) -> bool:
         """True for the last chunk of its session (``ChunkFlags.LAST``)."""
-        return bool(self.flags & ChunkFlags.LAST)
+        return bool(self.flags._value_ & _LAST)  # IntFlag's ``&`` costs ~10x more
 
     @property
     def n_samples(self) -> int:
@@ -298,6 +299,9 @@ def seal(body: bytes) -> bytes:
     return body + _CRC.pack(google_crc32c.value(body))
 
 
+_add_reduce = np.add.reduce  # ``ndarray.sum`` without its Python wrapper
+
+
 def decode_chunk(
     data: bytes, *, clinic_id: str | None = None,
     versions: tuple[int, ...] = DECODABLE_VERSIONS,
@@ -365,7 +369,7 @@ def decode_chunk(
     samples = np.frombuffer(data, dtype=_SAMPLE_DTYPE, count=n * N_CHANNELS, offset=id_end)
     samples = samples.reshape(n, N_CHANNELS)
     # float64 sum of float32 values: finite exactly when every value is (no overflow)
-    if not math.isfinite(samples.sum(dtype=np.float64)):
+    if not math.isfinite(_add_reduce(samples, axis=None, dtype=np.float64)):
         bad = np.argwhere(~np.isfinite(samples))[0]
         raise ChunkError(
             "non_finite",
