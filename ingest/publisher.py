@@ -42,7 +42,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.structs import RecordMetadata
 
 from justwalk.broker_loss import BrokerLostData, Loss, OffsetFloors, missing_topics
-from justwalk.kafka_topics import discard_producer
+from justwalk.kafka_topics import KeyHashPartitioner, discard_producer
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ class KafkaPublisher:
             acks="all",
             enable_idempotence=False,
             linger_ms=self.linger_ms,
+            partitioner=KeyHashPartitioner(),
             request_timeout_ms=max(1000, round(self.delivery_timeout_s * 1000)),
         )
 

@@ -60,7 +60,12 @@ from justwalk.broker_loss import (
     probe_anchors,
 )
 from justwalk.config import Settings
-from justwalk.kafka_topics import ensure_topics, group_consumer, stop_consumer
+from justwalk.kafka_topics import (
+    KeyHashPartitioner,
+    ensure_topics,
+    group_consumer,
+    stop_consumer,
+)
 from justwalk.records import decode_record
 from justwalk.schema import RETENTION_DURATION, RETENTION_POLICY, record_to_line
 from justwalk.wire import received_us_from_headers
@@ -203,6 +208,7 @@ class InfluxSink:
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap, client_id="justwalk-sink",
             acks="all", enable_idempotence=False, linger_ms=5,
+            partitioner=KeyHashPartitioner(),
             request_timeout_ms=max(1000, round(settings.kafka_delivery_timeout_s * 1000)))
         probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
                                  client_id="justwalk-sink-probe", enable_auto_commit=False,

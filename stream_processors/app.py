@@ -73,6 +73,7 @@ from justwalk.broker_loss import (
 )
 from justwalk.config import Settings
 from justwalk.kafka_topics import (
+    KeyHashPartitioner,
     discard_producer,
     ensure_topics,
     group_consumer,
@@ -565,7 +566,7 @@ def session_processor(settings: Settings) -> SessionProcessor:
 def _producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, client_id="justwalk-processor",
-        acks="all", enable_idempotence=False, linger_ms=5,
+        acks="all", enable_idempotence=False, linger_ms=5, partitioner=KeyHashPartitioner(),
         max_batch_size=256 * 1024, max_request_size=4 * 1024 * 1024,
         request_timeout_ms=max(1000, round(settings.kafka_delivery_timeout_s * 1000)))
 
