@@ -351,7 +351,9 @@ async def _with_receiver(s: Settings, receiver: AlertReceiver, reader: ReadUser,
     await receiver.start()
     try:
         s.alert_channels.write_text(json.dumps(channels_for(receiver, [CLINIC_ID])))
-        pipeline = Pipeline(s, log_dir=log_dir, with_alerts=True)
+        # supervised, as compose's restart: is in production (a service that finds the
+        # broker lost data exits on purpose and is started again)
+        pipeline = Pipeline(s, log_dir=log_dir, with_alerts=True, supervise=True)
         pipeline.start()  # from the main thread: children die with the thread that started them
         try:
             console.print(f"gateway {pipeline.gateway_url}; alerts to {receiver.url}; streaming "
