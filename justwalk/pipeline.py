@@ -26,8 +26,10 @@ from justwalk.device_protocol import HEALTH_PATH
 
 log = logging.getLogger(__name__)
 
-READY_LINE = "assigned partitions"
-"""What a processor logs (at info level) once it owns partitions and read their states."""
+READY_LINES = {"processor": "assigned partitions", "sink": "sink assigned",
+               "alerts": "alert service assigned"}
+"""What each consumer logs (at info level) once it owns partitions (the processor: and read
+their states); ``start`` returns when all have, so data sent then meets no group join."""
 
 
 def _text(path: Path) -> str:
@@ -81,8 +83,9 @@ class Pipeline:
     def start(self, *, timeout_s: float = 60.0) -> None:
         """Start every process; return once they are ready.
 
-        Ready: the gateway answers its health check and every processor owns partitions (so
-        the first chunks do not wait for the group to form).
+        Ready: the gateway answers its health check and every consumer (processors, sink,
+        alert service) owns partitions, so the first chunks and records do not wait for a
+        group to form.
         """
         self._start("gateway", "gateway")
         for i in range(self.n_processors):
@@ -100,7 +103,7 @@ class Pipeline:
                     f"gateway not healthy after {timeout_s:.0f} s:\n"
                     + procs.log_tail(self.log_dir / "gateway.log"))
             time.sleep(0.2)
-        self._wait_for_processors(deadline)
+        self._wait_for_consumers(deadline)
         if self.supervise:
             # children die with the thread that started them (PR_SET_PDEATHSIG): this one
             # lives until stop() has stopped them
@@ -142,16 +145,19 @@ class Pipeline:
                         self.restarts[name] += 1
                         self._start(name, self._commands[name])
 
-    def _wait_for_processors(self, deadline: float) -> None:
+    def _wait_for_consumers(self, deadline: float) -> None:
         if self.log_level.lower() not in ("debug", "info"):
-            return  # the line is not logged
-        names = [n for n in self.procs if n.startswith("processor")]
-        while names:
+            return  # the lines are not logged
+        waiting = {n: READY_LINES[n.split("-")[0]] for n in self.procs
+                   if n.split("-")[0] in READY_LINES}
+        while waiting:
             self.check_alive()
-            names = [n for n in names if READY_LINE not in _text(self.log_dir / f"{n}.log")]
-            if names and time.monotonic() > deadline:
-                raise PipelineError(f"{names[0]} took no partitions in time:\n"
-                                    + procs.log_tail(self.log_dir / f"{names[0]}.log"))
+            waiting = {n: line for n, line in waiting.items()
+                       if line not in _text(self.log_dir / f"{n}.log")}
+            if waiting and time.monotonic() > deadline:
+                name = next(iter(waiting))
+                raise PipelineError(f"{name} took no partitions in time:\n"
+                                    + procs.log_tail(self.log_dir / f"{name}.log"))
             time.sleep(0.2)
 
     def check_alive(self) -> None:

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from justwalk.broker_loss import BrokerLostData, OffsetFloors
@@ -179,7 +179,7 @@ class AlertService:
         try:
             self._start_delivery()
             if not stop.is_set():
-                self.consumer.subscribe(self.topics)
+                self.consumer.subscribe(self.topics, listener=_LogAssignment())
                 await self.consumer.start()
                 await self._consume(stop)
         finally:
@@ -411,3 +411,14 @@ async def run_alert_service(settings: Settings) -> None:
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+class _LogAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Logs each assignment (``justwalk.pipeline`` waits for it before data flows)."""
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        """Nothing to do: offsets are committed per batch."""
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        """Log the assignment."""
+        log.info("alert service assigned %d partitions", len(assigned))
