@@ -183,6 +183,11 @@ def _prescription_list(repo: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _prescription_show(repo: Any, args: argparse.Namespace) -> int:
+    _print(repo.prescription(args.clinic, args.prescription_id))
+    return 0
+
+
 def _prescription_update(repo: Any, args: argparse.Namespace) -> int:
     data = _prescription(args)
     if not data:
@@ -380,6 +385,10 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--clinic", type=_id, default=None)
     c.add_argument("--active-only", action="store_true")
     c.set_defaults(func=_run(_prescription_list))
+    c = g.add_parser("show", help="one prescription (JSON)")
+    c.add_argument("prescription_id", type=int)
+    c.add_argument("--clinic", type=_id, default=None)
+    c.set_defaults(func=_run(_prescription_show))
     c = g.add_parser("update", help="change a prescription")
     c.add_argument("prescription_id", type=int)
     c.add_argument("--clinic", type=_id, default=None)

@@ -51,6 +51,11 @@ def test_patients_and_prescriptions_from_the_shell(cli) -> None:
     code, out, _ = cli("db", "prescription", "update", str(rx["prescription_id"]),
                        "--no-cadence-band", "--active", "no")
     assert code == 0 and json.loads(out)["cadence_band_spm"] is None
+    code, out, _ = cli("db", "prescription", "show", str(rx["prescription_id"]))
+    assert code == 0 and json.loads(out)["active"] is False
+    code, _, err = cli("db", "prescription", "show", str(rx["prescription_id"]),
+                       "--clinic", "clinic-b")
+    assert code == 2 and f"no prescription {rx['prescription_id']}" in err
     code, out, _ = cli("db", "prescription", "list", "pt-1")
     assert code == 0 and "guided_walk, comfortable, 10 min, 5x/week; 2027-01-04..open " \
         "inactive" in out
@@ -157,3 +162,8 @@ def test_the_processor_reads_sensor_heights_from_the_database(fresh_settings: Se
     # configured: the database; not configured: the file, as before
     assert load_sensor_heights(configured.replace(patient_profiles=profiles)) == {"pt-1": 0.95}
     assert load_sensor_heights(Settings(patient_profiles=profiles)) == {"pt-9": 1.1}
+
+
+def test_the_api_refuses_to_start_on_an_unmigrated_database(cli) -> None:
+    code, _, err = cli("api")
+    assert code == 2 and "justwalk api: " in err and "run `justwalk db upgrade`" in err
