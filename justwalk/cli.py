@@ -14,6 +14,9 @@
     justwalk rollups      backfill the daily/weekly rollups of a past time range
     justwalk influx       each clinic's InfluxDB database and read user (setup); the
                           InfluxQL gate Grafana reads through (gate)
+    justwalk db           patients, prescriptions and sessions in the database (migrations,
+                          clinics and their API tokens, profile import)
+    justwalk api          the clinics' HTTP API (patients, prescriptions, sessions)
 
 Connection settings come from JUSTWALK_* environment variables (see justwalk.config).
 Imports are lazy so that each process loads only what it runs.
@@ -29,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from justwalk.config import Settings
+from justwalk.db_cli import add_parser as add_db_parser
 
 
 def _setup_logging(level: str) -> None:
@@ -223,6 +227,12 @@ def _cmd_influx_gate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from justwalk.api.server import run_api
+
+    return run_api(settings)
+
+
 def _utc_date(text: str) -> datetime:
     t = datetime.fromisoformat(text)
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
@@ -361,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "reads, refuses writes and the metadata statements InfluxDB does not "
                         "guard (JUSTWALK_INFLUX_GATE_HOST/PORT -> JUSTWALK_INFLUX_URL)")
     i.set_defaults(func=_cmd_influx_gate)
+
+    add_db_parser(sub)
+    sub.add_parser("api", help="the clinics' HTTP API (JUSTWALK_API_HOST/PORT; database: "
+                   "JUSTWALK_DATABASE_URL)").set_defaults(func=_cmd_api)
     return p
 
 

@@ -114,6 +114,18 @@ class Settings:
     """Longest stretch of device time between two summaries (``session`` points) of an open
     session; summaries are also published at its start, at every bout and at its end."""
 
+    # Patients, prescriptions and sessions (issue #16; justwalk.db, justwalk.api).
+    database_url: str = ""
+    """SQLAlchemy URL of the database, e.g. ``postgresql://user:password@host/justwalk``
+    (driver psycopg 3) or ``sqlite:////var/lib/justwalk/justwalk.sqlite3``. Empty: the
+    SQLite file ``database_file``. When set, the processor reads the patients' sensor heights
+    from it instead of the ``patient_profiles`` file."""
+    database_file: Path = Path("run/justwalk.sqlite3")
+    """The SQLite database used when ``database_url`` is empty."""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8090
+    """Where ``justwalk api`` (the clinics' HTTP API, justwalk.api) listens."""
+
     alert_group: str = "justwalk-alerts"
     alert_channels: Path = Path("deploy/local/alert_channels.json")
     """Per-clinic alert channels (webhooks, e-mail) and the SMTP server; see sinks.alerts."""

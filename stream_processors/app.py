@@ -90,7 +90,7 @@ from stream_processors.kafka_io import (
     Record,
     read_states,
 )
-from stream_processors.patient_profiles import load_patient_profiles
+from stream_processors.patient_profiles import load_sensor_heights
 from stream_processors.risk_policies import load_risk_policies
 from stream_processors.runtime import (
     Checkpoint,
@@ -559,7 +559,7 @@ def session_processor(settings: Settings) -> SessionProcessor:
     return SessionProcessor(
         window_s=settings.cadence_window_s, risk=default_risk, clinic_risk=clinic_risk,
         sensor_height_m=settings.default_sensor_height_m,
-        sensor_heights_m=load_patient_profiles(settings.patient_profiles),
+        sensor_heights_m=load_sensor_heights(settings),
         session_summary_every_s=settings.session_summary_every_s)
 
 

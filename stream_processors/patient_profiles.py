@@ -1,4 +1,4 @@
-"""Patients' profiles, read from a JSON file at the processor's edge.
+"""Patients' profiles, read from a JSON file (or the database) at the processor's edge.
 
 File (``Settings.patient_profiles``; optional: without it, or for a patient it does not
 list, the processor uses ``Settings.default_sensor_height_m``)::
@@ -9,6 +9,9 @@ list, the processor uses ``Settings.default_sensor_height_m``)::
 inverted-pendulum length of walking speed and stride length; Zijlstra & Hof 2003). Patient
 ids are the pseudonymous ids the devices are registered to. Unknown keys are errors, and so
 is a height outside ``SENSOR_HEIGHT_RANGE_M`` (e.g. centimetres given as metres).
+
+With ``Settings.database_url`` set, the profiles come from the database instead
+(``justwalk.db``; ``justwalk db import-profiles FILE --clinic C`` imports this file).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from justwalk.config import Settings
 from stream_processors.config_files import load_json_file
 
 SENSOR_HEIGHT_RANGE_M = (0.3, 2.0)
@@ -61,3 +65,16 @@ def parse_patient_profiles(data: Mapping[str, Any]) -> dict[str, float]:
 def load_patient_profiles(path: Path) -> dict[str, float]:
     """Read the file; a missing file means no profiles (the default for every patient)."""
     return load_json_file(path, parse_patient_profiles, PatientProfileError, dict)
+
+
+def load_sensor_heights(settings: Settings) -> dict[str, float]:
+    """Sensor height (m) per patient id, read when the processor starts.
+
+    From the database (``justwalk.db``) when ``settings.database_url`` is set, else from the
+    ``settings.patient_profiles`` file.
+    """
+    if settings.database_url:
+        from justwalk.db import sensor_heights
+
+        return sensor_heights(settings)
+    return load_patient_profiles(settings.patient_profiles)

@@ -61,7 +61,7 @@ def test_every_app_service_runs_a_real_justwalk_subcommand(service: str) -> None
     args = build_parser().parse_args(svc["command"])
     assert callable(args.func)
     assert svc["command"][0] in ("gateway", "processor", "sink", "alerts", "influx",
-                                 "dashboards")
+                                 "dashboards", "db", "api")
 
 
 def test_the_image_entrypoint_is_the_justwalk_cli() -> None:
@@ -73,7 +73,8 @@ def test_the_image_entrypoint_is_the_justwalk_cli() -> None:
 
 def test_dependencies_wait_for_health_and_the_topics() -> None:
     services = SPEC["services"]
-    assert {"kafka-topics", "influxdb-setup", "grafana-provisioning", "grafana-orgs"} == ONE_SHOT
+    assert {"kafka-topics", "influxdb-setup", "grafana-provisioning", "grafana-orgs",
+            "db-migrate"} == ONE_SHOT
     for name, svc in services.items():
         for dep, cond in (svc.get("depends_on") or {}).items():
             assert dep in services

@@ -1,0 +1,1 @@
+"""Alembic migrations of the justwalk database (``justwalk db upgrade`` applies them)."""
