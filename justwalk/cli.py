@@ -33,6 +33,7 @@ from pathlib import Path
 
 from justwalk.config import Settings
 from justwalk.db_cli import add_parser as add_db_parser
+from sinks.dead_letter_tool import add_parser as add_dead_letters_parser
 
 
 def _setup_logging(level: str) -> None:
@@ -373,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_cmd_influx_gate)
 
     add_db_parser(sub)
+    add_dead_letters_parser(sub)
     sub.add_parser("api", help="the clinics' HTTP API (JUSTWALK_API_HOST/PORT; database: "
                    "JUSTWALK_DATABASE_URL)").set_defaults(func=_cmd_api)
     return p
