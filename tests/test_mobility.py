@@ -268,3 +268,20 @@ def test_processor_adapter_writes_dmo_daily_points_with_errors_and_feeds_the_ris
     assert [(r.day, r.final) for r in recs] == [("2026-03-01", True)]
     errs = mob.bout_errors(_bout_result(t, 40.0))
     assert set(errs) >= {"walking_speed_mps", "cadence_spm", "duration_s"}
+
+
+def test_patient_profiles_name_the_cohort_and_reject_an_unknown_one() -> None:
+    from stream_processors.patient_profiles import (
+        PatientProfileError,
+        load_patient_cohorts,
+        parse_patient_cohorts,
+    )
+
+    root = Path(__file__).resolve().parents[1]
+    assert load_patient_cohorts(root / "deploy" / "patient_profiles.example.json") == {
+        "pt-0042": "MS"}
+    assert parse_patient_cohorts({"patients": {"a": {"cohort": "PD"}, "b": {}}}) == {"a": "PD"}
+    with pytest.raises(PatientProfileError, match="cohort"):
+        parse_patient_cohorts({"patients": {"a": {"cohort": "ms"}}})
+    with pytest.raises(ValueError, match="IANA"):
+        MobilityOutcomes(timezones={"clinic-a": "Mars/Olympus"})
