@@ -285,3 +285,13 @@ def test_patient_profiles_name_the_cohort_and_reject_an_unknown_one() -> None:
         parse_patient_cohorts({"patients": {"a": {"cohort": "ms"}}})
     with pytest.raises(ValueError, match="IANA"):
         MobilityOutcomes(timezones={"clinic-a": "Mars/Olympus"})
+
+
+def test_a_bout_without_a_valid_duration_is_in_no_bin_and_does_not_stop_the_stream() -> None:
+    agg = DailyMobility()
+    state = agg.initialize()
+    t = us(DAY0)
+    agg.agg(state, bout(t, NAN))
+    agg.agg(state, bout(t + 1, 20.0))
+    res = agg.result(state, agg.day_of(t))
+    assert res is not None and res.values["wb_all_n"] == 1 and res.values["wb_1030_n"] == 1

@@ -158,8 +158,8 @@ class DailyMobility:
         if bout.start_us in target.starts_us:
             return state
         row, dropped = self.limits.check(bout.row())
-        if not math.isfinite(row[0]) or row[0] < 0:
-            raise ValueError(f"bout at {bout.start_us} us has no valid duration: {row[0]!r}")
+        if not row[0] >= 0:  # no valid duration: kept (a replay stays a duplicate) but in no bin
+            row[0] = math.nan
         target.starts_us.append(bout.start_us)
         target.rows.append(row)
         target.n_implausible += int(dropped)
