@@ -213,7 +213,7 @@ def test_state_round_trips_through_the_patient_state() -> None:
     v1 = [1, 5, FallRiskScorer().initial_state().to_dict()]
     assert load_patient(msgpack.packb(v1)).dmo.days == []
     with pytest.raises(StateFormatError):
-        DmoState.unpack([9, [], None, 0])
+        DmoState.unpack([9, [], None, 0, 0])
 
 
 def test_error_table_lookup() -> None:

@@ -69,20 +69,22 @@ class DmoState:
     watermark_us: int | None = None
     """Latest event time ``close`` was given."""
     n_late_ignored: int = 0
+    watermark_day_end_us: int = 0
+    """End of the clinic day holding the watermark: ``close`` before it has nothing to do."""
 
     def pack(self) -> list[Any]:
         """Msgpack-ready, versioned form."""
         return [STATE_VERSION, [d.pack() for d in self.days], self.watermark_us,
-                self.n_late_ignored]
+                self.n_late_ignored, self.watermark_day_end_us]
 
     @classmethod
     def unpack(cls, obj: Any) -> DmoState:
         """Inverse of ``pack``; ``StateFormatError`` for a state this release cannot read."""
         d = check_version(obj, "dmo", (STATE_VERSION,))
         try:
-            _, days, wm, late = d
+            _, days, wm, late, day_end = d
             return cls([DmoDay.unpack(x) for x in days], None if wm is None else int(wm),
-                       int(late))
+                       int(late), int(day_end))
         except (ValueError, TypeError, IndexError) as exc:
             raise StateFormatError(f"dmo state is corrupt: {exc!r}") from exc
 
@@ -171,7 +173,10 @@ class DailyMobility:
         if state.watermark_us is not None and t_us <= state.watermark_us:
             return []
         state.watermark_us = t_us
+        if t_us < state.watermark_day_end_us:
+            return []  # same clinic day as before: nothing ends
         today = self.day_of(t_us)
+        state.watermark_day_end_us = self.day_start_us(today + 1)
         closed = []
         for d in state.days:
             if not d.closed and d.day < today:
