@@ -166,6 +166,9 @@ _GAIT_PARAMETERS = (
     _f("walking_speed_mps", "float", "mean walking speed"),
 )
 
+_BOUT_ERR_FIELD = {"stride_duration_s": "stride_time_s"}
+"""``gait_bout`` field of a ``justwalk.mobility.BOUT_VALUES`` key where the names differ."""
+
 MEASUREMENT_STEP = "step"
 MEASUREMENT_GAIT_WINDOW = "gait_window"
 MEASUREMENT_BOUT = "gait_bout"
@@ -228,9 +231,9 @@ BOUT = Measurement(
         *_GAIT_PARAMETERS,
         _f("n_turns", "integer", "turns in the bout"),
         _f("turn_angle_deg", "float", "sum of absolute turn angles in the bout"),
-        *(_f(f"{v}_err", "float", f"expected absolute error of {v} at its value (issue #15: "
-             "justwalk.mobility uncertainty table)") for v in BOUT_VALUES
-          if v != "stride_duration_s"),
+        *(_f(f"{_BOUT_ERR_FIELD.get(v, v)}_err", "float",
+             f"expected absolute error of {_BOUT_ERR_FIELD.get(v, v)} at its value (issue "
+             "#15: justwalk.mobility uncertainty table)") for v in BOUT_VALUES),
     ),
     written_by="sink (BoutRecord)",
 )
@@ -692,7 +695,7 @@ def record_to_line(record: Record) -> str:
                 "walking_speed_mps": record.walking_speed_mps,
                 "n_turns": record.n_turns,
                 "turn_angle_deg": record.turn_angle_deg,
-                **{f"{k}_err": v for k, v in record.errors.items() if k != "stride_duration_s"},
+                **{f"{_BOUT_ERR_FIELD.get(k, k)}_err": v for k, v in record.errors.items()},
             },
             record.start_us,
         )
