@@ -34,7 +34,7 @@ from justwalk.config import Settings
 from justwalk.device_protocol import DeviceCredential
 from justwalk.gait.cadence import window_start
 from justwalk.kafka_topics import ensure_topics
-from justwalk.localstack import LocalStack
+from justwalk.localstack import LocalStack, StackError
 from justwalk.pipeline import Pipeline
 from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP, clinic_database, qualified
 from sinks.influx_access import ReadUser, setup_clinics
@@ -288,9 +288,15 @@ def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
     recording = recording or (DEFAULT_RECORDING if DEFAULT_RECORDING.exists() else None)
     if recording is None:
         console.print("[yellow]no Mobilise-D recording found; simulated patients only[/yellow]")
-    console.print(f"starting the local broker and InfluxDB (logs in {log_dir}) ...")
-    stack = LocalStack(log_dir=log_dir, workdir=run_dir / "stack", influx_auth=True)
-    stack.start()
+    console.print(f"starting the local broker ({settings.local_broker_storage} storage) and "
+                  f"InfluxDB (logs in {log_dir}) ...")
+    try:
+        stack = LocalStack(log_dir=log_dir, workdir=run_dir / "stack", influx_auth=True,
+                           broker_storage=settings.local_broker_storage)
+        stack.start()
+    except StackError as exc:
+        console.print(f"[red]justwalk demo: {exc}[/red]")
+        return 1
     try:
         s = stack.settings(settings).replace(
             gateway_port=_free_port(),
