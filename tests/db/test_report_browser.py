@@ -363,3 +363,34 @@ async def test_missing_measurements_read_as_no_data(served: Served, repo: Reposi
     assert {"speed", "cadence", "variability", "activity", "events", "walk_tests", "t25fw",
             "2mwt", "6mwt", "daily", "notes"} <= nodata
     assert "the measurement patient_daily" in dom and "does not exist yet" in dom
+
+
+def test_the_cli_writes_html_and_pdf(repo: Repository, local_stack: LocalStack,
+                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from justwalk.cli import main
+
+    settings = local_stack.settings(Settings()).replace(
+        influx_db=f"jwreport_{uuid.uuid4().hex[:8]}")
+    today = datetime.now(UTC).date()
+    first, last = today - timedelta(days=27), today - timedelta(days=1)
+    days = _days(first)
+    _fill_database(repo, first)
+    asyncio.run(_fill_influx(settings, days, (first, last)))
+    env = {"JUSTWALK_DATABASE_URL": repo.engine.url.render_as_string(hide_password=False),
+           "JUSTWALK_INFLUX_URL": settings.influx_url, "JUSTWALK_INFLUX_DB": settings.influx_db}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    period = ["--from", first.isoformat(), "--to", last.isoformat()]
+    assert main(["report", PATIENT, *period, "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    d = days[3]
+    row = _values(page, "data-day", d.day.isoformat())
+    assert row["steps"] == sum(d.steps) and "T25FW 18 % slower" in page
+    assert main(["report", PATIENT, *period, "--out", str(tmp_path / "r.pdf")]) == 0
+    assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF-")
+    assert main(["report", "pt-nobody", *period, "--out", str(tmp_path / "x.html")]) == 2
+    assert main(["report", PATIENT, "--from", "2026-02-30", "--to", last.isoformat(),
+                 "--out", str(tmp_path / "x.html")]) == 2
+    assert not (tmp_path / "x.html").exists()
