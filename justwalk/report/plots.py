@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import matplotlib
@@ -66,7 +66,11 @@ def _dates(ax: Any, first: date, last: date, maxticks: int = 8) -> None:
     locator = AutoDateLocator(minticks=2, maxticks=maxticks)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    ax.set_xlim(first, last)
+    if first == last:  # a one-day report: its day's points (at midnight) in the middle
+        midnight = datetime.combine(first, time(0))
+        ax.set_xlim(midnight - timedelta(hours=12), midnight + timedelta(hours=12))
+    else:
+        ax.set_xlim(first, last)
     ax.grid(True, color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
 
