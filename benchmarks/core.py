@@ -2,7 +2,7 @@
 
 What ``ProcessorRuntime.on_message`` does for a chunk, minus the broker: the wire decode,
 ``SessionProcessor.process`` (gait pipeline, fall monitor, labels), the patient's fall-risk
-update and the records' JSON, on messages interleaved across patients as a partition
+and daily-DMO updates and the records' JSON, on messages interleaved across patients as a partition
 delivers them. Also the stage split, from the same loop.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from justwalk.wire import clinic_from_headers, decode_chunk
 from stream_processors.session import SessionProcessor
-from stream_processors.session_state import dump_session
+from stream_processors.session_state import PatientState, dump_session
 
 Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
 
@@ -45,7 +45,7 @@ def core(msgs: list[Message], *, window_s: float = 5.0) -> CoreRun:
     sizes: list[int] = []
     for _ in range(2):  # the first pass warms the JIT caches and allocators
         sessions: dict[str, object] = {}
-        risks: dict[str, object] = {}
+        patients: dict[str, PatientState] = {}
         t = [0.0, 0.0, 0.0, 0.0]
         clock = time.perf_counter
         for i, (_, value, headers) in enumerate(msgs):
@@ -59,13 +59,15 @@ def core(msgs: list[Message], *, window_s: float = 5.0) -> CoreRun:
                 state = sessions[chunk.session_id] = proc.new_state()
             result = proc.process(state, chunk)  # type: ignore[arg-type]
             c = clock()
-            risk = risks.get(chunk.patient_id)
-            if risk is None:
-                risk = risks[chunk.patient_id] = proc.new_risk_state()
-            scores = proc.update_risk(risk, chunk, result)  # type: ignore[arg-type]
+            patient = patients.get(chunk.patient_id)
+            if patient is None:
+                patient = patients[chunk.patient_id] = PatientState(proc.new_risk_state())
+            scores = proc.update_risk(patient.risk, chunk, result)
+            dmos = proc.update_dmos(patient.dmo, patient.risk,
+                                    state.identity, chunk.t0_us, result)  # type: ignore[attr-defined]
             d = clock()
             for records in (result.alerts, result.events, result.steps, result.windows,
-                            result.bouts, result.sessions, scores.scores, scores.alerts):
+                            result.bouts, result.sessions, scores.scores, scores.alerts, dmos):
                 for r in records:
                     r.to_json()
             e = clock()
