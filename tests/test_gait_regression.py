@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.gait_lopo import GRID as POOLED_GRID
 from justwalk.evaluation.gait import TUNING_GRID, lopo, run_ours
 from justwalk.evaluation.gait_reference import Counts, load_trials, same_foot_gaps
 from justwalk.gait.pipeline import GaitPipeline
@@ -69,19 +70,17 @@ def test_accuracy_does_not_regress(trials) -> None:  # type: ignore[no-untyped-d
     assert s["speed_mae_mps"] <= 0.12
     assert s["stride_length_mae_m"] <= 0.15
     _no_worse_than_mobgap(s)
-    # reached when written (issue #15): IC F1 0.774 (inside reference bouts 0.865), bout F1
-    # 0.737 / IoU 0.947, cadence 4.60 spm, speed 0.080 m/s, stride length 0.091 m,
-    # stride-time CV 8.1 pp. Before it (fixed 1.8 s hold, stopping step dropped): IC F1
-    # 0.774 (inside bouts 0.842), bout F1 0.757 / IoU 0.919, cadence 4.33. Detection
-    # improved: HA/002's very slow walk (17.5-35.5 s, steps 0.8-2 s apart) is now found (6
-    # more contacts matched); its bout (18.6-32.9 s) misses the 80 % rule by 1 % (bout F1
-    # one bout down, IoU F1 up) and its cadence (64 vs 74 steps/min: the walk is very
-    # irregular) is now scored, hence cadence 4.6 -> 4.8 and bout F1 0.73 -> 0.72. The
-    # stopping steps are now released as steps (of no bout): INDIP does not list them (19
-    # false ICs), the voisard_dev foot reference does (IC F1 there 0.938 -> 0.952).
+    # reached when written (issue #15): IC F1 0.774 (inside reference bouts 0.866), bout F1
+    # 0.789 / IoU 0.947, cadence 4.59 spm, speed 0.074 m/s, stride length 0.088 m,
+    # stride-time CV 8.2 pp. Before it: IC F1 0.774 (inside bouts 0.842), bout F1 0.757 /
+    # IoU 0.919, cadence 4.33. Detection improved: HA/002's very slow walk (17.5-35.5 s,
+    # steps 0.8-2 s apart) is now found as a bout, and its cadence (62 vs 74 steps/min: the
+    # walk is very irregular) is now scored, hence cadence 4.6 -> 4.8. The stopping steps
+    # are now released as steps (of no bout): INDIP does not list them (18 false ICs), the
+    # voisard_dev foot reference does.
     assert s["ic_f1"] >= 0.76
     assert s["ic_f1_in_ref_bouts"] >= 0.85
-    assert s["bout_f1"] >= 0.72
+    assert s["bout_f1"] >= 0.77
     assert s["bout_f1_iou"] >= 0.93
     assert s["cadence_mae_spm"] <= 4.8
     assert s["stride_time_cv_mae_pp"] <= 9.0
@@ -90,9 +89,13 @@ def test_accuracy_does_not_regress(trials) -> None:  # type: ignore[no-untyped-d
 def test_leave_one_participant_out_does_not_regress(trials) -> None:  # type: ignore[no-untyped-def]
     s, chosen = lopo(trials)
     assert len(chosen) == 3
-    # the shipped defaults are the values most folds chose
+    # the shipped defaults are the values most folds chose; those that issue #15 tunes over
+    # all 12 development participants together (benchmarks/gait_lopo.py, checked in
+    # tests/test_gait_regression_voisard.py) are left to that LOPO
     pipe = GaitPipeline(sensor_height_m=1.0)
     for key in TUNING_GRID:
+        if key in POOLED_GRID:
+            continue
         stage, name = key.split(".")
         votes = Counter(c[key] for _, c in chosen)
         top = max(votes.values())

@@ -66,3 +66,41 @@ def test_real_recording_chunked_equals_whole(trials) -> None:  # type: ignore[no
     chunked = run_ours(tr, chunk=50)
     assert np.array_equal(whole.ics, chunked.ics) and whole.ics.size > 20
     assert repr(whole.bouts) == repr(chunked.bouts)
+
+
+def test_pooled_lopo_chooses_the_shipped_defaults(monkeypatch, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``benchmarks/gait_lopo.py`` (the README's command) over both folders' 12
+    participants, on the issue #15 parameters and ``max_hold_s``: one LOPO over all of
+    them, tables per folder and pooled, and the shipped defaults are what most folds chose
+    (the full grid, 144 sets, takes minutes; its run is in justwalk/gait/README.md)."""
+    import json
+    from collections import Counter
+
+    from benchmarks import gait_lopo
+    from justwalk.gait.pipeline import GaitPipeline
+
+    mob = DATA.parent / "mobilised"
+    if not (mob / "data" / "lab").exists():
+        pytest.skip(f"{mob} not present")
+    grid = {"bouts.hold_slack_steps": (gait_lopo.NONE, 1.0), "bouts.max_hold_s": (1.6, 1.8),
+            "bouts.release_stop": (0, 1)}
+    monkeypatch.setattr(gait_lopo, "GRID", grid)
+    out = tmp_path / "lopo.json"
+    assert gait_lopo.main(["--data", str(mob), "--data", str(DATA), "--jobs", "2",
+                           "--no-mobgap", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "mobilised (7 trials)" in text and "voisard_dev (52 trials)" in text
+    res = json.loads(out.read_text())
+    assert len(res["chosen"]) == 12  # 3 + 9 participants, one fold each
+    assert res["pooled"]["n_trials"] == 59
+    assert res["voisard_dev"]["ours"]["ic_f1"] == pytest.approx(0.952, abs=0.001)
+    pipe = GaitPipeline(sensor_height_m=1.0)
+    for key in grid:
+        stage, name = key.split(".")
+        votes = Counter(c[key] for c in res["chosen"].values())
+        shipped = getattr(getattr(pipe, stage), name)
+        shipped = gait_lopo.NONE if shipped is None else float(shipped)
+        assert votes.most_common(1)[0][0] == shipped, (key, votes)
+    # held out: no worse than mobgap on voisard_dev's IC F1, timing, cadence, CV
+    held = res["voisard_dev"]["lopo"]
+    assert held["ic_f1"] > MOBGAP["ic_f1"] and held["cadence_mae_spm"] < MOBGAP["cadence_mae_spm"]

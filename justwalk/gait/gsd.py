@@ -37,7 +37,7 @@ its last initial contact. The same rule is applied here, streaming, to the detec
   released as a step of no bout once the walk is known to have stopped (``AssemblyOutput.
   stops``): it counts in the step stream, not in the bout's extent or parameters. Chosen by
   leave-one-participant-out over the 12 development participants (12 of 12 folds):
-  ``voisard_dev`` IC F1 0.938 -> 0.952, Mobilise-D 0.792 -> 0.774 (INDIP does not list
+  ``voisard_dev`` IC F1 0.939 -> 0.952, Mobilise-D 0.789 -> 0.774 (INDIP does not list
   it), bouts and cadence unchanged.
 
 Look-ahead bounded by the step time. Every verdict waits for the ICs that decide it, and
