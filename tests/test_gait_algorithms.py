@@ -65,10 +65,13 @@ def test_regular_walk_at_100_steps_per_min() -> None:
     acc, gyr, ics = synthetic_walk()
     steps, windows, bouts, _ = flat(run(GaitPipeline(sensor_height_m=1.0), acc, gyr))
     # the causal high-pass may move a peak by one sample; intervals stay exact. The last IC
-    # is the stopping step, which is not part of the bout (BoutAssembler.drop_last_ics).
-    assert np.abs(np.array([s.sample for s in steps]) - ics[:-1]).max() <= 1
+    # is the stopping step: a step, but not part of the bout (BoutAssembler.drop_last_ics,
+    # release_stop), so it has its step time and no stride values.
+    assert np.abs(np.array([s.sample for s in steps]) - ics).max() <= 1
     assert set(np.diff([s.sample for s in steps])) == {60}
-    assert [s.side for s in steps] == ["right" if k % 2 == 0 else "left" for k in range(39)]
+    assert [s.side for s in steps] == ["right" if k % 2 == 0 else "left" for k in range(40)]
+    assert steps[-1].step_time_s == pytest.approx(0.6)
+    assert math.isnan(steps[-1].stride_time_s) and not math.isnan(steps[-2].stride_time_s)
     assert len(bouts) == 1
     b = bouts[0]
     assert abs(b.start_sample - ics[0]) <= 1 and abs(b.end_sample - ics[-2]) <= 1
@@ -219,17 +222,22 @@ def test_held_back_ic_is_released_when_the_rhythm_resumes() -> None:
 
 
 def test_the_stopping_step_is_not_part_of_the_bout() -> None:
-    """The newest IC is held until another follows; when the walk stops it is dropped."""
+    """The newest IC is held until another follows; when the walk stops it is no bout step:
+    dropped, or with ``release_stop`` released as a step of no bout (marked in ``stops``)."""
     ics = [(k * 60, "left") for k in range(8)]
-    for drop, expected in ((1, 7), (0, 8)):
-        asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4, drop_last_ics=drop)
+    for drop, expected, release in ((1, 7, False), (0, 8, False), (1, 7, True)):
+        asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=4, drop_last_ics=drop,
+                            release_stop=release)
         st = asm.initial_state()
         out = asm.process(st, ics, ics[-1][0] + 1, FS)
         assert [s[0] for s in out.steps] == [c[0] for c in ics[:expected]]
         assert asm.decided_until(st, 10**6) == (ics[-1][0] if drop else 10**6)
         assert BoutState.unpack(msgpack.unpackb(msgpack.packb(st.pack()))) == st
         out = asm.process(st, [], ics[-1][0] + 300, FS)  # 3 s of nothing: the bout closes
-        assert out.steps == []
+        if release:  # 1.8 s after it, before the bout closed
+            assert out.steps == [(ics[-1][0], "left", 0)] and out.stops == {ics[-1][0]}
+        else:
+            assert out.steps == [] and out.stops == set()
         assert (out.closed[0].start, out.closed[0].end, out.closed[0].n_ics) == (
             0, ics[expected - 1][0], expected)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.gait_lopo import GRID as POOLED_GRID
 from justwalk.evaluation.gait import TUNING_GRID, lopo, run_ours
 from justwalk.evaluation.gait_reference import Counts, load_trials, same_foot_gaps
 from justwalk.gait.pipeline import GaitPipeline
@@ -69,23 +70,32 @@ def test_accuracy_does_not_regress(trials) -> None:  # type: ignore[no-untyped-d
     assert s["speed_mae_mps"] <= 0.12
     assert s["stride_length_mae_m"] <= 0.15
     _no_worse_than_mobgap(s)
-    # reached when written: IC F1 0.774 (inside reference bouts 0.842), bout F1 0.757 /
-    # IoU 0.919, cadence 4.33 spm, speed 0.084 m/s, stride length 0.098 m, stride-time CV
-    # 8.0 pp
+    # reached when written (issue #15): IC F1 0.774 (inside reference bouts 0.866), bout F1
+    # 0.789 / IoU 0.947, cadence 4.59 spm, speed 0.074 m/s, stride length 0.088 m,
+    # stride-time CV 8.2 pp. Before it: IC F1 0.774 (inside bouts 0.842), bout F1 0.757 /
+    # IoU 0.919, cadence 4.33. Detection improved: HA/002's very slow walk (17.5-35.5 s,
+    # steps 0.8-2 s apart) is now found as a bout, and its cadence (62 vs 74 steps/min: the
+    # walk is very irregular) is now scored, hence cadence 4.6 -> 4.8. The stopping steps
+    # are now released as steps (of no bout): INDIP does not list them (18 false ICs), the
+    # voisard_dev foot reference does.
     assert s["ic_f1"] >= 0.76
-    assert s["ic_f1_in_ref_bouts"] >= 0.83
-    assert s["bout_f1"] >= 0.73
-    assert s["bout_f1_iou"] >= 0.89
-    assert s["cadence_mae_spm"] <= 4.6
+    assert s["ic_f1_in_ref_bouts"] >= 0.85
+    assert s["bout_f1"] >= 0.77
+    assert s["bout_f1_iou"] >= 0.93
+    assert s["cadence_mae_spm"] <= 4.8
     assert s["stride_time_cv_mae_pp"] <= 9.0
 
 
 def test_leave_one_participant_out_does_not_regress(trials) -> None:  # type: ignore[no-untyped-def]
     s, chosen = lopo(trials)
     assert len(chosen) == 3
-    # the shipped defaults are the values most folds chose
+    # the shipped defaults are the values most folds chose; those that issue #15 tunes over
+    # all 12 development participants together (benchmarks/gait_lopo.py, checked in
+    # tests/test_gait_regression_voisard.py) are left to that LOPO
     pipe = GaitPipeline(sensor_height_m=1.0)
     for key in TUNING_GRID:
+        if key in POOLED_GRID:
+            continue
         stage, name = key.split(".")
         votes = Counter(c[key] for _, c in chosen)
         top = max(votes.values())
@@ -120,17 +130,29 @@ def test_real_recording_chunked_equals_whole(trials) -> None:  # type: ignore[no
     assert repr(whole.bouts) == repr(chunked.bouts)
 
 
-def test_every_step_is_final_within_three_seconds(trials) -> None:  # type: ignore[no-untyped-def]
-    """Issue #3: results for a sample are final at most 3 s after it arrives (0.1 s chunks)."""
-    worst = 0.0
+def test_every_step_is_final_within_three_seconds_or_three_of_its_steps(trials) -> None:  # type: ignore[no-untyped-def]
+    """Issue #3: results for a sample are final at most 3 s after it arrives (0.1 s chunks);
+    issue #15: for a slow walker, whose three steps take longer, within 3 of its own steps,
+    at most 3.05 s + the detector's 0.82 s (the fall monitor reads steps up to 4 s late)."""
+    worst_normal, worst = 0.0, 0.0
     for tr in trials:
         pipe = GaitPipeline(sensor_height_m=tr.sensor_height_m)
         state = pipe.initial_state(t0_us=tr.t0_us, sample_rate_hz=tr.sample_rate_hz)
         acc = tr.samples[:, :3].astype(np.float64)
         gyr = tr.samples[:, 3:].astype(np.float64)
+        late: dict[int, float] = {}
+        cadence: dict[int, float] = {}
         for i in range(0, acc.shape[0], 10):
             out = pipe.process(state, acc[i:i + 10], gyr[i:i + 10])
             arrived = min(i + 10, acc.shape[0])
             for s in out.steps:
-                worst = max(worst, (arrived - s.sample) / tr.sample_rate_hz)
-    assert 1.0 < worst <= 3.0
+                lat = (arrived - s.sample) / tr.sample_rate_hz
+                late[s.bout_index] = max(late.get(s.bout_index, 0.0), lat)
+            cadence |= {b.bout_index: b.params.cadence_spm for b in out.bouts}
+        cadence |= {b.bout_index: b.params.cadence_spm for b in pipe.flush(state).bouts}
+        for bout, lat in late.items():
+            worst = max(worst, lat)
+            if cadence.get(bout, 0.0) >= 100.0:  # 3 steps within 1.8 s: the fixed hold
+                worst_normal = max(worst_normal, lat)
+    assert 1.0 < worst_normal <= 2.7
+    assert worst <= 3.05 + 0.82 + 0.1

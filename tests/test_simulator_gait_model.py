@@ -191,3 +191,42 @@ def test_profile_rejects_bad_values() -> None:
         GaitProfile(walking_s=((5.0, 5.0),))
     with pytest.raises(ValueError, match="asymmetry"):
         GaitProfile(asymmetry=0.7)
+
+
+def test_long_double_support_pushes_only_while_both_feet_are_down() -> None:
+    """At 45 steps/min with double support 0.4 of the step the vertical acceleration is
+    flat over single support (the hump is zero there and the heel-strike peak, 40 ms wide,
+    has died out; what is left is the trunk's rotation and sway): its range over phases
+    0.5-0.95 is under 5 % of the walk's, where the default pendulum waveform's is over 30 %."""
+    def single_support_range(**kw: object) -> float:
+        rec = synthesize(clean(cadence_spm=45.0, **kw), 60.0, FS, rng())
+        v = rec.samples[:, 0].astype(np.float64)
+        t = rec.truth.step_times_s
+        walk_pp = float(np.ptp(v[int(t[2] * FS):int(t[-2] * FS)]))
+        return max(float(np.ptp(v[math.ceil((a + 0.5 * (b - a)) * FS):
+                                  int((a + 0.95 * (b - a)) * FS)]))
+                   for a, b in itertools.pairwise(t[2:-2])) / walk_pp
+
+    assert single_support_range(double_support=0.4) < 0.05
+    assert single_support_range() > 0.3
+
+
+def test_walking_aid_strikes_once_per_stride_mid_step_and_are_in_the_truth() -> None:
+    p = clean(cadence_spm=50.0, aid_impact_mps2=2.0, aid_phase=0.5, walking_s=((1.0, 40.0),))
+    rec = synthesize(p, 45.0, FS, rng())
+    t, sides = rec.truth.step_times_s, rec.truth.step_sides
+    expected = [a + 0.5 * (b - a) for a, b, s in zip(t[:-1], t[1:], sides[:-1], strict=True)
+                if s == RIGHT]
+    np.testing.assert_allclose(rec.truth.aid_times_s, expected)
+    # the strike is in the signal: 2 m/s^2 above the same phase of the walk without the aid
+    plain = synthesize(clean(cadence_spm=50.0, walking_s=((1.0, 40.0),)), 45.0, FS, rng())
+    k = round(expected[5] * FS)
+    diff = rec.samples[k, 0] - plain.samples[k, 0]
+    assert diff == pytest.approx(2.0, abs=0.1)
+
+
+@pytest.mark.parametrize("kw", [{"double_support": 0.9}, {"impact_ratio": -0.1},
+                                {"aid_impact_mps2": 11.0}, {"aid_phase": 0.1}])
+def test_impaired_gait_options_are_checked(kw: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        clean(**kw)

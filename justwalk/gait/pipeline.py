@@ -28,7 +28,9 @@ read can reach; ``PipelineState.unpack`` restores it, and the output continues b
 Emitted (plain dataclasses):
 
 - ``StepResult`` per initial contact inside a walking bout (side, step/stride time, step
-  and stride length, stride speed), released when its bout is confirmed;
+  and stride length, stride speed), released when its bout is confirmed, and per stopping
+  step (``gsd``'s ``release_stop``: the step after the bout's last, its step time only),
+  released once the walk is known to have stopped;
 - ``WindowResult`` per tumbling event-time window of ``window_s`` (aligned to multiples of
   the window since the epoch): steps, cadence, step/stride time, stride-time CV, step-time
   asymmetry, step/stride regularity, stride length, walking speed, turns;
@@ -457,8 +459,8 @@ class GaitPipeline:
         # it closes were undecided before it.
         ic_lag = self.icd.ic_lag_samples(fs)
         final = max(ic_lag, r.lr_delay + r.lr_lag + 1)
-        hold = math.ceil(self.bouts.max_hold_s * fs) + 1
-        gap = math.ceil(self.bouts.max_break_s * fs) + 1
+        hold = math.ceil(self.bouts.hold_cap_s * fs) + 1
+        gap = math.ceil(self.bouts.break_cap_s * fs) + 1
         acc_v = max(final + hold + min(round(self.window_s * fs), r.regularity),
                     final + gap + r.regularity + r.bout_floor) + 1
         spatial = final + hold + r.max_stride + 1
@@ -528,7 +530,7 @@ class GaitPipeline:
             transfer = {r[0] for r in rows if r[2]}
         asm = self.bouts.process(state.bouts, ics, final, fs, transfer)
         if asm.steps:
-            out.steps.extend(self._release(state, asm.steps))
+            out.steps.extend(self._release(state, asm.steps, asm.stops))
         for closed in asm.closed:
             out.bouts.append(self._bout(state, closed))
         if asm.closed or len(state.sums) > 1:  # chains closed: their sums are done
@@ -561,11 +563,24 @@ class GaitPipeline:
         return out
 
     def _release(self, state: PipelineState, steps: list[tuple[int, str, int]],
-                 ) -> list[StepResult]:
+                 stops: set[int] | frozenset[int] = frozenset()) -> list[StepResult]:
+        """Step results of released steps; those in ``stops`` are stopping steps.
+
+        A stopping step (``gsd``'s ``release_stop``) is a step but no part of its bout: it
+        carries its step time from the bout's last step and nothing else, and enters
+        neither the bout's nor the windows' parameters.
+        """
         fs = state.sample_rate_hz
         out = []
         mine = state.steps
         for ic, side, bout in steps:
+            if ic in stops:
+                last = mine[-1] if mine and mine[-1][2] == bout else None
+                dt = (ic - last[0]) / fs if last is not None else math.nan
+                out.append(StepResult(self.time_us(state, ic), ic, side, bout,
+                                      dt if dt <= self.max_step_time_s else math.nan,
+                                      math.nan, math.nan, math.nan, math.nan))
+                continue
             # steps are released in sample order, bout after bout: this bout's previous
             # steps are the last ones kept
             p1 = mine[-1] if mine and mine[-1][2] == bout else None
@@ -680,7 +695,7 @@ class GaitPipeline:
         sums = state.sums.get(b.next_bout) if b.n_released else None
         if sums is None or b.last_seen is None:
             return
-        closes_after = b.last_seen + self.bouts.max_break_s * state.sample_rate_hz
+        closes_after = self.bouts.closes_after(b, state.sample_rate_hz)
         for t in state.recent_turns:
             if not t[4] and t[1] >= b.first and t[0] <= b.last and t[3] <= closes_after:
                 t[4] = True

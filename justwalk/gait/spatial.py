@@ -28,8 +28,10 @@ degrees). The pelvis rotates back and forth by several degrees within every stri
 straight walking (Perry, Gait Analysis, 1992), so ``dpsi`` is the heading change over the
 whole stride that ends with the step (same foot to same foot, where that rotation cancels),
 prorated to the step's share of the stride. ``turn_shortening`` is the one parameter of
-this model chosen by leave-one-participant-out (``justwalk.evaluation.gait.TUNING_GRID``:
-3, chosen in two of three folds, 2 in the third); 0 switches the correction off.
+this model chosen by leave-one-participant-out: 2, over the 12 development participants
+of issue #15 pooled (``benchmarks/gait_lopo.py``; only the 3 Mobilise-D ones have a speed
+reference), where the earlier Mobilise-D-only LOPO had chosen 3; 0 switches the
+correction off.
 
 Stride length is the sum of two consecutive step lengths, walking speed the stride length
 over the stride time.
@@ -111,7 +113,7 @@ class StepLengthEstimator:
     def __init__(self, *, scaling_factor: float = MOBILISED_MS_SCALING,
                  acc_highpass_hz: float = 0.1, velocity_highpass_hz: float = 1.0,
                  max_step_time_s: float = 2.0, history_s: float = 12.0,
-                 turn_shortening: float = 3.0, min_turn_factor: float = 0.2) -> None:
+                 turn_shortening: float = 2.0, min_turn_factor: float = 0.2) -> None:
         self.scaling_factor = scaling_factor
         self.turn_shortening = turn_shortening
         self.min_turn_factor = min_turn_factor

@@ -39,6 +39,21 @@ so cadence, step-time variability and left/right asymmetry are all visible in th
   steps and down over the last one. Step timing within a bout is not ramped, so the true
   step times are exactly the scheduled ones.
 
+Slow and impaired gait
+----------------------
+People with MS at EDSS 6-7 walk at 40-60 steps/min, with long double support, small
+vertical trunk impacts and often a walking aid (Comber et al. 2017: slower cadence, longer
+double support and shorter steps than controls, increasing with disability). Three
+``GaitProfile`` options produce that with exact truth:
+
+* ``double_support``: the broad vertical component becomes a hump over the double-support
+  phase of each step (fraction ``double_support`` of it), flat during single support, and
+  the heel-strike peak keeps its width in seconds, so at 40 steps/min the step signal is
+  a short push once per 1.5 s rather than a slow sinusoid;
+* ``impact_ratio`` < 1: shuffling, the heel-strike peak is weak next to the hump;
+* ``aid_impact_mps2``: a cane strike once per stride, mid-step: a trunk impact that is no
+  step (``GaitTruth.aid_times_s``).
+
 References
 ----------
 - Zijlstra W, Hof AL. Assessment of spatio-temporal gait parameters from trunk accelerations
@@ -54,6 +69,9 @@ References
 - Perry J, Burnfield JM. Gait Analysis: Normal and Pathological Function, 2nd ed. SLACK, 2010.
 - Mancini M, Salarian A, Carlson-Kuhta P, et al. ISway: a sensitive, valid and reliable
   measure of postural control. J NeuroEng Rehabil 2012;9:59. doi:10.1186/1743-0003-9-59
+- Comber L, Galvin R, Coote S. Gait deficits in people with multiple sclerosis: a
+  systematic review and meta-analysis. Gait Posture 2017;51:25-31.
+  doi:10.1016/j.gaitpost.2016.09.026
 - Socie MJ, Sosnoff JJ. Gait variability and multiple sclerosis. Mult Scler Int
   2013;2013:645197. doi:10.1155/2013/645197 (higher step-time variability in MS).
 
@@ -99,6 +117,8 @@ _PITCH_PHASE = 0.20
 # Amplitude envelope of a bout: ramp-up knots on the first ICs, ramp-down on the last.
 _RAMP_UP = (0.5, 0.8)
 _RAMP_DOWN_LAST = 0.6
+_AID_WIDTH_S = 0.02  # standard deviation of a cane strike's impact on the trunk
+_REF_STEP_S = 0.6  # the step time (100 steps/min) the phase constants above describe
 # Postural sway while standing (and underneath walking).
 _SWAY_DEG = (0.15, 0.4, 0.25)  # std of yaw, pitch (AP), roll (ML) in degrees
 _SWAY_CUTOFF_HZ = 0.4
@@ -165,6 +185,15 @@ class GaitProfile:
 
     ``events`` are near-falls and falls injected into the synthetic walk
     (``justwalk.simulator.events``); empty by default.
+
+    Slow and impaired gait (see the module docstring, "Slow and impaired gait"):
+    ``double_support`` is the fraction of each step spent with both feet on the ground
+    (None: the default waveform, about 0.1-0.2 of a step at normal speed);
+    ``impact_ratio`` scales the sharp heel-strike impact against the broad double-support
+    hump (below 1: shuffling, the foot is placed rather than struck); ``aid_impact_mps2``
+    adds the strike of a walking aid (cane, stick) once per stride, at ``aid_phase`` of the
+    step that follows a right initial contact (its times are in ``GaitTruth.aid_times_s``;
+    they are no steps).
     """
 
     cadence_spm: float = 105.0
@@ -180,6 +209,10 @@ class GaitProfile:
     gyr_noise_radps: float = 0.01
     sensor_height_m: float = 1.0
     events: tuple[InjectedEvent, ...] = ()
+    double_support: float | None = None
+    impact_ratio: float = 1.0
+    aid_impact_mps2: float = 0.0
+    aid_phase: float = 0.5
 
     def __post_init__(self) -> None:
         if not 30.0 <= self.cadence_spm <= 200.0:
@@ -194,6 +227,14 @@ class GaitProfile:
             raise ValueError("noise levels must be >= 0")
         if abs(self.tilt_pitch_deg) > 60 or abs(self.tilt_roll_deg) > 60:
             raise ValueError("sensor tilt must be within +-60 degrees")
+        if self.double_support is not None and not 0.05 <= self.double_support <= 0.8:
+            raise ValueError(f"double_support {self.double_support} outside 0.05..0.8")
+        if not 0.0 <= self.impact_ratio <= 2.0:
+            raise ValueError(f"impact_ratio {self.impact_ratio} outside 0..2")
+        if not 0.0 <= self.aid_impact_mps2 <= 10.0:
+            raise ValueError(f"aid_impact_mps2 {self.aid_impact_mps2} outside 0..10")
+        if not 0.2 <= self.aid_phase <= 0.8:
+            raise ValueError(f"aid_phase {self.aid_phase} outside 0.2..0.8")
         if not isinstance(self.walking_s, Schedule):
             intervals = tuple((float(a), float(b)) for a, b in self.walking_s)
             _check_intervals(intervals)
@@ -247,6 +288,8 @@ class GaitTruth:
     step_sides: tuple[str, ...]
     walking_intervals_s: tuple[tuple[float, float], ...]
     events: tuple[EventTruth, ...] = ()
+    aid_times_s: tuple[float, ...] = ()
+    """Strikes of the walking aid (no steps)."""
 
     @property
     def n_steps(self) -> int:
@@ -318,6 +361,35 @@ _vertical_wave = _normalised(
     lambda p: 0.6 * np.cos(2 * np.pi * (p - _V_BROAD_PHASE))
     + 0.6 * _von_mises(p, _V_PEAK_PHASE, _V_PEAK_KAPPA)
 )
+
+
+def _double_support_hump(phi: npt.NDArray[np.float64], ds: float) -> np.ndarray:
+    """Raised cosine over the double-support phase [0, ``ds``), zero after it."""
+    x = np.clip(phi / ds, 0.0, 1.0)
+    return np.where(phi < ds, 0.5 - 0.5 * np.cos(2 * np.pi * x), 0.0)
+
+
+def vertical_waveform(profile: GaitProfile) -> Callable[[np.ndarray], np.ndarray]:
+    """The profile's vertical waveform over the step phase (zero mean, unit peak-to-peak).
+
+    Default: the pendulum cosine plus the heel-strike peak. With ``double_support`` the
+    broad component is a hump over the double-support phase (the trunk is pushed up while
+    both feet are on the ground and falls back over single support, Zijlstra & Hof 2003);
+    the heel-strike peak keeps its width in seconds (an impact does not last longer because
+    the step does): its concentration grows with the square of the step time.
+    """
+    if profile.double_support is None and profile.impact_ratio == 1.0:
+        return _vertical_wave
+    k = _V_PEAK_KAPPA * (profile.step_time_s / _REF_STEP_S) ** 2
+    ds = profile.double_support
+    impact = 0.6 * profile.impact_ratio
+    if ds is None:
+        return _normalised(lambda p: 0.6 * np.cos(2 * np.pi * (p - _V_BROAD_PHASE))
+                           + impact * _von_mises(p, _V_PEAK_PHASE, _V_PEAK_KAPPA))
+    return _normalised(lambda p: 0.6 * _double_support_hump(p, ds)
+                       + impact * _von_mises(p, _V_PEAK_PHASE * _REF_STEP_S
+                                             / profile.step_time_s, k))
+
 _ap_wave = _normalised(
     lambda p: 0.7 * np.cos(2 * np.pi * (p - 0.85))
     + 0.5 * _von_mises(p, _AP_PUSH_PHASE, 25.0)
@@ -416,6 +488,7 @@ def synthesize(
     all_times: list[float] = []
     all_sides: list[str] = []
     intervals: list[tuple[float, float]] = []
+    aid_times: list[float] = []
     for start_s, end_s in profile.walking_intervals(duration_s, rng):
         first_side = LEFT if rng.random() < 0.5 else RIGHT
         times, sides = _bout_steps(profile, start_s, end_s, first_side, rng)
@@ -425,6 +498,8 @@ def synthesize(
         all_sides.extend(sides)
         intervals.append((times[0], times[-1]))
         _add_bout(t, times, sides, profile, scale, ang_scale, lin, ang)
+        if profile.aid_impact_mps2 > 0:
+            aid_times.extend(_add_aid(t, times, sides, profile, lin))
 
     # Postural sway, present all the time (negligible next to walking), plus the linear
     # acceleration of the sensor swaying about the ankles (lever = sensor height): pitching
@@ -457,6 +532,7 @@ def synthesize(
         step_times_s=np.asarray(all_times, dtype=np.float64),
         step_sides=tuple(all_sides),
         walking_intervals_s=tuple(intervals),
+        aid_times_s=tuple(aid_times),
     )
     rec = SyntheticRecording(samples=samples, sample_rate_hz=float(sample_rate_hz), truth=truth)
     if profile.events:
@@ -512,7 +588,7 @@ def _add_bout(
     sigma = side_sign[k]  # +1 right stance, -1 left stance
     env = np.interp(ts, knots, env_knots)
 
-    lin[lo:hi, 0] += env * scale * _vertical_wave(phi)
+    lin[lo:hi, 0] += env * scale * vertical_waveform(profile)(phi)
     lin[lo:hi, 1] += env * scale * _ML_RATIO * sigma * _ml_wave(phi)
     lin[lo:hi, 2] += env * scale * _AP_RATIO * _ap_wave(phi)
     # Attitude: yaw and roll alternate with the stance side (stride frequency),
@@ -524,6 +600,31 @@ def _add_bout(
     ang[lo:hi, 1] += (
         env * ang_scale * math.radians(_PITCH_DEG) * np.cos(2 * np.pi * (phi - _PITCH_PHASE))
     )
+
+
+def _add_aid(
+    t: npt.NDArray[np.float64],
+    times: list[float],
+    sides: list[str],
+    profile: GaitProfile,
+    lin: np.ndarray,
+) -> list[float]:
+    """Add the walking aid's strikes (vertical impacts of ``_AID_WIDTH_S``); their times.
+
+    One per stride, at ``aid_phase`` of each step that starts with a right initial contact
+    (a cane in the right hand moves with the left leg, e.g. a three-point pattern).
+    """
+    out = []
+    for a, b, side in zip(times[:-1], times[1:], sides[:-1], strict=True):
+        if side != RIGHT:
+            continue
+        tc = a + profile.aid_phase * (b - a)
+        lo = int(np.searchsorted(t, tc - 4 * _AID_WIDTH_S))
+        hi = int(np.searchsorted(t, tc + 4 * _AID_WIDTH_S))
+        lin[lo:hi, 0] += profile.aid_impact_mps2 * np.exp(
+            -0.5 * ((t[lo:hi] - tc) / _AID_WIDTH_S) ** 2)
+        out.append(tc)
+    return out
 
 
 def _sign(side: str) -> float:
