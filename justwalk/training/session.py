@@ -110,8 +110,8 @@ class TrainingState:
         return cls(Plan.from_dict(plan), int(start), stop, reason, int(horizon), int(n_steps),
                    float(dist), int(n_len), float(sum_len), int(sn), float(ss), float(ssq),
                    [[float(acc[i]), float(acc[i + 1])] for i in range(0, len(acc), 2)],
-                   [MinuteValues(int(m[0]), *map(float, m[1:3]), int(m[3]),
-                                 *map(float, m[4:])) for m in minutes],
+                   [MinuteValues(int(m[0]), float(m[1]), float(m[2]), int(m[3]),
+                                 float(m[4]), float(m[5])) for m in minutes],
                    last, [float(x) for x in recent], int(run), last_cue, int(band),
                    int(in_band), int(nf), int(falls), bool(said), int(nxt), crossing,
                    bool(done))
