@@ -55,10 +55,13 @@ from justwalk.records import (
     AlertRecord,
     BoutRecord,
     FallRiskRecord,
+    FeedbackRecord,
     GaitEventRecord,
     GaitWindowRecord,
     SessionRecord,
     StepRecord,
+    WalkMinuteRecord,
+    WalkTestRecord,
 )
 from justwalk.risk import (
     US_PER_DAY,
@@ -69,9 +72,12 @@ from justwalk.risk import (
     RiskScore,
     RiskUpdate,
 )
+from justwalk.training import TrainingCore
+from justwalk.training.control import TrainingStart, TrainingStop
 from justwalk.wire import ImuChunk
 from stream_processors import labels
 from stream_processors.session_state import MAX_RUNS, Identity, SessionState, Track
+from stream_processors.training import TrainingRunner
 
 SEVERITY = {EventType.FALL: "critical", EventType.NEAR_FALL: "warning"}
 RISK_MODEL = "justwalk-points-1"
@@ -132,6 +138,10 @@ class ProcessResult:
     sessions: list[SessionRecord] = field(default_factory=list)
     bout_results: list[BoutResult] = field(default_factory=list)
     fall_events: list[FallEvent] = field(default_factory=list)
+    feedback: list[FeedbackRecord] = field(default_factory=list)
+    walk_minutes: list[WalkMinuteRecord] = field(default_factory=list)
+    walk_tests: list[WalkTestRecord] = field(default_factory=list)
+    """The training session's decisions (``stream_processors.training``)."""
     duplicate: bool = False
     """The chunk was analysed before (a resend): nothing changed."""
     flushed: bool = False
@@ -178,6 +188,7 @@ class SessionProcessor:
         """The default fall-risk scorer; ``clinic_risk`` overrides it per clinic."""
         self.clinic_risk = dict(clinic_risk or {})
         self.clock = clock
+        self.training = TrainingRunner(TrainingCore(), clock)
 
     def pipeline_for(self, patient_id: str) -> GaitPipeline:
         """The gait pipeline with the sensor height of the patient's profile."""
@@ -228,6 +239,7 @@ class SessionProcessor:
                     self._close_track(state, track, ident, out)
             state.ended, state.end_seq = True, chunk.sequence
             state.live = state.late = None
+        self.training.after(state, out, received_at_us, closing=chunk.ends_session)
         return self._summarised(state, out, due=due or out.flushed)
 
     def flush(self, state: SessionState) -> ProcessResult:
@@ -245,7 +257,17 @@ class SessionProcessor:
             if track is not None and track.pipeline is not None:
                 self._close_track(state, track, ident, out)
         state.late = None
+        self.training.after(state, out, None, closing=True)
         return self._summarised(state, out, due=True)
+
+    def control(self, state: SessionState, msg: TrainingStart | TrainingStop) -> ProcessResult:
+        """A training session's start or stop on this recording (``stream_processors.training``)."""
+        out = ProcessResult()
+        if isinstance(msg, TrainingStart):
+            self.training.start(state, msg, out)
+        else:
+            self.training.stop(state, msg, out)
+        return out
 
     def abandon(self, state: SessionState, chunk: ImuChunk) -> None:
         """After a chunk broke the maths: drop the open tracks, count the chunk as analysed.
