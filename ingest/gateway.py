@@ -46,6 +46,7 @@ from justwalk.device_protocol import (
     STREAM_PATH,
     UPLOAD_PATH,
     error_message,
+    is_session_message,
 )
 from justwalk.kafka_topics import ensure_topics
 from justwalk.wire import (
@@ -259,7 +260,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
                         _rate_limited_reason(wait_s), retry_after_s=round(wait_s, 3)))
                 else:
                     submission = await intake.submit(msg.data, entry)
-            elif msg.type is WSMsgType.TEXT and msg.data.lstrip().startswith("{"):
+            elif msg.type is WSMsgType.TEXT and is_session_message(msg.data):
                 # session_start / session_stop (ingest.training), answered at once
                 budgets.take(entry.device_id, len(msg.data))  # counted like any message
                 await ws.send_str(await request.app[_TRAINING].handle(entry, msg.data))

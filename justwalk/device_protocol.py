@@ -151,6 +151,23 @@ class SessionStop:
     t_us: int
 
 
+MAX_SESSION_MESSAGE_CHARS = 4096
+
+
+def is_session_message(text: str) -> bool:
+    """True for a JSON object whose type is ``session_start`` or ``session_stop``.
+
+    Any other text message is answered as before (``expected_binary``).
+    """
+    if len(text) > MAX_SESSION_MESSAGE_CHARS or not text.lstrip().startswith("{"):
+        return False
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("type") in ("session_start", "session_stop")
+
+
 def parse_device_text(text: str) -> SessionStart | SessionStop:
     """A device's text message; ``ProtocolError`` (``bad_request``) naming what is wrong."""
     try:

@@ -108,6 +108,7 @@ async def test_bad_starts_and_stops_get_clear_answers_and_change_nothing(
             (start(session_type="marathon"), "bad_request"),
             (start(course_length_m=-3), "bad_request"),
             ({"type": "session_start", "session_id": "s1"}, "bad_request"),
+            ({"type": "session_stop", "session_id": "s1", "t_us": -1}, "bad_request"),
             ({"type": "session_stop", "session_id": "nope", "t_us": 5}, "unknown_session"),
         ]
         for body, code in cases:
