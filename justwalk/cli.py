@@ -115,6 +115,10 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         from justwalk.evaluation.falls import main as evaluate_falls
 
         return evaluate_falls(args.options)
+    if args.what == "walk-tests":
+        from justwalk.evaluation.walk_tests import main as evaluate_walk_tests
+
+        return evaluate_walk_tests(args.options)
     from justwalk.evaluation.gait import main as evaluate_gait
 
     return evaluate_gait(args.options)
@@ -296,9 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_replay)
 
     s = sub.add_parser("evaluate", help="accuracy against the real recordings in ../shared/data",
-                       description="justwalk evaluate falls|gait [--json] [--data DIR] ...; "
+                       description="justwalk evaluate falls|gait|walk-tests [--json] "
+                       "[--data DIR] ...; "
                        "see `justwalk evaluate falls --help`")
-    s.add_argument("what", choices=["gait", "falls"])
+    s.add_argument("what", choices=["gait", "falls", "walk-tests"])
     s.add_argument("options", nargs=argparse.REMAINDER,
                    help="options of the evaluation (--json, --data DIR, ...)")
     s.set_defaults(func=_cmd_evaluate)
