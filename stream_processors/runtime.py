@@ -27,6 +27,10 @@ the offset of the session's last applied chunk; when the marker is consumed, in 
 the chunks, the session is flushed if that is still its last chunk. A replay meets the
 marker at the same place and decides the same.
 
+Training control. The gateway appends a training session's start and stop to the chunk
+topic (``jw-control: training_start`` / ``training_stop``, ``justwalk.training.control``);
+like flush markers they are applied once, in order with the chunks, to the recording's state.
+
 Retention. A session that ended (or stayed quiet) more than ``retention_s`` ago in device
 time is deleted (a tombstone is stored), so the state table does not grow forever; the
 gateway refuses uploads older than its ``max_upload_age_s``, which the retention exceeds.

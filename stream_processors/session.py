@@ -34,6 +34,9 @@ counters; later chunks are refused, gap fills before the end are still analysed.
 (the idle timeout of a device that died without the flag) closes the tracks the same way
 but leaves the session open, so later data continues it in a new segment.
 
+Training. A training session (walk test, guided walk) started on the recording by a
+control message runs in ``stream_processors.training`` on what each chunk released.
+
 Per session a running summary (``SessionRecord``) is published at the start, at every bout,
 every ``session_summary_every_s`` of device time and when the session is flushed or ends.
 Per patient, ``FallRiskScorer`` turns bouts and fall events into fall-risk scores and risk

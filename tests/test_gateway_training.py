@@ -3,6 +3,7 @@ database, passed to the processor on the chunk topic (real broker) in order with
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import date
@@ -141,3 +142,37 @@ async def test_without_a_database_sessions_are_refused(stack_settings: Settings,
                 STREAM_PATH, headers=auth_headers(creds[0].token)) as ws:
             answer = await _say(ws, start())
     assert answer["code"] == "training_unavailable"
+
+
+async def test_feedback_goes_only_to_the_patients_own_device(stack_settings: Settings,
+                                                             tmp_path: Path) -> None:
+    from ingest.feedback import FeedbackRelay
+    from justwalk.records import FeedbackRecord
+
+    creds = provision(tmp_path / "devices.json", tmp_path / "credentials.json", DEVICES)
+    registry = DeviceRegistry.load(tmp_path / "devices.json")
+    relay = FeedbackRelay()
+    async with KafkaPublisher(stack_settings.kafka_bootstrap) as kafka:
+        app = create_app(stack_settings, kafka, registry, clock=lambda: NOW_US, feedback=relay)
+        async with TestClient(TestServer(app)) as c, \
+                c.ws_connect(STREAM_PATH, headers=auth_headers(creds[0].token)) as ws1, \
+                c.ws_connect(STREAM_PATH, headers=auth_headers(creds[1].token)) as ws2:
+            for _ in range(100):  # both sockets registered
+                if len(relay._sockets) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            record = FeedbackRecord("clinic-a", "ms-0001", "dev-1", "s1", "progress", 5,
+                                    "1 min", {"elapsed_s": 60.0}, raised_at_us=7,
+                                    chunk_received_at_us=3)
+            assert await relay.push(record) == 1
+            got = json.loads(await ws1.receive_str(timeout=5))
+            assert got == {"type": "feedback", "kind": "progress", "session_id": "s1",
+                           "t_us": 5, "text": "1 min", "elapsed_s": 60.0, "received_at_us": 3}
+            # a record naming dev-1 but another clinic's patient reaches nobody
+            forged = FeedbackRecord("clinic-b", "ms-0002", "dev-1", "s1", "safety", 6, "x",
+                                    {"event": "fall"}, raised_at_us=7)
+            assert await relay.push(forged) == 0 and relay.refused_ == 1
+            with pytest.raises(asyncio.TimeoutError):
+                await ws2.receive_str(timeout=0.5)
+            with pytest.raises(asyncio.TimeoutError):
+                await ws1.receive_str(timeout=0.5)
