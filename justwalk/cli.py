@@ -277,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ca-file", type=Path, default=None,
                    help="verify an https:// gateway against this CA (PEM) instead of the "
                    "system's")
+    s.add_argument("--training", choices=["free_walk", "guided_walk", "t25fw", "2mwt", "6mwt"],
+                   default=None, help="each device starts this training session 5 s in "
+                   "(and logs the feedback it gets)")
+    s.add_argument("--prescription", type=int, default=None,
+                   help="the prescription id the training session names")
+    s.add_argument("--fatigue", type=float, default=0.0,
+                   help="walking speed decline, percent per minute (fatigue)")
     s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("replay", help="stream a Mobilise-D recording to a gateway")
