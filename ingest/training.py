@@ -3,7 +3,8 @@
 A ``session_start`` text message (``justwalk.device_protocol``) is checked against the
 database (``justwalk.db``): the device's patient must be a patient of the device's clinic,
 a named prescription must be that patient's, active and of the session's type. The session
-is recorded (``Repository.start_session``), then a ``training_start`` control message
+is recorded (``Repository.start_session``, started at the message's device time, as the
+processor ends it at device time), then a ``training_start`` control message
 (``justwalk.training.control``) carrying its plan (the prescription's band, feedback
 settings, duration) is appended to the chunk topic under the patient's key, behind the
 chunks the device sent before it, so the processor meets start, chunks and stop in the
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ingest.publisher import Publisher
@@ -37,6 +38,9 @@ from justwalk.training import Plan, SessionKind
 from justwalk.training.control import TrainingStart, TrainingStop, encode
 
 log = logging.getLogger(__name__)
+
+MAX_CLOCK_AHEAD = timedelta(minutes=5)
+"""A start stamped further ahead of the gateway's clock is refused (a device clock off)."""
 
 
 def plan_of(kind: str, prescription: dict[str, Any] | None,
@@ -99,12 +103,16 @@ class TrainingGate:
                                     f"{msg.prescription_id} is an {state} "
                                     f"{rx['session_type']}, not an active {msg.session_type}")
         plan = plan_of(msg.session_type, rx, msg.course_length_m)
+        started_at = datetime.fromtimestamp(msg.t_us / 1e6, UTC)  # device time, as the end
+        if started_at > self.now() + MAX_CLOCK_AHEAD:
+            raise ProtocolError("bad_request", f"session_start: t_us {msg.t_us} is "
+                                f"{started_at.isoformat()}, in the future")
         row: dict[str, Any] | None
         try:
             row = await asyncio.to_thread(
                 repo.start_session, entry.clinic_id, entry.patient_id,
                 device_id=entry.device_id, device_session_id=msg.session_id,
-                session_type=msg.session_type, started_at=self.now(),
+                session_type=msg.session_type, started_at=started_at,
                 prescription_id=msg.prescription_id, course_length_m=msg.course_length_m)
         except NotFound as exc:
             raise ProtocolError("unknown_patient", f"{exc.args[0]}: the device's patient is "

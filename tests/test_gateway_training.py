@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -108,6 +109,7 @@ async def test_bad_starts_and_stops_get_clear_answers_and_change_nothing(
             (start(prescription_id=guided["prescription_id"]), "prescription_mismatch"),
             (start(session_type="marathon"), "bad_request"),
             (start(course_length_m=-3), "bad_request"),
+            (start(t_us=(int(time.time()) + 3600) * 1_000_000), "bad_request"),  # clock ahead
             ({"type": "session_start", "session_id": "s1"}, "bad_request"),
             ({"type": "session_stop", "session_id": "s1", "t_us": -1}, "bad_request"),
             ({"type": "session_stop", "session_id": "nope", "t_us": 5}, "unknown_session"),
