@@ -56,9 +56,9 @@ a stop with ``{"type": "session_stopped", "session_id": "..."}``; a refusal is
 already has a training session), ``unknown_session`` (a stop without a start on this
 connection's patient), ``training_unavailable`` (no database) or ``unavailable`` (Kafka;
 retry). A refused start or stop changes nothing; chunks are stored as always. A test
-stopped before its time is scored as ``stopped_early``; one whose device goes quiet
-without a stop is closed at its last data as ``disconnected`` (the processor's idle
-timeout or the chunk flagged last); what arrived is kept either way.
+stopped before its time (a ``session_stop``, or the recording's last chunk) is scored as
+``stopped_early``; one whose device goes quiet without a stop is closed at its last data
+as ``disconnected`` (the processor's idle timeout); what arrived is kept either way.
 
 Feedback. During a training session the gateway pushes real-time feedback, only to the
 device of that session's patient, as text messages::

@@ -242,7 +242,8 @@ class SessionProcessor:
                     self._close_track(state, track, ident, out)
             state.ended, state.end_seq = True, chunk.sequence
             state.live = state.late = None
-        self.training.after(state, out, received_at_us, closing=chunk.ends_session)
+        self.training.after(state, out, received_at_us, closing=chunk.ends_session,
+                            ended=chunk.ends_session)
         return self._summarised(state, out, due=due or out.flushed)
 
     def flush(self, state: SessionState) -> ProcessResult:

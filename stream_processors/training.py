@@ -55,7 +55,7 @@ class TrainingRunner:
         state.training_db_id = msg.db_session_id
         t = self.core.on_time(state.training, state.end_us)
         if state.ended:
-            t.extend(self.core.close(state.training))
+            t.extend(self.core.close(state.training, ended=True))
         self._label(state, t, out, None)
 
     def stop(self, state: SessionState, msg: TrainingStop, out: ProcessResult) -> None:
@@ -66,8 +66,10 @@ class TrainingRunner:
         self._label(state, self.core.stop(state.training, msg.stop_us), out, None)
 
     def after(self, state: SessionState, out: ProcessResult, received_at_us: int | None, *,
-              closing: bool) -> None:
-        """Feed what one chunk (or flush) released; ``closing``: the recording's data ended."""
+              closing: bool, ended: bool = False) -> None:
+        """Feed what one chunk (or flush) released; ``closing``: the recording's data ended
+        (``ended``: by its last chunk; else the device went quiet).
+        """
         training = state.training
         if training is None or training.done:
             return
@@ -85,7 +87,7 @@ class TrainingRunner:
                 t.extend(self.core.on_fall_event(training, t_us, item))
         t.extend(self.core.on_time(training, state.end_us))
         if closing:
-            t.extend(self.core.close(training))
+            t.extend(self.core.close(training, ended=ended))
         self._label(state, t, out, received_at_us)
 
     def _label(self, state: SessionState, t: TrainingOutput, out: ProcessResult,

@@ -13,8 +13,10 @@ import orjson
 import pytest
 
 from justwalk.device_protocol import DeviceCredential
+from justwalk.falls import EventType
 from justwalk.records import FeedbackRecord, WalkMinuteRecord, WalkTestRecord, decode_record
 from justwalk.simulator.device import make_chunks
+from justwalk.simulator.events import InjectedEvent
 from justwalk.simulator.gait_model import GaitProfile, synthesize
 from justwalk.training import Plan, SessionKind
 from justwalk.training.control import TrainingStart, TrainingStop, encode
@@ -35,14 +37,15 @@ CADENCE = 105.0
 
 
 def _messages(stop_at_s: float | None = None, *, end_session: bool = True,
-              duration_s: float = 135.0) -> tuple[list, np.ndarray]:
-    profile = GaitProfile(cadence_spm=CADENCE, walking_s=((2.0, 130.0),))
+              duration_s: float = 135.0, plan: Plan | None = None,
+              events: tuple[InjectedEvent, ...] = ()) -> tuple[list, np.ndarray]:
+    profile = GaitProfile(cadence_spm=CADENCE, walking_s=((2.0, 130.0),), events=events)
     rec = synthesize(profile, duration_s, 100.0, np.random.default_rng(7))
     cred = DeviceCredential(DEVICE, PATIENT, CLINIC, "unused")
     chunks = make_chunks(cred, rec.samples.astype(np.float32), start_us=T0_US,
                          sample_rate_hz=100.0, session_id=SESSION, end_session=end_session)
-    plan = Plan(kind=SessionKind.TWO_MWT, cadence_low_spm=110, cadence_high_spm=120,
-                progress_every_s=30)
+    plan = plan or Plan(kind=SessionKind.TWO_MWT, cadence_low_spm=110, cadence_high_spm=120,
+                        progress_every_s=30)
     start = TrainingStart(CLINIC, PATIENT, DEVICE, SESSION, 41, START_US, plan)
     value, headers = encode(start)
     msgs = []
@@ -166,3 +169,18 @@ async def test_a_test_stopped_early_and_a_device_gone_quiet() -> None:
     [result] = _records(broker)["walk_test"]
     assert result.status == "disconnected"
     assert result.end_us == T0_US + 80_000_000 and result.duration_s == 77.0
+
+
+async def test_a_near_fall_in_a_guided_walk_gives_a_safety_message() -> None:
+    plan = Plan(kind=SessionKind.GUIDED_WALK, duration_s=600, progress_every_s=60)
+    msgs, _ = _messages(plan=plan, events=(InjectedEvent(EventType.NEAR_FALL, 70.0,
+                                                         severity=0.7),))
+    recs = _records(await _run(msgs))
+    safety = [f for f in recs["feedback"] if f.feedback == "safety"]
+    assert [f.values["event"] for f in safety] == ["near_fall"]
+    assert abs(safety[0].t_us - (T0_US + 70_000_000)) < 2_000_000
+    assert safety[0].chunk_received_at_us is not None
+    [result] = recs["walk_test"]
+    assert result.near_falls == 1 and result.session_type == "guided_walk"
+    assert result.status == "completed"  # the recording ended (last chunk) before 600 s
+    assert result.adherence_pct == pytest.approx(result.duration_s / 600 * 100, abs=0.01)

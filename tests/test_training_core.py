@@ -236,3 +236,14 @@ def test_kinds_and_statuses_are_the_database_values() -> None:
 
     assert {k.value for k in SessionKind} == {t.value for t in SessionType}
     assert {s.value for s in Status} <= {s.value for s in SessionStatus}
+
+
+def test_a_recording_that_ends_counts_as_stopped_by_the_device() -> None:
+    core = TrainingCore()
+    state, _ = run(core, core.start(Plan(kind=SessionKind.SIX_MWT), START), six_mwt_steps(),
+                   START + 90_000_000)
+    r = core.close(state, ended=True).result
+    assert r is not None and r.status is Status.STOPPED_EARLY
+    walk = core.start(Plan(kind=SessionKind.GUIDED_WALK, duration_s=600), START)
+    r = core.close(walk, ended=True).result
+    assert r is not None and r.status is Status.COMPLETED and r.adherence_pct == 0.0

@@ -227,16 +227,18 @@ class TrainingCore:
             out.result = self._finish(state)
         return out
 
-    def close(self, state: TrainingState) -> TrainingOutput:
-        """The session's data ended (last chunk, quiet device): finish with what there is.
+    def close(self, state: TrainingState, *, ended: bool = False) -> TrainingOutput:
+        """The session's data ended: finish with what there is.
 
-        Without a stop, the session ends at its newest data and counts as disconnected.
+        Without a stop, the session ends at its newest data: as stopped by the device when
+        its recording ``ended`` (the last chunk), else as disconnected (a quiet device).
         """
         out = TrainingOutput()
         if state.done:
             return out
         if state.stop_us is None:
-            state.stop_us, state.stop_reason = state.horizon_us, "disconnected"
+            state.stop_us = state.horizon_us
+            state.stop_reason = "device" if ended else "disconnected"
         self._settle(state, max(state.stop_us, state.horizon_us), out)
         out.result = self._finish(state)
         return out
