@@ -67,8 +67,10 @@ class TrainingRunner:
 
     def after(self, state: SessionState, out: ProcessResult, received_at_us: int | None, *,
               closing: bool, ended: bool = False) -> None:
-        """Feed what one chunk (or flush) released; ``closing``: the recording's data ended
-        (``ended``: by its last chunk; else the device went quiet).
+        """Feed what one chunk (or flush) released.
+
+        ``closing``: the recording's data ended (``ended``: by its last chunk; else the
+        device went quiet).
         """
         training = state.training
         if training is None or training.done:
