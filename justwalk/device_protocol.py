@@ -43,7 +43,8 @@ recording)::
 
 ``session_type`` is one of ``free_walk``, ``guided_walk``, ``t25fw``, ``2mwt``, ``6mwt``;
 ``t_us`` is the device time (the chunks' clock) at which the session starts or stops (for
-a T25FW with a measured ``course_length_m``, the start and finish gates). A prescribed
+a T25FW with a measured ``course_length_m``, the start and finish gates; a 2MWT/6MWT on
+a measured course counts its laps by the turns at its ends). A prescribed
 session names its ``prescription_id`` (the prescription's type must be the session's);
 without one the session runs with no cadence band. The gateway checks a start against the
 database (the device's patient, clinic and the prescription) and answers

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from justwalk.falls import EventType
-from justwalk.records import FeedbackRecord, WalkMinuteRecord, WalkTestRecord
+from justwalk.records import EVENT_TURN, FeedbackRecord, WalkMinuteRecord, WalkTestRecord
 from justwalk.training import Step, TrainingCore, TrainingOutput, WalkResult
 from justwalk.training.control import TrainingStart, TrainingStop
 from justwalk.training.scores import relative_distance_uncertainty
@@ -75,18 +75,22 @@ class TrainingRunner:
         training = state.training
         if training is None or training.done:
             return
-        items: list[tuple[int, int, Step | str]] = [
+        items: list[tuple[int, int, Step | str | float]] = [
             (s.t_us, 1, Step(s.t_us, _nan(s.step_time_s), _nan(s.step_length_m),
                              _nan(s.stride_time_s))) for s in out.steps]
         items += [(e.start_us, 0, _EVENTS[e.type]) for e in out.fall_events
                   if e.type in _EVENTS]
+        items += [(e.start_us, 2, e.turn_angle_deg) for e in out.events
+                  if e.event_type == EVENT_TURN and e.turn_angle_deg is not None]
         items.sort(key=lambda x: (x[0], x[1]))
         t = TrainingOutput()
         for t_us, _, item in items:
             if isinstance(item, Step):
                 t.extend(self.core.on_step(training, item))
-            else:
+            elif isinstance(item, str):
                 t.extend(self.core.on_fall_event(training, t_us, item))
+            else:
+                t.extend(self.core.on_turn(training, t_us, item))
         t.extend(self.core.on_time(training, state.end_us))
         if closing:
             t.extend(self.core.close(training, ended=ended))

@@ -247,3 +247,27 @@ def test_a_recording_that_ends_counts_as_stopped_by_the_device() -> None:
     walk = core.start(Plan(kind=SessionKind.GUIDED_WALK, duration_s=600), START)
     r = core.close(walk, ended=True).result
     assert r is not None and r.status is Status.COMPLETED and r.adherence_pct == 0.0
+
+
+def test_a_six_minute_walk_on_a_measured_course_counts_laps() -> None:
+    """30 m corridor: 0.5 m steps every 0.5 s (1 m/s); a U-turn every 30 m (30 s), known
+    only 3 s after it starts (the gait core's turn delay)."""
+    core = TrainingCore()
+    plan = Plan(kind=SessionKind.SIX_MWT, course_length_m=30.0)
+    state = core.start(plan, START)
+    steps = [Step(START + round(0.5e6 * i), 0.5, 0.5, 1.0) for i in range(1, 740)]
+    turns = [START + k * 30_000_000 + 100_000 for k in range(1, 12)]  # 11 turns in 360 s
+    out = TrainingOutput()
+    for s in steps:
+        out.extend(core.on_step(state, s))
+        for tt in [x for x in turns if x + 3_000_000 <= s.t_us]:
+            core.on_turn(state, tt, 178.0)
+            turns.remove(tt)
+        core.on_turn(state, s.t_us, 60.0)  # an ordinary turn is no lap
+        out.extend(core.on_time(state, s.t_us + 2_000_000))
+    r = out.result
+    assert r is not None and r.distance_source == "course" and state.laps == 11
+    # 11 laps of 30 m, then 29.9 s of the 12th lap: the IMU distance after the 11th turn
+    assert r.distance_m == pytest.approx(11 * 30 + 29.5, abs=0.6)
+    assert r.distance_uncertainty_m == pytest.approx(29.5 * STRIDE_LENGTH_MAE_M / 1.0, abs=0.1)
+    assert [m.distance_m for m in r.minutes] == pytest.approx([60.0] * 6, abs=0.6)  # IMU

@@ -84,7 +84,8 @@ class Plan:
     rest_suggestion: bool = True
     progress_every_s: float = 60.0
     course_length_m: float | None = None
-    """A measured course: the T25FW is then timed by the device's start and stop (gates)."""
+    """A measured course: the T25FW is then timed by the device's start and stop (gates);
+    a 2MWT/6MWT's distance counts its laps (``session``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", SessionKind(self.kind))

@@ -12,7 +12,9 @@ session, are final ``settle_s`` of device time after their end: later steps of t
 are ignored. The same chunks therefore give the same minutes, feedback and result, live or
 replayed. A timed test (2MWT/6MWT) stops itself at its duration; an IMU-timed T25FW when
 its steps cover 7.62 m; with a measured course the T25FW is timed by the device's start
-and stop (gates). Only steps with start_us <= t < stop count.
+and stop (gates), and a 2MWT/6MWT's distance is the course's laps (counted by the turns
+at its ends, ``on_turn``) plus the IMU distance of the last, partly walked one (per-minute
+values stay IMU). Only steps with start_us <= t < stop count.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from justwalk.training.base import (
 )
 
 STATE_VERSION = 1
+RECENT_STEPS = 24
+LAP_TURN_DEG = 135.0
+"""A turn of at least this much ends a lap of a measured course (a U-turn is ~180 deg; the
+gait core's turns, ``justwalk.gait.turns``, start at 45 deg)."""
 
 
 @dataclass(slots=True)
@@ -86,6 +92,13 @@ class TrainingState:
     next_progress_us: int = 0
     crossing_us: int | None = None
     done: bool = False
+    laps: int = 0
+    """Turns at the course's ends so far (timed test on a measured course)."""
+    lap_distance_m: float = 0.0
+    """IMU distance at the last of them."""
+    recent_cum: list[list[float]] = field(default_factory=list)
+    """[t_us, IMU distance after it] of the last ``RECENT_STEPS`` steps (turns are known a
+    few steps late)."""
 
     def pack(self) -> list[Any]:
         """Msgpack-ready form."""
@@ -97,7 +110,8 @@ class TrainingState:
                  for m in self.minutes],
                 self.last_step_us, self.recent_step_s, self.out_run, self.last_cue_us,
                 self.band_steps, self.in_band_steps, self.near_falls, self.falls,
-                self.fatigue_said, self.next_progress_us, self.crossing_us, self.done]
+                self.fatigue_said, self.next_progress_us, self.crossing_us, self.done,
+                self.laps, self.lap_distance_m, [x for r in self.recent_cum for x in r]]
 
     @classmethod
     def unpack(cls, obj: list[Any]) -> TrainingState:
@@ -106,7 +120,7 @@ class TrainingState:
             raise ValueError(f"training state version {obj[:1]!r} is not {STATE_VERSION}")
         (_, plan, start, stop, reason, horizon, n_steps, dist, n_len, sum_len, sn, ss, ssq,
          acc, minutes, last, recent, run, last_cue, band, in_band, nf, falls, said, nxt,
-         crossing, done) = obj
+         crossing, done, laps, lap_m, cum) = obj
         return cls(Plan.from_dict(plan), int(start), stop, reason, int(horizon), int(n_steps),
                    float(dist), int(n_len), float(sum_len), int(sn), float(ss), float(ssq),
                    [[float(acc[i]), float(acc[i + 1])] for i in range(0, len(acc), 2)],
@@ -114,7 +128,13 @@ class TrainingState:
                                  float(m[4]), float(m[5])) for m in minutes],
                    last, [float(x) for x in recent], int(run), last_cue, int(band),
                    int(in_band), int(nf), int(falls), bool(said), int(nxt), crossing,
-                   bool(done))
+                   bool(done), int(laps), float(lap_m),
+                   [[float(cum[i]), float(cum[i + 1])] for i in range(0, len(cum), 2)])
+
+
+def plan_laps(plan: Plan) -> bool:
+    """A timed test on a measured course: its distance counts laps."""
+    return plan.course_length_m is not None and plan.kind.test_duration_s is not None
 
 
 class TrainingCore:
@@ -163,6 +183,8 @@ class TrainingCore:
         state.n_steps += 1
         state.distance_m += length
         state.last_step_us = t
+        if plan_laps(state.plan):
+            state.recent_cum = [*state.recent_cum, [float(t), state.distance_m]][-RECENT_STEPS:]
         while len(state.minutes) + len(state.minute_acc) <= m:
             state.minute_acc.append([0.0, 0.0])
         acc = state.minute_acc[m - len(state.minutes)]
@@ -197,6 +219,22 @@ class TrainingCore:
             state.near_falls += 1
         out.feedback.append(fb.safety(t_us, event))
         return out
+
+    def on_turn(self, state: TrainingState, t_us: int, angle_deg: float) -> TrainingOutput:
+        """A turn (gait core) starting at ``t_us``: a lap's end on a measured course.
+
+        Counted for a 2MWT/6MWT with a ``course_length_m`` when it turns the walker round
+        (``|angle| >= LAP_TURN_DEG``) inside the test.
+        """
+        plan = state.plan
+        if (not state.done and plan_laps(plan) and abs(angle_deg) >= LAP_TURN_DEG
+                and t_us >= state.start_us
+                and (state.stop_us is None or t_us < state.stop_us)):
+            state.laps += 1
+            before = [d for t, d in state.recent_cum if t < t_us]
+            state.lap_distance_m = before[-1] if before else (
+                state.recent_cum[0][1] if state.recent_cum else state.distance_m)
+        return TrainingOutput()
 
     def stop(self, state: TrainingState, t_us: int) -> TrainingOutput:
         """The device stopped the session at device time ``t_us`` (once; later stops no-op)."""
@@ -301,6 +339,12 @@ class TrainingCore:
         distance, source = state.distance_m, "imu"
         dist_unc = None if rel is None else distance * rel
         t25 = t25_unc = None
+        if plan.course_length_m is not None and state.laps and kind.test_duration_s:
+            # laps of the measured course, the last one partly walked (IMU, at most a lap)
+            partial = min(max(state.distance_m - state.lap_distance_m, 0.0),
+                          plan.course_length_m)
+            distance, source = state.laps * plan.course_length_m + partial, "course"
+            dist_unc = None if rel is None else partial * rel
         if kind is SessionKind.T25FW:
             gated = plan.course_length_m is not None
             if gated:
@@ -317,6 +361,8 @@ class TrainingCore:
         speed = distance / duration_s if duration_s > 0 else None
         if speed is None:
             speed_unc = None
+        elif source == "course" and kind is not SessionKind.T25FW:
+            speed_unc = None if dist_unc is None else round(dist_unc / duration_s, 4)
         elif source == "course":
             speed_unc = round(speed * scores.GATE_TIMING_UNCERTAINTY_S / duration_s, 4)
         else:
