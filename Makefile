@@ -1,9 +1,9 @@
 # JustWalk Stream: developer and CI entry points.
-#   make test       venv + InfluxDB, then the whole test suite (starts Tansu and influxd itself)
+#   make test       venv + InfluxDB + Chromium, then the whole test suite (starts Tansu and influxd itself)
 #   make demo       the end-to-end demo (DURATION=0: until Ctrl-C)
 #   make lint       ruff + mypy
 #   make bench      the processor's throughput, memory and latency table (several minutes)
-# On a fresh Debian machine run as root: missing python3-venv and influxdb come from apt.
+# On a fresh Debian machine run as root: missing python3-venv, influxdb and chromium come from apt.
 
 VENV ?= .venv
 PY = $(VENV)/bin/python
@@ -11,7 +11,7 @@ DURATION ?= 0
 PYTHON ?= python3
 STAMP = $(VENV)/.justwalk-installed
 
-.PHONY: venv influxdb demo test lint clean distclean bench bench-venv evaluate-gait
+.PHONY: venv influxdb chromium demo test lint clean distclean bench bench-venv evaluate-gait
 
 venv: $(STAMP)
 
@@ -40,10 +40,14 @@ $(STAMP): pyproject.toml
 influxdb: venv
 	$(PY) -c 'from justwalk.localstack import ensure_influxd; ensure_influxd()'
 
+# Headless Chromium prints the progress reports to PDF and is the browser of their tests.
+chromium: venv
+	$(PY) -c 'from justwalk.report.browser import ensure_chromium; ensure_chromium()'
+
 demo: venv influxdb
 	$(VENV)/bin/justwalk demo --duration $(DURATION)
 
-test: venv influxdb lint
+test: venv influxdb chromium lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: venv

@@ -16,7 +16,8 @@
                           InfluxQL gate Grafana reads through (gate)
     justwalk db           patients, prescriptions and sessions in the database (migrations,
                           clinics and their API tokens, profile import)
-    justwalk api          the clinics' HTTP API (patients, prescriptions, sessions)
+    justwalk api          the clinics' HTTP API (patients, prescriptions, sessions, reports)
+    justwalk report       a patient's progress report for a period (HTML or PDF)
 
 Connection settings come from JUSTWALK_* environment variables (see justwalk.config).
 Imports are lazy so that each process loads only what it runs.
@@ -33,6 +34,8 @@ from pathlib import Path
 
 from justwalk.config import Settings
 from justwalk.db_cli import add_parser as add_db_parser
+from justwalk.report.cli import add_parser as add_report_parser
+from sinks.dead_letter_tool import add_parser as add_dead_letters_parser
 
 
 def _setup_logging(level: str) -> None:
@@ -385,8 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_cmd_influx_gate)
 
     add_db_parser(sub)
+    add_dead_letters_parser(sub)
     sub.add_parser("api", help="the clinics' HTTP API (JUSTWALK_API_HOST/PORT; database: "
                    "JUSTWALK_DATABASE_URL)").set_defaults(func=_cmd_api)
+    add_report_parser(sub)
     return p
 
 

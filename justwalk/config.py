@@ -57,6 +57,10 @@ class Settings:
     # Longest a consumer's fetch waits for data. Small, because Tansu (the local broker)
     # answers a long poll only when it times out; Kafka answers as soon as data arrives.
     kafka_fetch_max_wait_ms: int = 100
+    local_broker_storage: str = "memory"
+    """Storage of the local stack's broker (``justwalk stack``, ``justwalk demo``, tests):
+    ``memory`` (a broker restart loses its topics) or ``s3`` (an S3-compatible store on
+    loopback that outlives broker restarts); see justwalk.localstack."""
 
     influx_url: str = "http://127.0.0.1:8086"
     influx_db: str = "justwalk"

@@ -31,10 +31,11 @@ from rich.table import Table
 
 from justwalk.alert_receiver import AlertReceiver, ReceivedAlert, channels_for
 from justwalk.config import Settings
+from justwalk.demo_records import prepare_database, write_report
 from justwalk.device_protocol import DeviceCredential
 from justwalk.gait.cadence import window_start
 from justwalk.kafka_topics import ensure_topics
-from justwalk.localstack import LocalStack
+from justwalk.localstack import LocalStack, StackError
 from justwalk.pipeline import Pipeline
 from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP, clinic_database, qualified
 from sinks.influx_access import ReadUser, setup_clinics
@@ -270,6 +271,15 @@ async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCr
             + (", ".join(f"{v} {k}" for k, v in sorted(got.items())) or "none")
             + (f"; latency gateway -> webhook median {np.median(latencies):.2f} s, "
                f"max {max(latencies):.2f} s" if latencies else ""))
+        shown = REPLAY_PATIENT if recording is not None else sim_creds[0].patient_id
+        try:
+            # the run folder holds the registry, the database and now the report
+            files = await write_report(settings, CLINIC_ID, shown,
+                                       settings.device_registry.parent)
+            console.print(f"progress report of {shown}: " + ", ".join(str(f) for f in files))
+        except Exception as exc:  # the demo ran; say why the report could not be written
+            console.print(f"[red]the progress report could not be written: {exc!r}[/red]")
+            return 1
         return 0
     finally:
         await client.close()
@@ -288,9 +298,15 @@ def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
     recording = recording or (DEFAULT_RECORDING if DEFAULT_RECORDING.exists() else None)
     if recording is None:
         console.print("[yellow]no Mobilise-D recording found; simulated patients only[/yellow]")
-    console.print(f"starting the local broker and InfluxDB (logs in {log_dir}) ...")
-    stack = LocalStack(log_dir=log_dir, workdir=run_dir / "stack", influx_auth=True)
-    stack.start()
+    console.print(f"starting the local broker ({settings.local_broker_storage} storage) and "
+                  f"InfluxDB (logs in {log_dir}) ...")
+    try:
+        stack = LocalStack(log_dir=log_dir, workdir=run_dir / "stack", influx_auth=True,
+                           broker_storage=settings.local_broker_storage)
+        stack.start()
+    except StackError as exc:
+        console.print(f"[red]justwalk demo: {exc}[/red]")
+        return 1
     try:
         s = stack.settings(settings).replace(
             gateway_port=_free_port(),
@@ -307,7 +323,10 @@ def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
         s = s.replace(alert_channels=run_dir / "alert_channels.json",
                       alert_outbox=run_dir / "alerts" / "outbox.sqlite3",
                       patient_profiles=run_dir / "patient_profiles.json")
-        write_patient_profiles(s.patient_profiles, recording)
+        heights = write_patient_profiles(s.patient_profiles, recording)
+        # the clinic's records: every patient (the processor reads the sensor heights
+        # there) with a prescription; a progress report is written at the end
+        s = prepare_database(s, run_dir, CLINIC_ID, [c.patient_id for c in creds], heights)
         rows = {c.patient_id: PatientRow(c.patient_id, "simulated") for c in creds}
         if recording is not None:
             rows[REPLAY_PATIENT].kind = "real MS recording"

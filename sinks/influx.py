@@ -358,13 +358,15 @@ class InfluxClient:
     ) -> list[dict[str, Any]]:
         """Rows of a single-statement query (see ``result_rows``).
 
-        ``missing_ok``: a database that does not exist (yet) reads as no rows; a clinic's
-        database is made when the sink first writes one of its points.
+        ``missing_ok``: a database or retention policy that does not exist (yet) reads as no
+        rows; a clinic's database and its policies are made when the sink first writes one of
+        its points.
         """
         try:
             results = await self.query(q, epoch=epoch, params=params, db=db)
         except InfluxQueryError as exc:
-            if missing_ok and exc.message.startswith("database not found"):
+            if missing_ok and exc.message.startswith(("database not found",
+                                                      "retention policy not found")):
                 return []
             raise
         return [row for result in results for row in result_rows(result)]

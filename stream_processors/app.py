@@ -71,6 +71,7 @@ from justwalk.broker_loss import (
     missing_topics,
     probe_anchors,
 )
+from justwalk.clinics import load_clinics
 from justwalk.config import Settings
 from justwalk.kafka_topics import (
     KeyHashPartitioner,
@@ -90,7 +91,8 @@ from stream_processors.kafka_io import (
     Record,
     read_states,
 )
-from stream_processors.patient_profiles import load_sensor_heights
+from stream_processors.mobility import MobilityOutcomes
+from stream_processors.patient_profiles import load_patient_cohorts, load_sensor_heights
 from stream_processors.risk_policies import load_risk_policies
 from stream_processors.runtime import (
     Checkpoint,
@@ -556,11 +558,15 @@ class ProcessorWorker:
 def session_processor(settings: Settings) -> SessionProcessor:
     """The ``SessionProcessor`` of ``settings`` (risk policies and sensor heights read)."""
     default_risk, clinic_risk = load_risk_policies(settings.risk_policies)
+    timezones = ({c.clinic_id: c.timezone for c in load_clinics(settings.clinics)}
+                 if settings.clinics.exists() else {})
     return SessionProcessor(
         window_s=settings.cadence_window_s, risk=default_risk, clinic_risk=clinic_risk,
         sensor_height_m=settings.default_sensor_height_m,
         sensor_heights_m=load_sensor_heights(settings),
-        session_summary_every_s=settings.session_summary_every_s)
+        session_summary_every_s=settings.session_summary_every_s,
+        mobility=MobilityOutcomes(timezones=timezones,
+                                  cohorts=load_patient_cohorts(settings.patient_profiles)))
 
 
 def _producer(settings: Settings) -> AIOKafkaProducer:

@@ -43,8 +43,9 @@ def window(ident: Identity, w: WindowResult) -> GaitWindowRecord:
         n_turns=w.n_turns)
 
 
-def bout(ident: Identity, index: int, b: BoutResult) -> BoutRecord:
-    """One closed walking bout, numbered ``index`` in the session."""
+def bout(ident: Identity, index: int, b: BoutResult,
+         errors: dict[str, float | None] | None = None) -> BoutRecord:
+    """One closed walking bout, numbered ``index`` in the session, with its values' errors."""
     p = b.params
     return BoutRecord(
         **ident, bout_index=index, start_us=b.start_us, end_us=b.end_us,
@@ -57,7 +58,7 @@ def bout(ident: Identity, index: int, b: BoutResult) -> BoutRecord:
         stride_regularity=finite_or_none(p.stride_regularity),
         stride_length_m=finite_or_none(p.stride_length_m),
         walking_speed_mps=finite_or_none(p.walking_speed_mps),
-        n_turns=b.n_turns, turn_angle_deg=b.turn_angle_deg)
+        n_turns=b.n_turns, turn_angle_deg=b.turn_angle_deg, errors=dict(errors or {}))
 
 
 def turn(ident: Identity, t: TurnResult) -> GaitEventRecord:

@@ -3,8 +3,10 @@
 File (``Settings.patient_profiles``; optional: without it, or for a patient it does not
 list, the processor uses ``Settings.default_sensor_height_m``)::
 
-    {"patients": {"pt-0042": {"sensor_height_m": 0.975}}}
+    {"patients": {"pt-0042": {"sensor_height_m": 0.975, "cohort": "MS"}}}
 
+``cohort`` (optional; default MS) chooses the plausibility limits of the patient's daily
+mobility outcomes (``justwalk.mobility.COHORTS``: CHF, COPD, HA, MS, PD, PFF).
 ``sensor_height_m`` is the height of the lower-back sensor above the ground in metres (the
 inverted-pendulum length of walking speed and stride length; Zijlstra & Hof 2003). Patient
 ids are the pseudonymous ids the devices are registered to. Unknown keys are errors, and so
@@ -22,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from justwalk.config import Settings
+from justwalk.mobility import COHORTS
 from stream_processors.config_files import load_json_file
 
 SENSOR_HEIGHT_RANGE_M = (0.3, 2.0)
-_PROFILE_KEYS = {"sensor_height_m"}
+_PROFILE_KEYS = {"sensor_height_m", "cohort"}
 
 
 class PatientProfileError(ValueError):
@@ -51,6 +54,9 @@ def parse_patient_profiles(data: Mapping[str, Any]) -> dict[str, float]:
         unknown = set(profile) - _PROFILE_KEYS
         if unknown:
             raise PatientProfileError(f"{where}: unknown keys {sorted(unknown)}")
+        if "cohort" in profile and profile["cohort"] not in COHORTS:
+            raise PatientProfileError(
+                f"{where}.cohort: {profile['cohort']!r} is not one of {', '.join(COHORTS)}")
         if "sensor_height_m" not in profile:
             continue
         h = profile["sensor_height_m"]
@@ -78,3 +84,15 @@ def load_sensor_heights(settings: Settings) -> dict[str, float]:
 
         return sensor_heights(settings)
     return load_patient_profiles(settings.patient_profiles)
+
+
+def parse_patient_cohorts(data: Mapping[str, Any]) -> dict[str, str]:
+    """Cohort per patient id (patients whose profile names one)."""
+    parse_patient_profiles(data)  # the same checks
+    return {str(pid): str(p["cohort"]) for pid, p in data.get("patients", {}).items()
+            if "cohort" in p}
+
+
+def load_patient_cohorts(path: Path) -> dict[str, str]:
+    """The cohorts of the profiles file; a missing file means none (the default cohort)."""
+    return load_json_file(path, parse_patient_cohorts, PatientProfileError, dict)

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from justwalk.records import RejectRecord
+from justwalk.records import DmoDailyRecord, RejectRecord
 from justwalk.state_format import StateFormatError
 from justwalk.training import control as training_control
 from justwalk.wire import (
@@ -265,14 +265,18 @@ class ProcessorRuntime:
         pkey = PATIENT_PREFIX + risk_key(chunk)
         patient = self._patient(ps, pkey)
         risk = RiskResult()
+        dmos: list[DmoDailyRecord] = []
         if offset > patient.applied_offset:
             patient.applied_offset = offset
             ps.dirty.add(pkey)
             if result is not None and not result.duplicate:
                 risk = self.processor.update_risk(patient.risk, chunk, result, received_us)
+                assert session.identity is not None  # set by the chunk just processed
+                dmos = self.processor.update_dmos(patient.dmo, patient.risk, session.identity,
+                                                  chunk.t0_us, result)
         if result is not None:
             await self._publish(chunk.patient_id.encode(), result, risk,
-                                received_header(received_us))
+                                received_header(received_us), dmos)
 
     async def _on_control(self, ps: PartitionStates, offset: int, kind: bytes,
                           value: bytes | None, where: str) -> None:
@@ -298,14 +302,17 @@ class ProcessorRuntime:
         pkey = PATIENT_PREFIX + ident["patient_id"]
         patient = self._patient(ps, pkey)
         risk = RiskResult()
+        dmos: list[DmoDailyRecord] = []
         if offset > patient.applied_offset:
             patient.applied_offset = offset
             ps.dirty.add(pkey)
             risk = self.processor.update_risk_on_flush(patient.risk, session, result)
+            dmos = self.processor.update_dmos(patient.dmo, patient.risk, ident,
+                                              session.end_us, result)
         log.info("session %s quiet: flushed %d bouts, %d windows", skey[2:], len(result.bouts),
                  len(result.windows))
         self._after(ps, skey, session)
-        await self._publish(ident["patient_id"].encode(), result, risk, None)
+        await self._publish(ident["patient_id"].encode(), result, risk, None, dmos)
 
     async def _on_training(self, ps: PartitionStates, offset: int, kind: bytes,
                            value: bytes | None, where: str) -> None:
@@ -357,7 +364,7 @@ class ProcessorRuntime:
         return state
 
     async def _publish(self, key: bytes, result: ProcessResult, risk: RiskResult,
-                       headers: Headers | None) -> None:
+                       headers: Headers | None, dmos: Sequence[DmoDailyRecord] = ()) -> None:
         # alerts first (what a clinician waits for); the session summary last, so a summary
         # saying "ended" follows everything the session published. Records carry the
         # gateway's receipt time of the chunk that made them (the sink measures latency).
@@ -369,7 +376,8 @@ class ProcessorRuntime:
                                (t.training, result.walk_tests),
                                (t.events, result.events), (t.steps, result.steps),
                                (t.windows, result.windows), (t.bouts, result.bouts),
-                               (t.risk, risk.scores), (t.sessions, result.sessions)):
+                               (t.risk, risk.scores), (t.risk, dmos),
+                               (t.sessions, result.sessions)):
             for record in records:
                 await send(topic, key, record.to_json(), headers=headers)
             n += len(records)

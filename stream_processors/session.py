@@ -57,6 +57,7 @@ from justwalk.records import (
     RISK_UPDATE,
     AlertRecord,
     BoutRecord,
+    DmoDailyRecord,
     FallRiskRecord,
     FeedbackRecord,
     GaitEventRecord,
@@ -79,6 +80,7 @@ from justwalk.training import TrainingCore
 from justwalk.training.control import TrainingStart, TrainingStop
 from justwalk.wire import ImuChunk
 from stream_processors import labels
+from stream_processors.mobility import DmoState, MobilityOutcomes
 from stream_processors.session_state import MAX_RUNS, Identity, SessionState, Track
 from stream_processors.training import TrainingRunner
 
@@ -176,7 +178,8 @@ class SessionProcessor:
                  sensor_heights_m: Mapping[str, float] | None = None,
                  risk: FallRiskScorer | None = None,
                  clinic_risk: Mapping[str, FallRiskScorer] | None = None,
-                 session_summary_every_s: float = 60.0) -> None:
+                 session_summary_every_s: float = 60.0,
+                 mobility: MobilityOutcomes | None = None) -> None:
         self.window_s = window_s
         self.window_us = round(window_s * 1e6)
         self.summary_every_us = round(session_summary_every_s * 1e6)
@@ -191,6 +194,8 @@ class SessionProcessor:
         """The default fall-risk scorer; ``clinic_risk`` overrides it per clinic."""
         self.clinic_risk = dict(clinic_risk or {})
         self.clock = clock
+        self.mobility = mobility or MobilityOutcomes()
+        """Daily DMOs and the expected error of bout values (``stream_processors.mobility``)."""
         self.training = TrainingRunner(TrainingCore(), clock)
 
     def pipeline_for(self, patient_id: str) -> GaitPipeline:
@@ -386,7 +391,7 @@ class SessionProcessor:
             if number is None:  # a bout whose steps were never published (not expected)
                 number = state.n_bouts
                 state.n_bouts += 1
-            out.bouts.append(labels.bout(ident, number, b))
+            out.bouts.append(labels.bout(ident, number, b, self.mobility.bout_errors(b)))
             out.bout_results.append(b)
             state.walking_s += b.duration_s
             state.n_walking_bouts += 1
@@ -491,6 +496,13 @@ class SessionProcessor:
             alerts += [a.to_record(**ident, raised_at_us=self.clock(),
                                    chunk_received_at_us=received_at_us) for a in u.alerts]
         return RiskResult(scores, alerts)
+
+    def update_dmos(self, state: DmoState, risk: FallRiskState, ident: Identity, t_us: int,
+                    result: ProcessResult) -> list[DmoDailyRecord]:
+        """The patient's daily DMOs after ``result``'s bouts; event time ``t_us`` ends days."""
+        scorer = self.clinic_risk.get(ident["clinic_id"], self.risk)
+        return self.mobility.update(state, ident, result.bout_results, t_us,
+                                    risk=(scorer, risk))
 
     @property
     def risk_horizon_d(self) -> int:

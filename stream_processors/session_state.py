@@ -27,6 +27,7 @@ import msgpack
 
 from justwalk.falls import FallMonitorState
 from justwalk.gait.pipeline import PipelineState
+from justwalk.mobility import DmoState
 from justwalk.risk import FallRiskState
 from justwalk.state_format import StateFormatError, check_version
 from justwalk.training import TrainingState
@@ -179,28 +180,33 @@ def load_session(data: bytes) -> SessionState:
     return SessionState.unpack(obj)
 
 
-PATIENT_STATE_VERSION = 1
+PATIENT_STATE_VERSION = 2
+"""2 added the daily-DMO state (a version-1 state is read with an empty one)."""
 NO_CEILING = 2**62
 
 
 @dataclass(slots=True)
 class PatientState:
-    """What the processor remembers about one patient across sessions: the fall-risk state."""
+    """What the processor remembers about one patient across sessions: fall risk, daily DMOs."""
 
     risk: FallRiskState
     applied_offset: int = -1
     """Input offset of the last message applied (replay protection)."""
+    dmo: DmoState = field(default_factory=DmoState)
+    """The open clinic days' bouts of the daily mobility outcomes (``justwalk.mobility``)."""
 
     def pack(self) -> list[Any]:
         """Msgpack-ready form."""
-        return [PATIENT_STATE_VERSION, self.applied_offset, self.risk.to_dict()]
+        return [PATIENT_STATE_VERSION, self.applied_offset, self.risk.to_dict(),
+                self.dmo.pack()]
 
     @classmethod
     def unpack(cls, obj: Any) -> PatientState:
         """Inverse of ``pack``; ``StateFormatError`` for a state this release cannot read."""
-        d = check_version(obj, "patient", (PATIENT_STATE_VERSION,))
+        d = check_version(obj, "patient", (1, PATIENT_STATE_VERSION))
         try:
-            return cls(FallRiskState.from_dict(d[2]), int(d[1]))
+            dmo = DmoState.unpack(d[3]) if d[0] >= 2 else DmoState()
+            return cls(FallRiskState.from_dict(d[2]), int(d[1]), dmo)
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             raise StateFormatError(f"patient state is corrupt: {exc!r}") from exc
 

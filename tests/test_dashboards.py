@@ -39,12 +39,15 @@ from justwalk import dashboards, schema
 from justwalk.clinics import load_clinics
 from justwalk.config import Settings
 from justwalk.device_protocol import DeviceCredential
+from justwalk.gait.pipeline import BoutResult, GaitParameters
 from justwalk.records import AlertRecord
+from justwalk.risk import FallRiskScorer
 from justwalk.simulator.device import make_chunks
 from justwalk.simulator.events import with_random_events
 from justwalk.simulator.run import default_profiles, prepare_patients
 from sinks.influx import InfluxAuthError, InfluxClient, InfluxQueryError, quote_ident
 from sinks.influx_access import ReadUser, setup_clinics
+from stream_processors.mobility import DmoState, MobilityOutcomes
 from stream_processors.session import SessionProcessor
 from tests.test_schema import synthetic_history
 
@@ -265,7 +268,7 @@ def live_records(end_us: int) -> list[str]:
                                 seed=1)
     for p in patients:
         proc = SessionProcessor(window_s=5.0)
-        state, risk = proc.new_state(), proc.new_risk_state()
+        state, risk, dmo = proc.new_state(), proc.new_risk_state(), DmoState()
         chunks = make_chunks(p.credential, p.recording.samples, start_us=start_us,
                              sample_rate_hz=p.recording.sample_rate_hz,
                              session_id=f"{p.credential.patient_id}-live")
@@ -273,9 +276,40 @@ def live_records(end_us: int) -> list[str]:
             chunk = dataclasses.replace(chunk, clinic_id=CLINIC)
             out = proc.process(state, chunk)
             scores = proc.update_risk(risk, chunk, out)
+            dmos = proc.update_dmos(dmo, risk, state.identity, chunk.t0_us, out)
             for r in [*out.steps, *out.windows, *out.bouts, *out.events,
-                      *out.sessions, *out.alerts, *scores.scores, *scores.alerts]:
+                      *out.sessions, *out.alerts, *scores.scores, *scores.alerts, *dmos]:
                 lines.append(schema.record_to_line(r))
+    return lines
+
+
+def dmo_history(start: datetime, days: int, seed: int = 4) -> list[str]:
+    """Daily mobility outcomes of a clinic-a and a clinic-b patient, day by day, through the
+    processor's adapter (``MobilityOutcomes``): bouts of every Mobilise-D duration bin."""
+    rng = np.random.default_rng(seed)
+    mobility = MobilityOutcomes()
+    lines = []
+    for clinic, patient in ((CLINIC, PATIENT), (OTHER_CLINIC, OTHER_PATIENT)):
+        ident = {"clinic_id": clinic, "patient_id": patient, "device_id": "dev-h",
+                 "session_id": f"{patient}-history"}
+        dmo, risk = DmoState(), FallRiskScorer().initial_state()
+        for d in range(days):
+            day = start + timedelta(days=d)
+            bouts = []
+            for k, dur in enumerate((5.0, 12.0, 25.0, 45.0, 90.0, 8.0, 33.0)):
+                t_us = int((day + timedelta(hours=9, minutes=20 * k)).timestamp() * 1e6)
+                cad = float(rng.uniform(90, 115))
+                params = GaitParameters(int(dur * cad / 60), cad, 60 / cad, 120 / cad, 3.0,
+                                        5.0, 0.8, 0.7, float(rng.uniform(1.0, 1.3)),
+                                        float(rng.uniform(0.8, 1.2)))
+                bouts.append(BoutResult(k, t_us, t_us + int(dur * 1e6), 0, 1, dur, params, 1,
+                                        180.0))
+            recs = mobility.update(dmo, ident, bouts,  # type: ignore[arg-type]
+                                   int((day + timedelta(hours=23)).timestamp() * 1e6))
+            lines += [schema.record_to_line(r) for r in recs]
+        end_us = int((start + timedelta(days=days)).timestamp() * 1e6)
+        lines += [schema.record_to_line(r) for r in mobility.update(
+            dmo, ident, [], end_us, risk=(FallRiskScorer(), risk))]  # type: ignore[arg-type]
     return lines
 
 
@@ -341,7 +375,8 @@ def loaded(auth_stack: Any) -> Iterator[tuple[Settings, datetime]]:
         now = datetime.now(UTC)
         today = now.replace(hour=0, minute=0, second=0, microsecond=0)
         history, _ = synthetic_history(today - timedelta(days=50), days=50, seed=9)
-        body = [*history, *live_records(int(now.timestamp() * 1e6)), *today_points(now)]
+        body = [*history, *dmo_history(today - timedelta(days=50), 50),
+                *live_records(int(now.timestamp() * 1e6)), *today_points(now)]
         # as the sink writes: each point to the database of its clinic
         async with InfluxClient(settings.influx_url, settings.influx_db, per_clinic=True,
                                 **admin) as writer:

@@ -28,3 +28,9 @@ def test_the_demo_streams_patients_and_stops_cleanly(tmp_path: Path) -> None:
     assert re.search(r"stopped: gateway \(0\), processor-0 \(0\), sink \(0\), alerts \(0\)",
                      out), out[-2000:]
     assert "stopped the broker and InfluxDB" in out
+    # the clinic's records: a progress report written at the end, its path printed
+    report = re.search(r"progress report of (pt-ms-001|pt-001): (\S+\.html)", out)
+    assert report, out[-2000:]
+    html = (tmp_path / report.group(2)).read_text()
+    assert "Walking progress report" in html and report.group(1) in html
+    assert "<svg" in html  # the plots

@@ -18,6 +18,7 @@ from justwalk.gait.cadence import window_start
 from justwalk.pipeline import Pipeline
 from justwalk.schema import (
     MEASUREMENT_BOUT,
+    MEASUREMENT_DMO_DAILY,
     MEASUREMENT_FALL_RISK,
     MEASUREMENT_GAIT_WINDOW,
     MEASUREMENT_SESSION,
@@ -137,6 +138,10 @@ async def test_three_patients_cadence_reaches_influxdb(pipeline):
         risk = await poll_rows(
             client, f'SELECT * FROM {qualified(MEASUREMENT_FALL_RISK)} GROUP BY "patient_id"',
             list(truths))
+        # the day's Mobilise-D outcomes after that bout (issue #15), with their errors
+        dmos = await poll_rows(
+            client, f'SELECT * FROM {qualified(MEASUREMENT_DMO_DAILY)} GROUP BY "patient_id"',
+            list(truths))
         # the same windows also hold the pipeline's speed, stride length and variability
         metrics = await client.query_rows(
             f'SELECT "walking_speed_mps", "stride_length_m", "stride_time_cv_pct" FROM '
@@ -176,6 +181,11 @@ async def test_three_patients_cadence_reaches_influxdb(pipeline):
                   and r["walking_speed_mps"] is not None]
         assert len(speeds) >= expected - 4, (pid, speeds)
         assert abs(np.median(speeds) - bout["walking_speed_mps"]) < 0.15
+        [dmo] = dmos[pid]  # one point per patient-day, rewritten per bout
+        assert dmo["wb_all_n"] == 1 and dmo["final"] is False and dmo["cohort"] == "MS"
+        assert dmo["walkdur_all_s"] == pytest.approx(bout["duration_s"])
+        assert dmo["cadence_all_mean_spm"] == pytest.approx(bout["cadence_spm"])
+        assert dmo["cadence_all_mean_spm_err"] > 0 and bout["cadence_spm_err"] > 0
         [session] = sessions[pid]  # one point per session, rewritten as it grew
         assert session["time"] == start_us and session["n_bouts"] == 1
         assert session["duration_s"] == pytest.approx(DURATION_S)

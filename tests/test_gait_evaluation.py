@@ -237,3 +237,70 @@ def test_reference_definition_reproduces_the_pipelines_own_window_cadence() -> N
         assert len(got) >= 0.8 * n / fs / window_s
         assert all(ours == ref for _, ours, ref in got), got
 
+
+
+VOISARD = DATA.parent / "voisard_dev"
+needs_both = pytest.mark.skipif(not (LAB.exists() and (VOISARD / "data" / "lab").exists()),
+                                reason="the development datasets are not present")
+
+
+def _voisard_subset(tmp_path: Path, ids: tuple[str, ...] = ("001", "002")) -> Path:
+    """Two participants of voisard_dev, symlinked (read in place) in a folder of that name."""
+    root = tmp_path / "voisard_dev"
+    for pid in ids:
+        d = root / "data" / "lab" / "HA" / pid
+        d.mkdir(parents=True)
+        for name in ("data.mat", "infoForAlgo.mat"):
+            (d / name).symlink_to(VOISARD / "data" / "lab" / "HA" / pid / name)
+    return root
+
+
+@pytest.mark.realdata
+@needs_both
+def test_several_folders_are_scored_pooled_and_per_folder_with_lopo_across_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from justwalk.mobility import load_error_table
+
+    monkeypatch.setattr(ev, "TUNING_GRID", {"icd.abs_threshold_mps2": (0.2, 0.4)})
+    vois = _voisard_subset(tmp_path)
+    table = tmp_path / "uncertainty.json"
+    assert ev.main(["--json", "--no-mobgap", "--jobs", "1", "--data", str(DATA),
+                    "--data", str(vois), "--uncertainty-out", str(table)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # every key of the single-folder output is still there, pooled
+    for key in (*ev.JSON_KEYS, "bout_f1_iou", "ic_f1_in_ref_bouts", "window_cadence_mae_spm",
+                "lopo", "lopo_chosen", "n_trials", "skipped", "window_s", "mobgap_note"):
+        assert key in out, key
+    by = out["by_dataset"]
+    assert set(by) == {"mobilised", "voisard_dev"}
+    assert by["mobilised"]["n_trials"] == 7
+    assert by["mobilised"]["n_trials"] + by["voisard_dev"]["n_trials"] == out["n_trials"]
+    # one LOPO over the pooled participants, ids prefixed by their folder
+    assert set(out["lopo_chosen"]) == {"mobilised/HA/001", "mobilised/HA/002",
+                                       "mobilised/MS/001", "voisard_dev/HA/001",
+                                       "voisard_dev/HA/002"}
+    assert by["voisard_dev"]["participants"] == ["voisard_dev/HA/001", "voisard_dev/HA/002"]
+    assert by["voisard_dev"]["lopo"]["ic_f1"] > 0.8
+    assert by["voisard_dev"]["speed_mae_mps"]["ours"] is None  # no speed reference there
+    assert by["mobilised"]["speed_mae_mps"]["ours"] is not None
+    # a folder's figures are that folder's alone: the same as scoring it by itself
+    alone = ev.evaluate(vois, with_mobgap=False, with_lopo=False)
+    for key in ("ic_f1", "bout_f1", "cadence_mae_spm", "stride_time_cv_mae_pp"):
+        assert by["voisard_dev"][key]["ours"] == pytest.approx(alone["ours"][key]), key
+    pooled_tp = out["ic_f1"]["ours"]
+    assert min(by[d]["ic_f1"]["ours"] for d in by) <= pooled_tp <= max(
+        by[d]["ic_f1"]["ours"] for d in by)
+    # the uncertainty table of the held-out bouts loads
+    errors = load_error_table(table)
+    assert errors.bout["cadence_spm"].n_total > errors.bout["walking_speed_mps"].n_total > 0
+    raw = json.loads(table.read_text())
+    assert raw["bout"]["walking_speed_mps"]["by_dataset"]["voisard_dev"]["n"] == 0
+
+
+def test_the_same_folder_twice_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert ev.main(["--no-mobgap", "--no-lopo", "--data", str(DATA), "--data",
+                    str(DATA / ".")]) == 2
+    assert "twice" in capsys.readouterr().err

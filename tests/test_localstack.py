@@ -332,12 +332,14 @@ def test_stop_leaves_no_children_or_temp_dirs(tmp_path: Path):
     assert stack.pids == {}
 
 
-def test_children_die_with_their_parent(tmp_path: Path):
+@pytest.mark.parametrize(("storage", "children"), [("memory", 2), ("s3", 3)])
+def test_children_die_with_their_parent(tmp_path: Path, storage: str, children: int):
     script = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
         "from justwalk.localstack import LocalStack\n"
-        f"stack = LocalStack(workdir=Path({str(tmp_path)!r})).start()\n"
+        f"stack = LocalStack(workdir=Path({str(tmp_path)!r}), broker_storage={storage!r})"
+        ".start()\n"
         "print(json.dumps(stack.pids), flush=True)\n"
         "time.sleep(600)\n"
     )
@@ -346,7 +348,7 @@ def test_children_die_with_their_parent(tmp_path: Path):
     try:
         lines = read_lines_until(parent, lambda ls: bool(ls), timeout_s=60)
         pids = list(json.loads(lines[0]).values())
-        assert len(pids) == 2 and all(alive(p) for p in pids)
+        assert len(pids) == children and all(alive(p) for p in pids)
     finally:
         parent.kill()  # no chance to clean up: only PR_SET_PDEATHSIG can stop the children
         parent.wait()
@@ -402,3 +404,126 @@ def test_justwalk_stack_command(tmp_path: Path):
             proc.kill()
             proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------------------ durable broker
+
+
+async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> dict[int, list[int]]:
+    """Send ``values`` (key = value) with acks=all; the acknowledged offsets per partition."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                enable_idempotence=False)
+    await producer.start()
+    try:
+        acked: dict[int, list[int]] = {}
+        for v in values:
+            md = await producer.send_and_wait(topic, v, key=v)
+            acked.setdefault(md.partition, []).append(md.offset)
+        return acked
+    finally:
+        await producer.stop()
+
+
+async def _read_all(bootstrap: str, topic: str, partitions: int) -> dict[int, list[bytes]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=100)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        out: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+        while batch := await consumer.getmany(timeout_ms=1500):
+            for tp, messages in batch.items():
+                out[tp.partition] += [m.value for m in messages if m.value is not None]
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def _group_offsets(bootstrap: str, group: str, topic: str, partitions: int,
+                         commit: dict[int, int] | None = None) -> dict[int, int | None]:
+    """The group's committed offsets of ``topic`` (after committing ``commit``, if given)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        # assigned, not subscribed: commits as a standalone consumer of the group
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        if commit:
+            await consumer.commit({TopicPartition(topic, p): o for p, o in commit.items()})
+        return {p: await consumer.committed(TopicPartition(topic, p))
+                for p in range(partitions)}
+    finally:
+        await consumer.stop()
+
+
+def test_broker_storage_is_checked():
+    with pytest.raises(StackError, match="built without its PostgreSQL engine"):
+        LocalStack(broker_storage="postgres")
+    with pytest.raises(StackError, match="not one of memory, s3"):
+        LocalStack(broker_storage="disk")
+    env = Settings.from_env({"JUSTWALK_LOCAL_BROKER_STORAGE": "s3"})
+    assert LocalStack(broker_storage=env.local_broker_storage).broker_durable
+
+
+def test_a_broker_on_s3_keeps_topics_records_and_group_offsets_across_a_kill(tmp_path: Path):
+    stack = LocalStack(log_dir=tmp_path, broker_storage="s3")
+    settings = Settings().replace(topic_partitions=3)
+    topic, group = settings.topic_chunks, "durable-group"
+    values = [f"patient-{i % 7}-{i:03d}".encode() for i in range(60)]
+    with stack:
+        assert stack.s3 is not None and set(stack.pids) == {"tansu", "influxd", "s3"}
+        stack.recreate_topics([settings])
+        bootstrap = stack.kafka_bootstrap
+        acked = asyncio.run(_produce(bootstrap, topic, values))
+        before = asyncio.run(_read_all(bootstrap, topic, 3))
+        commit = {p: len(offsets) // 2 for p, offsets in acked.items()}
+        committed = asyncio.run(_group_offsets(bootstrap, group, topic, 3, commit))
+        assert committed == {p: commit.get(p) for p in range(3)}
+        assert sum(map(len, before.values())) == len(values)
+        s3_pid, tansu_pid = stack.pids["s3"], stack.pids["tansu"]
+
+        stack.kill_kafka()
+        assert not accepts(stack.kafka_port)
+        assert stack.s3.running() and alive(s3_pid) and not alive(tansu_pid)
+        stack.start_kafka(topics=[settings])
+        assert stack.pids["s3"] == s3_pid and stack.running()
+
+        # the same topics and partitions, records, and consumer group offsets
+        async def topics() -> dict[str, int]:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            try:
+                await admin.start()
+                described = await admin.describe_topics(topic_names(settings))
+            finally:
+                await admin.close()
+            return {t["topic"]: len(t["partitions"]) for t in described}
+
+        assert asyncio.run(topics()) == {t: 3 for t in topic_names(settings)}
+        assert asyncio.run(_read_all(bootstrap, topic, 3)) == before
+        assert asyncio.run(_group_offsets(bootstrap, group, topic, 3)) == committed
+        # new writes continue each log where it ended
+        ends = {p: max(offsets) + 1 for p, offsets in acked.items()}
+        more = asyncio.run(_produce(bootstrap, topic, values[:14]))
+        assert all(min(offsets) == ends[p] for p, offsets in more.items())
+        assert stack.s3.object_count() > 0
+    assert wait_dead([s3_pid]) == []
+
+
+def test_a_broker_on_memory_loses_them(tmp_path: Path):
+    """The contrast: the same kill on memory storage leaves empty logs and no offsets."""
+    stack = LocalStack(log_dir=tmp_path)
+    settings = Settings().replace(topic_partitions=3)
+    topic, group = settings.topic_chunks, "memory-group"
+    with stack:
+        stack.recreate_topics([settings])
+        acked = asyncio.run(_produce(stack.kafka_bootstrap, topic,
+                                     [f"v{i}".encode() for i in range(20)]))
+        asyncio.run(_group_offsets(stack.kafka_bootstrap, group, topic, 3,
+                                   {p: 1 for p in acked}))
+        stack.restart_kafka(topics=[settings])
+        assert asyncio.run(_read_all(stack.kafka_bootstrap, topic, 3)) == {0: [], 1: [], 2: []}
+        assert set(asyncio.run(_group_offsets(stack.kafka_bootstrap, group, topic, 3)
+                               ).values()) <= {None, -1}

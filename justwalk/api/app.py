@@ -18,10 +18,16 @@ from typing import Any
 from aiohttp import web
 
 from justwalk.api.openapi import openapi
+from justwalk.config import Settings
 from justwalk.db import Conflict, InputError, NotFound, Repository
 from justwalk.db.inputs import check_id
 
 REPOSITORY = web.AppKey("repository", Repository)
+SETTINGS = web.AppKey("settings", Settings)
+"""Where the reports read InfluxDB (``influx_url``, ``influx_db`` prefix, credentials)."""
+PDF_SLOTS = web.AppKey("pdf_slots", asyncio.Semaphore)
+MAX_PDF_AT_ONCE = 2
+"""Headless Chromium processes printing reports at the same time."""
 MAX_BODY_BYTES = 64 * 1024
 MAX_LIST = 1000
 
@@ -188,10 +194,43 @@ async def _clinic_sessions(request: web.Request, clinic: str) -> web.Response:
     return web.json_response({"sessions": rows})
 
 
-def create_app(repository: Repository) -> web.Application:
-    """The API over ``repository``."""
+async def _report(request: web.Request, clinic: str, *, pdf: bool = False) -> web.Response:
+    from justwalk.report.browser import BrowserError, html_to_pdf
+    from justwalk.report.data import Period
+    from justwalk.report.gather import gather
+    from justwalk.report.render import render_html
+
+    patient_id = _patient_id(request)
+    period = Period.parse(request.query.get("from"), request.query.get("to"))
+    kind = request.query.get("format", "pdf" if pdf else "html")
+    if kind not in ("html", "pdf"):
+        raise InputError(f"format: {kind!r} is not html or pdf")
+    data = await gather(request.app[SETTINGS], request.app[REPOSITORY], clinic, patient_id,
+                        period)
+    html = await asyncio.to_thread(render_html, data)
+    name = f"report-{patient_id}-{period.first.isoformat()}-{period.last.isoformat()}"
+    if kind == "html":
+        return web.Response(text=html, content_type="text/html", charset="utf-8", headers={
+            "Content-Disposition": f'inline; filename="{name}.html"'})
+    try:
+        async with request.app[PDF_SLOTS]:
+            body = await html_to_pdf(html)
+    except BrowserError as exc:
+        return _error(503, f"the PDF could not be printed: {exc}")
+    return web.Response(body=body, content_type="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="{name}.pdf"'})
+
+
+async def _report_pdf(request: web.Request, clinic: str) -> web.Response:
+    return await _report(request, clinic, pdf=True)
+
+
+def create_app(repository: Repository, settings: Settings | None = None) -> web.Application:
+    """The API over ``repository``; reports read the InfluxDB of ``settings``."""
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     app[REPOSITORY] = repository
+    app[SETTINGS] = settings if settings is not None else Settings()
+    app[PDF_SLOTS] = asyncio.Semaphore(MAX_PDF_AT_ONCE)
     r = app.router
     r.add_get("/healthz", _health)
     r.add_get("/v1/openapi.json", _openapi)
@@ -202,6 +241,8 @@ def create_app(repository: Repository) -> web.Application:
     r.add_get("/v1/patients/{patient_id}/prescriptions", _clinics_only(_list_prescriptions))
     r.add_post("/v1/patients/{patient_id}/prescriptions", _clinics_only(_create_prescription))
     r.add_get("/v1/patients/{patient_id}/sessions", _clinics_only(_patient_sessions))
+    r.add_get("/v1/patients/{patient_id}/report", _clinics_only(_report))
+    r.add_get("/v1/patients/{patient_id}/report.pdf", _clinics_only(_report_pdf))
     prescription = r"/v1/prescriptions/{prescription_id:\d{1,18}}"
     r.add_get(prescription, _clinics_only(_get_prescription))
     r.add_patch(prescription, _clinics_only(_update_prescription))

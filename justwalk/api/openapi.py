@@ -81,6 +81,23 @@ def _op(summary: str, *, body: str | None = None, ok: int = 200,
     return op
 
 
+def _report_op(summary: str) -> dict[str, Any]:
+    op = _op(summary, params=("patient_id",))
+    day = {"type": "string", "format": "date"}
+    op["parameters"] += [
+        {"name": "from", "in": "query", "required": True, "schema": day,
+         "description": "first day of the period (UTC), YYYY-MM-DD"},
+        {"name": "to", "in": "query", "required": True, "schema": day,
+         "description": "last day of the period (included), at most 731 days after from"},
+        {"name": "format", "in": "query", "required": False,
+         "schema": {"enum": ["html", "pdf"]}}]
+    op["responses"]["200"] = {"description": "the report", "content": {
+        "text/html": {"schema": {"type": "string"}},
+        "application/pdf": {"schema": {"type": "string", "format": "binary"}}}}
+    op["responses"]["503"] = {"$ref": "#/components/responses/Error"}
+    return op
+
+
 @cache
 def openapi() -> dict[str, Any]:
     """The description served at ``GET /v1/openapi.json``."""
@@ -104,6 +121,11 @@ def openapi() -> dict[str, Any]:
                 "post": _op("prescribe", body="Prescription", ok=201, params=pid)},
             "/v1/patients/{patient_id}/sessions": {
                 "get": _op("the patient's sessions, newest first (?limit=N)", params=pid)},
+            "/v1/patients/{patient_id}/report": {
+                "get": _report_op("the patient's progress report, HTML (format=pdf: PDF)")},
+            "/v1/patients/{patient_id}/report.pdf": {
+                "get": _report_op("the patient's progress report as PDF (printed by headless "
+                                  "Chromium from the same HTML)")},
             "/v1/prescriptions/{prescription_id}": {
                 "get": _op("one prescription", params=rxid),
                 "patch": _op("change a prescription", body="Prescription", params=rxid)},

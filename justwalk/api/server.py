@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 async def serve(settings: Settings, repository: Repository) -> None:
     """Serve until cancelled or SIGTERM."""
-    runner = web.AppRunner(create_app(repository), access_log=None, shutdown_timeout=5.0)
+    runner = web.AppRunner(create_app(repository, settings), access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.api_host, settings.api_port)

@@ -31,6 +31,7 @@ BOUT = q(schema.MEASUREMENT_BOUT)
 EVENT = q(schema.MEASUREMENT_EVENT)
 SESSION = q(schema.MEASUREMENT_SESSION)
 DAILY = q(schema.MEASUREMENT_DAILY)
+DMO = q(schema.MEASUREMENT_DMO_DAILY)
 WEEKLY = q(schema.MEASUREMENT_WEEKLY)
 
 # Reference ranges drawn on the longitudinal graphs. These are placeholders for a clinic to
@@ -290,6 +291,29 @@ def longitudinal() -> Json:
                           overrides=[override(name, custom__drawStyle="points")
                                      for name in ("daily", "daily_p90")[:len(targets) - 1]])
 
+    def dmo_with_error(title: str, field: str, unit: str) -> Json:
+        return timeseries(title, [target(
+            "A", f'SELECT "{field}" AS "value", "{field}" - "{field}_err" AS "low", '
+                 f'"{field}" + "{field}_err" AS "high" FROM {DMO} WHERE {PATIENT} AND {tf}')],
+            unit=unit, description=f"Daily mobility outcome {field} (dmo_daily), with the "
+                                   "band of its expected error (value +- err): a change "
+                                   "inside the band is within measurement error.",
+            overrides=[override("value", custom__drawStyle="points"),
+                       override("low", custom__lineWidth=0),
+                       override("high", custom__lineWidth=0, custom__fillBelowTo="low",
+                                custom__fillOpacity=20)])
+
+    def dmo_change(title: str, field: str, unit: str) -> Json:
+        return timeseries(title, [target(
+            "A", f'SELECT difference(mean("{field}")) AS "change", '
+                 f'mean("{field}_err") AS "err_plus", -1 * mean("{field}_err") AS "err_minus" '
+                 f"FROM {DMO} WHERE {PATIENT} AND {tf} GROUP BY time(1d) fill(none)")],
+            unit=unit, description="Change of the daily value from the previous day with "
+                                   "data (bars) against +- its expected error (lines): a bar "
+                                   "beyond the lines is a change larger than the "
+                                   "measurement error.",
+            overrides=[override("change", custom__drawStyle="bars", custom__fillOpacity=60)])
+
     panels = [
         lay.place(trend("Walking speed", "walking_speed_mean_mps", "velocityms",
                         "walking_speed_mps", p90="walking_speed_p90_mps"), 12, 9),
@@ -309,6 +333,35 @@ def longitudinal() -> Json:
             "A", f'SELECT "fall_risk_mean" AS "fall_risk_mean", "fall_risk_max" AS '
                  f'"fall_risk_max" FROM {DAILY} WHERE {PATIENT} AND {tf}')],
             unit="percentunit", thresholds_=REFERENCE["fall_risk"]), 12, 9),
+        lay.place(dmo_with_error("Walking speed, daily DMOs (bouts 10-30 s, mean)",
+                                 "ws_1030_mean_mps", "velocityms"), 12, 9),
+        lay.place(dmo_with_error("Cadence, daily DMOs (all bouts, mean)",
+                                 "cadence_all_mean_spm", "none"), 12, 9),
+        lay.place(dmo_change("Walking speed: day-to-day change vs measurement error",
+                             "ws_1030_mean_mps", "velocityms"), 12, 9),
+        lay.place(timeseries("Walking bouts per day by duration (Mobilise-D)", [target(
+            "A", f'SELECT "wb_all_n" AS "all", "wb_10_n" AS "over_10s", '
+                 f'"wb_30_n" AS "over_30s", "wb_60_n" AS "over_60s" FROM {DMO} '
+                 f"WHERE {PATIENT} AND {tf}")], unit="none", bars=True,
+            description="Daily mobility outcomes (dmo_daily): number of walking bouts in "
+                        "Mobilise-D's duration bins."), 12, 9),
+        lay.place(table("Daily mobility outcomes (Mobilise-D, +- expected error)", [target(
+            "A", f'SELECT "day" AS "day", "final" AS "final", "wb_all_n" AS "bouts", '
+                 f'"walkdur_all_s" AS "walking_s", '
+                 f'"wbdur_all_median_s" AS "bout_median_s", '
+                 f'"cadence_all_mean_spm" AS "cadence_spm", '
+                 f'"cadence_all_mean_spm_err" AS "cadence_err", '
+                 f'"strdur_all_mean_s" AS "stride_s", "strdur_all_mean_s_err" AS "stride_err", '
+                 f'"ws_1030_mean_mps" AS "speed_1030_mps", '
+                 f'"ws_1030_mean_mps_err" AS "speed_1030_err", '
+                 f'"strlen_1030_mean_m" AS "stride_length_1030_m", '
+                 f'"strlen_1030_mean_m_err" AS "stride_length_1030_err", '
+                 f'"ws_10_p90_mps" AS "speed_p90_mps", "n_implausible" AS "implausible" '
+                 f"FROM {DMO} WHERE {PATIENT} AND {tf}", table=True)],
+            description="One row per clinic day (clinic time zone); 'final' once the day "
+                        "has ended. *_err: the expected absolute error of the value beside "
+                        "it (justwalk evaluate gait, leave-one-participant-out).",
+            sort_by=[{"displayName": "Time", "desc": True}]), 24, 9),
         lay.place(table("Weekly summary", [target(
             "A", f'SELECT "walking_speed_mean_mps" AS "walking_speed_mean_mps", '
                  f'"cadence_mean_spm" AS "cadence_mean_spm", '

@@ -316,6 +316,19 @@ class Repository:
                 query = query.join(Patient).where(Patient.clinic_id == clinic_id)
             return [session_view(x) for x in s.scalars(query)]
 
+    def sessions_between(self, clinic_id: str | None, patient_id: str, start: datetime,
+                         end: datetime) -> list[dict[str, Any]]:
+        """The patient's sessions started in [start, end), oldest first (for reports)."""
+        query = (select(Session).options(selectinload(Session.result),
+                                         selectinload(Session.minutes))
+                 .where(Session.patient_id == patient_id,
+                        Session.started_at >= _utc(start, "start"),
+                        Session.started_at < _utc(end, "end"))
+                 .order_by(Session.started_at, Session.id))
+        with self._sessions() as s:
+            _patient(s, clinic_id, patient_id)
+            return [session_view(x) for x in s.scalars(query)]
+
 
 def _utc(t: datetime, name: str) -> datetime:
     if t.tzinfo is None:

@@ -7,6 +7,14 @@ benchmark-only dependency, installed in ``.venv-bench``; the runtime never impor
 Scoring rules are those of ``gait_reference`` (issue #3). Prints a table per recording and
 overall, or with ``--json`` one object whose keys hold ``{"ours": ..., "mobgap": ...}``.
 
+Several datasets (issue #15): ``--data`` may be repeated (e.g. ``../shared/data/mobilised``
+and ``../shared/data/voisard_dev``). The figures are then pooled over all folders (the
+top-level keys, as with one folder) and given per folder under ``by_dataset`` (keyed by
+the folder's name), each with the same keys plus its own ``lopo``: the held-out counts of
+that folder's participants from the one pooled leave-one-participant-out run (each fold
+tunes on every other participant of every folder). Participant ids are prefixed with the
+folder's name, since ids repeat across datasets.
+
 Leave-one-participant-out (LOPO): the few parameters that were tuned (``TUNING_GRID``) are
 chosen, for each participant, on the *other* participants only (``selection_score``) and
 the held-out participant is scored with that choice; the pooled held-out counts are printed
@@ -46,7 +54,8 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +171,17 @@ def _per_participant(combo: dict[str, float]) -> dict[str, Counts]:
 
 def lopo(trials: list[Trial], jobs: int = 1, window_s: float = WINDOW_S,
          ) -> tuple[dict[str, float], list[tuple[str, dict[str, float]]]]:
-    """Leave-one-participant-out figures over ``TUNING_GRID`` (pooled held-out counts).
+    """Leave-one-participant-out figures over ``TUNING_GRID`` (pooled held-out counts)."""
+    held, chosen = lopo_folds(trials, jobs, window_s)
+    pooled = Counts()
+    for q, _ in chosen:
+        pooled.merge(held[q])
+    return pooled.summary(), chosen
+
+
+def lopo_folds(trials: list[Trial], jobs: int = 1, window_s: float = WINDOW_S,
+               ) -> tuple[dict[str, Counts], list[tuple[str, dict[str, float]]]]:
+    """Each participant's held-out counts, and the parameters chosen without them.
 
     Every parameter set runs once on every trial (in ``jobs`` processes); each fold then
     scores the sets on the other participants by subtracting the held-out participant's
@@ -183,14 +202,14 @@ def lopo(trials: list[Trial], jobs: int = 1, window_s: float = WINDOW_S,
     participants = sorted({tr.participant for tr in trials})
     terms = np.asarray([[_score_terms(p[q]) for q in participants] for p in per])
     totals = terms.sum(axis=1)
-    held = Counts()
+    held: dict[str, Counts] = {}
     chosen = []
     for qi, q in enumerate(participants):
         scores = [_score_of_terms(t) for t in totals - terms[:, qi]]
         best = int(np.argmax(scores))  # first of equal scores, as before
-        held.merge(per[best][q])
+        held[q] = per[best][q]
         chosen.append((q, combos[best]))
-    return held.summary(), chosen
+    return held, chosen
 
 
 def run_ours(trial: Trial, pipeline: GaitPipeline | None = None,
@@ -300,65 +319,137 @@ def _table(title: str, ours: dict[str, float], theirs: dict[str, float] | None) 
     return "\n".join(lines)
 
 
-def evaluate(data_dir: Path, *, with_mobgap: bool = True, with_lopo: bool = True,
-             jobs: int = 1, window_s: float = WINDOW_S) -> dict[str, Any]:
-    """Score both pipelines; returns per-trial and overall summaries.
+def dataset_labels(data_dirs: Sequence[Path]) -> list[str]:
+    """A short, distinct label per folder: its name, or more of its path where names clash."""
+    paths = [Path(d).resolve() for d in data_dirs]
+    if len(set(paths)) != len(paths):
+        raise ValueError("the same --data folder is given twice")
+    depth = 1
+    while True:
+        labels = ["/".join(p.parts[-depth:]) for p in paths]
+        if len(set(labels)) == len(labels) or depth >= max(len(p.parts) for p in paths):
+            return labels
+        depth += 1
+
+
+def evaluate(data_dir: Path | Sequence[Path], *, with_mobgap: bool = True,
+             with_lopo: bool = True, jobs: int = 1, window_s: float = WINDOW_S,
+             ) -> dict[str, Any]:
+    """Score both pipelines on one or several folders; per-trial, pooled and per-folder figures.
 
     Recordings that cannot be read, and recordings mobgap fails on, are left out of both
     pipelines' figures (so both are scored on the same recordings) and listed under
-    ``skipped`` with the reason.
+    ``skipped`` with the reason. With several folders, participant ids are prefixed with
+    the folder's label (``voisard_dev/HA/001``): ids repeat across datasets but the people
+    do not, and leave-one-participant-out runs over all of them together.
     """
+    dirs = [Path(data_dir)] if isinstance(data_dir, (str, Path)) else [Path(d) for d in data_dir]
+    if not dirs:
+        raise FileNotFoundError("no --data folder given")
+    labels = dataset_labels(dirs)
     skipped: list[str] = []
-    trials = load_trials(data_dir, skipped)
-    if not trials:
-        raise FileNotFoundError(f"no referenced recordings under {data_dir}")
-    runner, note = mobgap_runner(data_dir) if with_mobgap else (None, "mobgap skipped")
+    trials: list[Trial] = []
+    dataset_of: dict[str, str] = {}
     theirs: dict[str, Detection] = {}
-    if runner is not None:
+    notes: list[str] = []
+    has_runner: dict[str, bool] = {}
+    for label, folder in zip(labels, dirs, strict=True):
+        found = load_trials(folder, skipped)
+        if not found:
+            raise FileNotFoundError(f"no referenced recordings under {folder}")
+        runner, note = mobgap_runner(folder) if with_mobgap else (None, "mobgap skipped")
+        notes.append(note)
+        has_runner[label] = runner is not None
         kept = []
-        for tr in trials:
-            try:
-                theirs[tr.name] = runner(tr)
-            except Exception as exc:  # third-party code: one failing recording is left out
-                skipped.append(f"{tr.name}: mobgap failed ({type(exc).__name__}: {exc})")
-            else:
-                kept.append(tr)
-        trials = kept
-        if not trials:
-            raise FileNotFoundError(f"mobgap failed on every recording under {data_dir}")
-    lopo_summary, lopo_chosen = None, None
+        for tr in found:
+            mine = tr if len(dirs) == 1 else replace(tr, participant=f"{label}/{tr.participant}")
+            if runner is not None:
+                try:
+                    theirs[mine.name] = runner(tr)
+                except Exception as exc:  # third-party code: one failing recording is left out
+                    skipped.append(f"{mine.name}: mobgap failed ({type(exc).__name__}: {exc})")
+                    continue
+            kept.append(mine)
+            dataset_of[mine.participant] = label
+        if not kept:
+            raise FileNotFoundError(f"mobgap failed on every recording under {folder}")
+        trials += kept
+    lopo_summary, lopo_chosen, held = None, None, None
     if with_lopo and len({tr.participant for tr in trials}) >= 2:
-        lopo_summary, lopo_chosen = lopo(trials, jobs, window_s)
+        held, lopo_chosen = lopo_folds(trials, jobs, window_s)
+        pooled_held = Counts()
+        for q, _ in lopo_chosen:
+            pooled_held.merge(held[q])
+        lopo_summary = pooled_held.summary()
     ours_all, theirs_all = Counts(), Counts()
+    ours_by = {label: Counts() for label in labels}
+    theirs_by = {label: Counts() for label in labels}
     per_trial = []
     run_ours(trials[0], make_pipeline(trials[0].sensor_height_m, window_s=window_s))  # warm-up
     for tr in trials:
         c_ours = Counts()
         det = run_ours(tr, make_pipeline(tr.sensor_height_m, window_s=window_s))
         c_ours.add(tr, det)
-        ours_all.add(tr, det)
+        ours_all.merge(c_ours)
+        ours_by[dataset_of[tr.participant]].merge(c_ours)
         c_theirs = None
         if tr.name in theirs:
             c_theirs = Counts()
             c_theirs.add(tr, theirs[tr.name])
-            theirs_all.add(tr, theirs[tr.name])
+            theirs_all.merge(c_theirs)
+            theirs_by[dataset_of[tr.participant]].merge(c_theirs)
         per_trial.append((tr.name, c_ours.summary(), c_theirs.summary() if c_theirs else None))
+    by_dataset: dict[str, dict[str, Any]] = {}
+    for label, folder in zip(labels, dirs, strict=True):
+        people = sorted(p for p, d in dataset_of.items() if d == label)
+        lo = None
+        if held is not None:
+            c = Counts()
+            for p in people:
+                c.merge(held[p])
+            lo = c.summary()
+        by_dataset[label] = {
+            "data": str(folder), "n_trials": sum(dataset_of[t.participant] == label
+                                                  for t in trials),
+            "participants": people, "ours": ours_by[label].summary(),
+            "mobgap": theirs_by[label].summary() if has_runner[label] else None,
+            "lopo": lo}
     return {"trials": per_trial, "ours": ours_all.summary(),
-            "mobgap": theirs_all.summary() if runner is not None else None,
-            "mobgap_note": note, "n_trials": len(trials), "lopo": lopo_summary,
-            "lopo_chosen": lopo_chosen, "skipped": skipped, "window_s": window_s}
+            "mobgap": theirs_all.summary() if any(has_runner.values()) else None,
+            "mobgap_note": "; ".join(sorted(set(notes))), "n_trials": len(trials),
+            "lopo": lopo_summary, "lopo_chosen": lopo_chosen, "lopo_held_out": held,
+            "skipped": skipped, "window_s": window_s, "by_dataset": by_dataset,
+            "dataset_of": dataset_of}
 
 
 def _clean(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else float(v)
 
 
+def _json_figures(ours: dict[str, float], theirs: dict[str, float] | None,
+                  lo: dict[str, float] | None) -> dict[str, Any]:
+    """The JSON keys of one scope (pooled, or one folder): ``{"ours": .., "mobgap": ..}``."""
+    out: dict[str, Any] = {k: {"ours": _clean(ours[src]),
+                               "mobgap": _clean(theirs[src]) if theirs else None}
+                           for k, src in JSON_KEYS.items()}
+    for extra in ("bout_f1_iou", "ic_f1_in_ref_bouts", "ic_fp_in_ref_gaps",
+                  "window_cadence_mae_spm", "windows_scored"):
+        out[extra] = {"ours": _clean(ours[extra]),
+                      "mobgap": _clean(theirs[extra]) if theirs else None}
+    out["lopo"] = {k: _clean(lo[src]) for k, src in [*JSON_KEYS.items(), (
+        "window_cadence_mae_spm", "window_cadence_mae_spm")] if k != "samples_per_s"
+    } if lo else None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``justwalk evaluate gait [--json] [--data DIR]``."""
+    """Entry point of ``justwalk evaluate gait [--json] [--data DIR ...]``."""
     ap = argparse.ArgumentParser(prog="justwalk evaluate gait", description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                    help="Mobilise-D style folder (data/lab/<cohort>/<id>/data.mat)")
+    ap.add_argument("--data", type=Path, action="append", default=None,
+                    help="Mobilise-D style folder (data/lab/<cohort>/<id>/data.mat); repeat "
+                    "it to score several folders pooled and per folder (default: "
+                    f"{DEFAULT_DATA})")
     ap.add_argument("--no-mobgap", action="store_true", help="skip the mobgap comparison")
     ap.add_argument("--no-lopo", action="store_true",
                     help="skip the leave-one-participant-out figures")
@@ -367,36 +458,49 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window-s", type=float, default=WINDOW_S,
                     help="window length of the window cadence figure (default: %(default)s, "
                     "the stream processor's)")
+    ap.add_argument("--uncertainty-out", type=Path, default=None,
+                    help="write the measurement-error table of the bout values and daily "
+                    "DMOs (justwalk.evaluation.uncertainty) from the leave-one-participant-"
+                    "out held-out bouts to this JSON file")
     args = ap.parse_args(argv)
     if args.jobs < 1:
         ap.error("--jobs must be at least 1")
     if not args.window_s > 0:
         ap.error("--window-s must be positive")
+    if args.uncertainty_out is not None and args.no_lopo:
+        ap.error("--uncertainty-out needs the leave-one-participant-out run (drop --no-lopo)")
+    data = args.data or [DEFAULT_DATA]
     try:
-        res = evaluate(args.data, with_mobgap=not args.no_mobgap, with_lopo=not args.no_lopo,
+        res = evaluate(data, with_mobgap=not args.no_mobgap, with_lopo=not args.no_lopo,
                        jobs=args.jobs, window_s=args.window_s)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.uncertainty_out is not None:
+        if res["lopo_held_out"] is None:
+            print("error: --uncertainty-out needs at least two participants", file=sys.stderr)
+            return 2
+        from justwalk.evaluation.uncertainty import table_from_evaluation, write_table
+
+        command = "justwalk evaluate gait " + " ".join(
+            [*(f"--data {d['data']}" for d in res["by_dataset"].values()), "--no-mobgap",
+             f"--uncertainty-out {args.uncertainty_out}"])
+        write_table(args.uncertainty_out, table_from_evaluation(
+            res["lopo_held_out"], res["dataset_of"], command=command))
     ours, theirs = res["ours"], res["mobgap"]
     if args.json:
-        out: dict[str, Any] = {k: {"ours": _clean(ours[src]),
-                                   "mobgap": _clean(theirs[src]) if theirs else None}
-                               for k, src in JSON_KEYS.items()}
-        for extra in ("bout_f1_iou", "ic_f1_in_ref_bouts", "ic_fp_in_ref_gaps",
-                      "window_cadence_mae_spm", "windows_scored"):
-            out[extra] = {"ours": _clean(ours[extra]),
-                          "mobgap": _clean(theirs[extra]) if theirs else None}
-        lo = res["lopo"]
-        out["lopo"] = {k: _clean(lo[src]) for k, src in [*JSON_KEYS.items(), (
-            "window_cadence_mae_spm", "window_cadence_mae_spm")] if k != "samples_per_s"
-        } if lo else None
+        out = _json_figures(ours, theirs, res["lopo"])
         out["window_s"] = res["window_s"]
-        out["lopo_chosen"] = {p: c for p, c in res["lopo_chosen"]} if lo else None
+        out["lopo_chosen"] = {p: c for p, c in res["lopo_chosen"]} if res["lopo"] else None
         out["mobgap_available"] = theirs is not None
         out["mobgap_note"] = res["mobgap_note"]
         out["n_trials"] = res["n_trials"]
         out["skipped"] = res["skipped"]
+        out["by_dataset"] = {
+            label: {"data": d["data"], "n_trials": d["n_trials"],
+                    "participants": d["participants"],
+                    **_json_figures(d["ours"], d["mobgap"], d["lopo"])}
+            for label, d in res["by_dataset"].items()}
         print(json.dumps(out, indent=2))
         return 0
     if theirs is None:
@@ -408,6 +512,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, o, t in res["trials"]:
         print(_table(name, o, t))
         print()
+    if len(res["by_dataset"]) > 1:
+        for label, d in res["by_dataset"].items():
+            print(_table(f"DATASET {label} ({d['n_trials']} referenced recordings, "
+                         f"{len(d['participants'])} participants)", d["ours"], d["mobgap"]))
+            if d["lopo"] is not None:
+                print(_table(f"DATASET {label}, LEAVE-ONE-PARTICIPANT-OUT (folds over all "
+                             "datasets' participants)", d["lopo"], d["mobgap"]))
+            print()
     print(_table(f"OVERALL ({res['n_trials']} referenced recordings, pooled; windows of "
                  f"{res['window_s']:g} s)", ours, theirs))
     if res["lopo"] is not None:
@@ -416,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
                      "other participants; mobgap untuned)", res["lopo"], theirs))
         for p, c in res["lopo_chosen"]:
             print(f"  held out {p}: " + ", ".join(f"{k}={v:g}" for k, v in c.items()))
+    if args.uncertainty_out is not None:
+        print(f"\nmeasurement-error table written to {args.uncertainty_out}")
     return 0
 
 

@@ -308,6 +308,21 @@ def window_cadence_errors(trial: Trial, windows: Sequence[WindowResult],
     return out
 
 
+PAIRED_VALUES = ("cadence_spm", "walking_speed_mps", "stride_length_m", "stride_time_cv_pct",
+                 "stride_duration_s", "duration_s")
+"""Bout values whose (ours, reference) pairs ``Counts`` keeps. ``stride_duration_s`` is
+120 / cadence (the mean stride duration of a bout at that cadence, as Mobilise-D derives it
+from the cadence of a bout without its strides); ``duration_s`` the bout's length."""
+
+
+def _paired_value(b: Bout, key: str, fs: float) -> float:
+    if key == "stride_duration_s":
+        return 120.0 / b.cadence_spm if b.cadence_spm > 0 else math.nan
+    if key == "duration_s":
+        return b.n_samples / fs
+    return float(getattr(b, key))
+
+
 def overlap(a: Bout, b: Bout) -> int:
     """Number of samples two bouts share."""
     return max(0, min(a.end, b.end) - max(a.start, b.start) + 1)
@@ -378,6 +393,14 @@ class Counts:
     errors: dict[str, list[float]] = field(default_factory=lambda: {
         "cadence_spm": [], "walking_speed_mps": [], "stride_length_m": [],
         "stride_time_cv_pct": []})
+    pairs: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: {
+        k: [] for k in PAIRED_VALUES})
+    """(ours, reference) per reference bout with a partner, for every ``PAIRED_VALUES``
+    key where both are defined: what ``justwalk.evaluation.uncertainty`` bins by our value."""
+    bout_rows: dict[str, list[list[float]]] = field(default_factory=lambda: {
+        "ours": [], "ref": []})
+    """Every detected (``ours``) and reference (``ref``) bout as a row of
+    ``justwalk.mobility.QUANTITIES`` (steps and turns NaN): the daily DMOs of both."""
     samples: int = 0
     seconds: float = 0.0
 
@@ -420,6 +443,14 @@ class Counts:
                 a, b = getattr(partner, key), getattr(ref, key)
                 if math.isfinite(a) and math.isfinite(b):
                     errs.append(abs(a - b))
+            for key, vals in self.pairs.items():
+                a, b = _paired_value(partner, key, fs), _paired_value(ref, key, fs)
+                if math.isfinite(a) and math.isfinite(b):
+                    vals.append((a, b))
+        for side, bouts in (("ours", det.bouts), ("ref", trial.ref_bouts)):
+            self.bout_rows[side] += [
+                [b.n_samples / fs, math.nan, math.nan, b.walking_speed_mps, b.stride_length_m,
+                 b.cadence_spm, _paired_value(b, "stride_duration_s", fs)] for b in bouts]
         self.window_cadence_errors_spm += [
             abs(ours - ref) for _, ours, ref in window_cadence_errors(trial, det.windows)
             if math.isfinite(ours) and math.isfinite(ref)]
@@ -434,7 +465,7 @@ class Counts:
                 mine.extend(theirs)
             elif isinstance(mine, dict):
                 for key, errs in mine.items():
-                    errs.extend(theirs[key])
+                    errs.extend(theirs[key])  # type: ignore[arg-type]
             else:
                 setattr(self, f.name, mine + theirs)
 

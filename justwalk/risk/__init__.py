@@ -66,6 +66,11 @@ Sources (why these inputs, directions and reference values)
 
 [*] cited from the literature brief, not re-read against the paper when this was written.
 
+Daily mobility outcomes (``justwalk.mobility``, issue #15) reach the scorer through
+``FallRiskScorer.on_daily_dmos`` and are readable with ``dmo_features`` (``DMO_FEATURES``
+per clinic day, kept with the state). They do not enter the points: without outcome data
+there is nothing to weight them by, so the score is unchanged.
+
 Stride-time CV and step-time asymmetry are those of ``justwalk.gait.variability``; the
 studies above used walkways, insoles or shank sensors in the lab, so values from a
 lower-back IMU in daily life are not directly interchangeable (see README.md).
@@ -80,6 +85,7 @@ from justwalk.risk._alerts import (
 )
 from justwalk.risk._model import COMPONENTS, FallRiskModel, ramp
 from justwalk.risk._scorer import (
+    DMO_FEATURES,
     INPUT_KEYS,
     US_PER_DAY,
     BoutSummary,
@@ -92,6 +98,7 @@ from justwalk.risk._state import DayAggregate, FallRiskState
 
 __all__ = [
     "COMPONENTS",
+    "DMO_FEATURES",
     "INPUT_KEYS",
     "TREND_DAYS",
     "US_PER_DAY",

@@ -41,6 +41,11 @@ from justwalk.risk._state import DayAggregate, FallRiskState
 US_PER_DAY = 86_400_000_000
 _EPOCH = date(1970, 1, 1)
 
+DMO_FEATURES = ("wb_all_n", "walkdur_all_s", "cadence_all_mean_spm", "strdur_all_cv_pct",
+                "ws_10_p90_mps", "ws_30_mean_mps", "wbdur_all_p90_s")
+"""Daily mobility outcomes the scorer keeps (``on_daily_dmos``): amount of walking, its
+pace and variability, and the best speed of the day (P90 of bouts > 10 s)."""
+
 INPUT_KEYS = ("walking_speed_mps", "stride_time_cv_pct", "step_time_asymmetry_pct", "walking_s")
 """Keys of ``RiskScore.inputs``: the gait-window inputs of the score, units in the names."""
 
@@ -268,6 +273,27 @@ class FallRiskScorer:
         """Event-time watermark: close every day before the clinic day of ``t_us``."""
         daily, alerts = self._advance(state, self.day_of(t_us))
         return RiskUpdate(None, daily, alerts)
+
+    def on_daily_dmos(self, state: FallRiskState, day_start_us: int,
+                      dmos: dict[str, float | None]) -> None:
+        """Keep a clinic day's daily mobility outcomes (``justwalk.mobility``) as inputs.
+
+        Only ``DMO_FEATURES`` are kept, for the retained history; the points are not
+        changed by them (no outcome data to weight them yet: issue #15).
+        """
+        day = self.day_of(day_start_us + US_PER_DAY // 2)
+        newest = max([day, *state.dmos, *([] if state.day is None else [state.day])])
+        state.dmos[day] = {k: float(v) for k in DMO_FEATURES
+                           if (v := dmos.get(k)) is not None}
+        for old in [d for d in state.dmos if d <= newest - self.history_days]:
+            del state.dmos[old]
+
+    def dmo_features(self, state: FallRiskState, day: int | None = None,
+                     ) -> dict[str, float]:
+        """The daily mobility outcomes of clinic ``day`` (default: the latest day with some)."""
+        if not state.dmos:
+            return {}
+        return dict(state.dmos.get(max(state.dmos) if day is None else day, {}))
 
     def current(self, state: FallRiskState) -> RiskScore | None:
         """The snapshot for the open day, or None before any counted input."""

@@ -79,6 +79,10 @@ class FallRiskState:
     last_rise_alert_day: int | None = None
     n_late_ignored: int = 0
     """Inputs older than the retained history, dropped (counted for monitoring)."""
+    dmos: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Daily mobility outcomes (``justwalk.mobility``, ``DMO_FEATURES``) per clinic day,
+    latest publication, for the retained history: inputs the scorer can read
+    (``FallRiskScorer.dmo_features``); they do not enter the points."""
 
     def find(self, day: int) -> DayAggregate | None:
         """The aggregate of ``day``, if that day has data."""
@@ -104,6 +108,7 @@ class FallRiskState:
             "last_threshold_alert_day": self.last_threshold_alert_day,
             "last_rise_alert_day": self.last_rise_alert_day,
             "n_late_ignored": self.n_late_ignored,
+            "dmos": {str(k): dict(v) for k, v in self.dmos.items()},
         }
 
     @classmethod
@@ -119,4 +124,6 @@ class FallRiskState:
             last_threshold_alert_day=opt_int(d["last_threshold_alert_day"]),
             last_rise_alert_day=opt_int(d["last_rise_alert_day"]),
             n_late_ignored=int(d["n_late_ignored"]),
+            dmos={int(k): {str(n): float(x) for n, x in v.items()}
+                  for k, v in d.get("dmos", {}).items()},
         )
