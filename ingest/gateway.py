@@ -28,13 +28,16 @@ from dataclasses import dataclass, field
 
 from aiohttp import StreamReader, WSCloseCode, WSMsgType, web
 
+from ingest.feedback import FeedbackRelay
 from ingest.intake import INTERNAL_ERROR, Clock, Intake, Result, Submission, held_back_text
 from ingest.limits import DeviceBudgets, DeviceLimits, ReportLimiter
 from ingest.publisher import KafkaPublisher, Publisher
 from ingest.registry import DeviceEntry, DeviceRegistry
 from ingest.tls import gateway_ssl_context
+from ingest.training import TrainingGate
 from ingest.validation import ChunkValidator
 from justwalk.config import Settings
+from justwalk.db.optional import open_repository
 from justwalk.device_protocol import (
     AUTH_HEADER,
     AUTH_SCHEME,
@@ -43,6 +46,7 @@ from justwalk.device_protocol import (
     STREAM_PATH,
     UPLOAD_PATH,
     error_message,
+    is_session_message,
 )
 from justwalk.kafka_topics import ensure_topics
 from justwalk.wire import (
@@ -72,6 +76,8 @@ _REGISTRY = web.AppKey("registry", DeviceRegistry)
 _PUBLISHER = web.AppKey("publisher", Publisher)
 _BUDGETS = web.AppKey("budgets", DeviceBudgets)
 _SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
+_TRAINING = web.AppKey("training", TrainingGate)
+_FEEDBACK = web.AppKey("feedback", FeedbackRelay)
 
 
 def wall_clock_us() -> int:
@@ -88,10 +94,15 @@ def create_app(
     validator: ChunkValidator | None = None,
     limits: DeviceLimits | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    training: TrainingGate | None = None,
+    feedback: FeedbackRelay | None = None,
 ) -> web.Application:
     """The gateway's aiohttp application; the caller owns ``publisher``.
 
     ``limits`` are the per-device limits (``ingest.limits``); ``monotonic`` is their clock.
+    ``training`` answers the devices' session_start/session_stop (``ingest.training``);
+    without it they are refused as ``training_unavailable``. ``feedback`` keeps the open
+    sockets for the feedback pushed to them (``ingest.feedback``).
     """
     app = web.Application(client_max_size=settings.max_upload_bytes)
     if validator is None:
@@ -104,6 +115,8 @@ def create_app(
     app[_PUBLISHER] = publisher
     app[_BUDGETS] = DeviceBudgets(limits, monotonic)
     app[_SOCKETS] = weakref.WeakSet()
+    app[_TRAINING] = training or TrainingGate(None, publisher, settings.topic_chunks)
+    app[_FEEDBACK] = feedback or FeedbackRelay()
     app.router.add_get(STREAM_PATH, _stream)
     app.router.add_post(UPLOAD_PATH, _upload)
     app.router.add_get(HEALTH_PATH, _health)
@@ -123,7 +136,14 @@ async def serve(settings: Settings) -> None:
     try:
         # No access log: a line per request would let any client fill the disk; the
         # handlers log what matters, per device and rate-limited (ingest.limits).
-        runner = web.AppRunner(create_app(settings, publisher, registry),
+        training = TrainingGate(open_repository(settings, "gateway"), publisher,
+                                settings.topic_chunks)
+        relay = FeedbackRelay()
+        relaying = asyncio.create_task(relay.run(settings.kafka_bootstrap,
+                                                 settings.topic_feedback))
+        relaying.add_done_callback(_relay_ended)
+        runner = web.AppRunner(create_app(settings, publisher, registry, training=training,
+                                          feedback=relay),
                                shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
         await runner.setup()
         try:
@@ -135,10 +155,18 @@ async def serve(settings: Settings) -> None:
                      settings.gateway_host, settings.gateway_port)
             await _until_sigterm()
         finally:
+            relaying.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await relaying
             await runner.cleanup()
     finally:
         await publisher.stop()
     log.info("gateway stopped")
+
+
+def _relay_ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("feedback to the devices stopped: %r", task.exception())
 
 
 async def _until_sigterm() -> None:
@@ -215,6 +243,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     ws = _DeviceSocket(max_msg_size=MAX_WS_MESSAGE_BYTES, heartbeat=WS_HEARTBEAT_S)
     await ws.prepare(request)
     request.app[_SOCKETS].add(ws)
+    request.app[_FEEDBACK].open(entry, ws)
     _log_device(intake, entry, "connected", "connected")
     queue: asyncio.Queue[Submission | None] = asyncio.Queue(maxsize=STREAM_PIPELINE_DEPTH)
     answerer = asyncio.create_task(_answer_in_order(ws, intake, queue))
@@ -231,6 +260,11 @@ async def _stream(request: web.Request) -> web.StreamResponse:
                         _rate_limited_reason(wait_s), retry_after_s=round(wait_s, 3)))
                 else:
                     submission = await intake.submit(msg.data, entry)
+            elif msg.type is WSMsgType.TEXT and is_session_message(msg.data):
+                # session_start / session_stop (ingest.training), answered at once
+                budgets.take(entry.device_id, len(msg.data))  # counted like any message
+                await ws.send_str(await request.app[_TRAINING].handle(entry, msg.data))
+                continue
             elif msg.type is WSMsgType.TEXT:
                 budgets.take(entry.device_id, len(msg.data))  # counted like any message
                 submission = Submission(intake.reject(
@@ -247,6 +281,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         await answerer
     finally:
         answerer.cancel()
+        request.app[_FEEDBACK].close(entry, ws)
     _log_device(intake, entry, "disconnected", f"disconnected (close code {ws.close_code})")
     return ws
 

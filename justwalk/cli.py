@@ -118,6 +118,10 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         from justwalk.evaluation.falls import main as evaluate_falls
 
         return evaluate_falls(args.options)
+    if args.what == "walk-tests":
+        from justwalk.evaluation.walk_tests import main as evaluate_walk_tests
+
+        return evaluate_walk_tests(args.options)
     from justwalk.evaluation.gait import main as evaluate_gait
 
     return evaluate_gait(args.options)
@@ -276,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ca-file", type=Path, default=None,
                    help="verify an https:// gateway against this CA (PEM) instead of the "
                    "system's")
+    s.add_argument("--training", choices=["free_walk", "guided_walk", "t25fw", "2mwt", "6mwt"],
+                   default=None, help="each device starts this training session 5 s in "
+                   "(and logs the feedback it gets)")
+    s.add_argument("--prescription", type=int, default=None,
+                   help="the prescription id the training session names")
+    s.add_argument("--fatigue", type=float, default=0.0,
+                   help="walking speed decline, percent per minute (fatigue)")
     s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("replay", help="stream a Mobilise-D recording to a gateway")
@@ -299,9 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_replay)
 
     s = sub.add_parser("evaluate", help="accuracy against the real recordings in ../shared/data",
-                       description="justwalk evaluate falls|gait [--json] [--data DIR] ...; "
+                       description="justwalk evaluate falls|gait|walk-tests [--json] "
+                       "[--data DIR] ...; "
                        "see `justwalk evaluate falls --help`")
-    s.add_argument("what", choices=["gait", "falls"])
+    s.add_argument("what", choices=["gait", "falls", "walk-tests"])
     s.add_argument("options", nargs=argparse.REMAINDER,
                    help="options of the evaluation (--json, --data DIR, ...)")
     s.set_defaults(func=_cmd_evaluate)

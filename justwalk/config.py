@@ -32,6 +32,10 @@ class Settings:
     """Fall-risk scores per patient (FallRiskRecord); risk alerts go to ``topic_alerts``."""
     topic_sessions: str = "gait.sessions"
     """Running summaries of recording sessions (SessionRecord)."""
+    topic_training: str = "training.results"
+    """Training sessions' results and per-minute values (WalkTestRecord, WalkMinuteRecord)."""
+    topic_feedback: str = "training.feedback"
+    """Real-time feedback for the devices (FeedbackRecord); the gateway pushes it."""
     topic_state: str = "processor.state"
     """The processor's stored session and patient states (internal; compacted; partitioned
     like ``topic_chunks``; see stream_processors.runtime)."""

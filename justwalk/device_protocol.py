@@ -30,8 +30,49 @@ A session is one recording under one ``session_id``. The device sets ``ChunkFlag
 already accepted sequence with ``bad_flags``. A session whose device stops without the
 flag is closed by the stream processor after ``Settings.session_idle_timeout_s``.
 
-Later versions add ``{"type": "feedback", ...}`` messages for real-time patient feedback;
-a device must ignore message types it does not know.
+A device must ignore message types it does not know.
+
+Training sessions (issue #16). Over the same WebSocket the device starts and stops a
+training session with *text* messages (JSON); a session is bound to one recording
+``session_id`` (the chunks' ``justwalk.wire`` session id, one training session per
+recording)::
+
+    {"type": "session_start", "session_id": "...", "session_type": "6mwt",
+     "prescription_id": 12 or null, "course_length_m": 30.0 or null, "t_us": N}
+    {"type": "session_stop", "session_id": "...", "t_us": N}
+
+``session_type`` is one of ``free_walk``, ``guided_walk``, ``t25fw``, ``2mwt``, ``6mwt``;
+``t_us`` is the device time (the chunks' clock) at which the session starts or stops (for
+a T25FW with a measured ``course_length_m``, the start and finish gates; a 2MWT/6MWT on
+a measured course counts its laps by the turns at its ends). A prescribed
+session names its ``prescription_id`` (the prescription's type must be the session's);
+without one the session runs with no cadence band. The gateway checks a start against the
+database (the device's patient, clinic and the prescription) and answers
+``{"type": "session_started", "session_id": "...", "db_session_id": N, "plan": {...}}``,
+a stop with ``{"type": "session_stopped", "session_id": "..."}``; a refusal is
+``{"type": "session_error", "session_id": "..." or null, "code": "...", "reason": "..."}``
+(never an ``error``, which answers chunks) with the code ``bad_request`` (malformed),
+``unknown_prescription`` (none such for this patient, or another clinic's),
+``prescription_mismatch`` (inactive, or of another type), ``session_exists`` (the recording
+already has a training session), ``unknown_session`` (a stop without a start on this
+connection's patient), ``training_unavailable`` (no database) or ``unavailable`` (Kafka;
+retry). A refused start or stop changes nothing; chunks are stored as always. A test
+stopped before its time (a ``session_stop``, or the recording's last chunk) is scored as
+``stopped_early``; one whose device goes quiet without a stop is closed at its last data
+as ``disconnected`` (the processor's idle timeout); what arrived is kept either way.
+
+Feedback. During a training session the gateway pushes real-time feedback, only to the
+device of that session's patient, as text messages::
+
+    {"type": "feedback", "kind": "...", "session_id": "...", "t_us": N, "text": "...", ...}
+
+``kind`` is ``cadence_cue`` (``direction`` faster/slower, ``cadence_spm``, ``band_spm``,
+``metronome_spm``: the tempo to play), ``fatigue`` (``minute``, ``speed_change_pct``,
+``cadence_change_pct``: suggest a rest), ``safety`` (``event``: near_fall or fall),
+``progress`` (``elapsed_s``, ``distance_m``, ``steps``) or ``test_end`` (``reason``:
+duration or distance: the test is over). ``t_us`` is the device time the decision refers
+to; ``text`` a plain-language message the device may show or speak. Built by
+``feedback_message``; the rules are ``justwalk.training.feedback``.
 
 Store and forward (home): ``POST /v1/upload`` with the same header and
 ``Content-Type: application/octet-stream``; the body is ``justwalk.wire.frame_upload`` of
@@ -76,6 +117,127 @@ AUTH_SCHEME = "Bearer"
 
 
 RETRYABLE_CODES = frozenset({"unavailable", "internal_error", "bad_checksum", "rate_limited"})
+
+
+SESSION_TYPES = ("free_walk", "guided_walk", "t25fw", "2mwt", "6mwt")
+FEEDBACK_KINDS = ("cadence_cue", "fatigue", "safety", "progress", "test_end")
+MAX_COURSE_LENGTH_M = 1000.0
+
+
+class ProtocolError(ValueError):
+    """A text message the gateway cannot accept; ``code`` names the fault."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStart:
+    """A device's ``session_start`` message."""
+
+    session_id: str
+    session_type: str
+    t_us: int
+    prescription_id: int | None = None
+    course_length_m: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStop:
+    """A device's ``session_stop`` message."""
+
+    session_id: str
+    t_us: int
+
+
+MAX_SESSION_MESSAGE_CHARS = 4096
+
+
+def is_session_message(text: str) -> bool:
+    """True for a JSON object whose type is ``session_start`` or ``session_stop``.
+
+    Any other text message is answered as before (``expected_binary``).
+    """
+    if len(text) > MAX_SESSION_MESSAGE_CHARS or not text.lstrip().startswith("{"):
+        return False
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("type") in ("session_start", "session_stop")
+
+
+def parse_device_text(text: str) -> SessionStart | SessionStop:
+    """A device's text message; ``ProtocolError`` (``bad_request``) naming what is wrong."""
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError("bad_request", f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("bad_request", "expected a JSON object")
+    kind = body.get("type")
+    if kind not in ("session_start", "session_stop"):
+        raise ProtocolError("bad_request", f"unknown message type {kind!r}; a device sends "
+                            "chunks as binary messages and session_start / session_stop as text")
+    known = {"type", "session_id", "t_us"} | (
+        {"session_type", "prescription_id", "course_length_m"} if kind == "session_start"
+        else set())
+    extra = sorted(set(body) - known)
+    if extra:
+        raise ProtocolError("bad_request", f"{kind}: unknown fields {extra}")
+    session_id = body.get("session_id")
+    if not isinstance(session_id, str) or not ID_PATTERN.fullmatch(session_id):
+        raise ProtocolError("bad_request", f"{kind}: session_id {session_id!r} is not an id")
+    t_us = body.get("t_us")
+    if not isinstance(t_us, int) or isinstance(t_us, bool) or t_us < 0:
+        raise ProtocolError("bad_request", f"{kind}: t_us must be a device time in us (an "
+                            "integer >= 0)")
+    if kind == "session_stop":
+        return SessionStop(session_id, t_us)
+    session_type = body.get("session_type")
+    if session_type not in SESSION_TYPES:
+        raise ProtocolError("bad_request", f"session_start: session_type {session_type!r} "
+                            f"is not one of {list(SESSION_TYPES)}")
+    rx = body.get("prescription_id")
+    if rx is not None and (not isinstance(rx, int) or isinstance(rx, bool) or rx < 1):
+        raise ProtocolError("bad_request", "session_start: prescription_id must be a "
+                            "positive integer or null")
+    course = body.get("course_length_m")
+    if course is not None and (isinstance(course, bool) or not isinstance(course, int | float)
+                               or not 0 < course <= MAX_COURSE_LENGTH_M):
+        raise ProtocolError("bad_request", "session_start: course_length_m must be a length "
+                            f"in metres (0 < x <= {MAX_COURSE_LENGTH_M:g}) or null")
+    return SessionStart(session_id, session_type, t_us, rx,
+                        None if course is None else float(course))
+
+
+def session_started_message(session_id: str, db_session_id: int,
+                            plan: dict[str, Any]) -> str:
+    """The gateway's answer to an accepted ``session_start``."""
+    return json.dumps({"type": "session_started", "session_id": session_id,
+                       "db_session_id": db_session_id, "plan": plan})
+
+
+def session_error_message(session_id: str | None, code: str, reason: str) -> str:
+    """The gateway's refusal of a ``session_start`` or ``session_stop``."""
+    return json.dumps({"type": "session_error", "session_id": session_id, "code": code,
+                       "reason": reason})
+
+
+def session_stopped_message(session_id: str) -> str:
+    """The gateway's answer to an accepted ``session_stop``."""
+    return json.dumps({"type": "session_stopped", "session_id": session_id})
+
+
+def feedback_message(kind: str, session_id: str, t_us: int, text: str,
+                     values: dict[str, Any]) -> str:
+    """A feedback message for the device (the one format, see the module docstring)."""
+    if kind not in FEEDBACK_KINDS:
+        raise ValueError(f"unknown feedback kind {kind!r}")
+    return json.dumps({"type": "feedback", "kind": kind, "session_id": session_id,
+                       "t_us": t_us, "text": text, **values})
 
 
 def auth_headers(token: str) -> dict[str, str]:

@@ -70,6 +70,8 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_events,
         settings.topic_risk,
         settings.topic_sessions,
+        settings.topic_training,
+        settings.topic_feedback,
         settings.topic_dead_letter,
         settings.topic_state,
     ]

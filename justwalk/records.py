@@ -17,6 +17,9 @@ FallRiskRecord      ``topic_risk``        ``fall_risk``
 DmoDailyRecord      ``topic_risk``        ``dmo_daily`` (per patient and clinic day)
 SessionRecord       ``topic_sessions``    ``session`` (one point per session, rewritten)
 AlertRecord         ``topic_alerts``      ``alert``
+WalkTestRecord      ``topic_training``    ``walk_test`` (and the database's session result)
+WalkMinuteRecord    ``topic_training``    ``walk_test_minute``
+FeedbackRecord      ``topic_feedback``    (none: pushed to the device by the gateway)
 =================== ===================== ================================================
 """
 
@@ -390,12 +393,102 @@ def decode_alert(data: bytes) -> AlertRecord:
         raise ValueError(f"not an alert: {exc!r}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class WalkTestRecord(_TopicRecord):
+    """The result of one training session (walk test, guided or free walk), once, at its end.
+
+    Time: ``start_us`` (device time of the session's start). ``db_session_id`` is the
+    database's session (``justwalk.db``) the sink stores the result in. Values and their
+    uncertainties: ``justwalk.training.WalkResult``; ``minutes`` repeats the per-minute
+    values (``WalkMinuteRecord``) for the database.
+    """
+
+    KIND: ClassVar[str] = "walk_test"
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+    db_session_id: int
+    session_type: str
+    status: str
+    start_us: int
+    end_us: int
+    duration_s: float
+    distance_m: float
+    distance_uncertainty_m: float | None
+    distance_source: str
+    steps: int
+    mean_speed_mps: float | None
+    speed_uncertainty_mps: float | None
+    mean_cadence_spm: float | None
+    stride_time_cv_pct: float | None
+    near_falls: int
+    adherence_pct: float | None
+    cadence_in_band_pct: float | None
+    t25fw_time_s: float | None
+    t25fw_time_uncertainty_s: float | None
+    dwi_pct: float | None
+    dwi_minute2_pct: float | None
+    fatigability: bool | None
+    minutes: list[dict[str, Any]]
+    """``[{"minute", "distance_m", "steps", "speed_mps", "cadence_spm"}]``."""
+
+
+@dataclass(frozen=True, slots=True)
+class WalkMinuteRecord(_TopicRecord):
+    """One minute of a training session, published when it is final.
+
+    Time: the minute's start (``session start + (minute - 1) x 60 s``, device time).
+    """
+
+    KIND: ClassVar[str] = "walk_test_minute"
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+    db_session_id: int
+    session_type: str
+    minute: int
+    t_us: int
+    duration_s: float
+    distance_m: float
+    distance_uncertainty_m: float | None
+    steps: int
+    speed_mps: float
+    cadence_spm: float
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRecord(_TopicRecord):
+    """A feedback decision for the patient's device (``justwalk.device_protocol``).
+
+    ``t_us``: device time the decision refers to; ``raised_at_us``: processor wall clock;
+    ``chunk_received_at_us``: the gateway's receipt of the chunk that caused it (latency).
+    """
+
+    KIND: ClassVar[str] = "feedback"
+
+    clinic_id: str
+    patient_id: str
+    device_id: str
+    session_id: str
+    feedback: str
+    """``cadence_cue``, ``fatigue``, ``safety``, ``progress`` or ``test_end``."""
+    t_us: int
+    text: str
+    values: dict[str, Any]
+    raised_at_us: int
+    chunk_received_at_us: int | None = None
+
+
 Record = (StepRecord | GaitWindowRecord | BoutRecord | GaitEventRecord | FallRiskRecord
-          | AlertRecord | SessionRecord | DmoDailyRecord)
+          | AlertRecord | SessionRecord | DmoDailyRecord | WalkTestRecord | WalkMinuteRecord)
 _KINDS: dict[str, type[Record]] = {
     cls.KIND: cls
     for cls in (StepRecord, GaitWindowRecord, BoutRecord, GaitEventRecord, FallRiskRecord,
-                AlertRecord, SessionRecord, DmoDailyRecord)
+                AlertRecord, SessionRecord, DmoDailyRecord, WalkTestRecord, WalkMinuteRecord)
 }
 
 

@@ -43,6 +43,8 @@ from justwalk.records import (
     Record,
     SessionRecord,
     StepRecord,
+    WalkMinuteRecord,
+    WalkTestRecord,
 )
 
 DATABASE_DEFAULT = "justwalk"
@@ -445,8 +447,63 @@ WEEKLY = Measurement(
     _ROLLUP_FIELDS, tags=ROLLUP_TAGS, written_by="continuous queries cq_weekly_*",
 )
 
+MEASUREMENT_WALK_TEST = "walk_test"
+MEASUREMENT_WALK_TEST_MINUTE = "walk_test_minute"
+_TRAINING = (
+    _SESSION,
+    _f("db_session_id", "integer", "the database's session (justwalk.db sessions.id)"),
+    _f("session_type", "string", "free_walk, guided_walk, t25fw, 2mwt or 6mwt"),
+)
+WALK_TEST = Measurement(
+    MEASUREMENT_WALK_TEST, RP_LONGTERM,
+    "start of the training session (device time)",
+    "one point per training session (walk test, guided or free walk), at its end "
+    "(justwalk.training); each distance, speed and time with its uncertainty",
+    (
+        *_TRAINING,
+        _f("status", "string", "completed, stopped_early or disconnected"),
+        _f("duration_s", "float", "session (test) duration"),
+        _f("distance_m", "float", "distance walked (T25FW: 7.62 m or the course)"),
+        _f("distance_uncertainty_m", "float",
+           "distance uncertainty: the gait evaluation's stride-length MAE relative to the "
+           "session's stride length (0 for a measured course)"),
+        _f("distance_source", "string", "imu (step lengths) or course (measured)"),
+        _f("steps", "integer", "steps in the session"),
+        _f("mean_speed_mps", "float", "distance / duration"),
+        _f("speed_uncertainty_mps", "float", "uncertainty of mean_speed_mps"),
+        _f("mean_cadence_spm", "float", "steps per minute over the duration"),
+        _f("stride_time_cv_pct", "float", "variability: stride-time coefficient of variation"),
+        _f("near_falls", "integer", "near-falls during the session"),
+        _f("adherence_pct", "float", "share of the prescription's time (or distance) done"),
+        _f("cadence_in_band_pct", "float", "steps with the running cadence in the band"),
+        _f("t25fw_time_s", "float", "Timed 25-Foot Walk time"),
+        _f("t25fw_time_uncertainty_s", "float", "uncertainty of t25fw_time_s"),
+        _f("dwi_pct", "float", "Distance Walked Index, last minute vs minute 1 (2MWT, 6MWT)"),
+        _f("dwi_minute2_pct", "float", "DWI with minute 2 as the baseline (6MWT)"),
+        _f("fatigability", "boolean", "DWI <= -15 % (6MWT)"),
+    ),
+    written_by="sink (WalkTestRecord)",
+)
+WALK_TEST_MINUTE = Measurement(
+    MEASUREMENT_WALK_TEST_MINUTE, RP_LONGTERM,
+    "start of the minute (device time)",
+    "one point per minute of a training session (per-minute walk-test values)",
+    (
+        *_TRAINING,
+        _f("minute", "integer", "minute of the session, from 1"),
+        _f("duration_s", "float", "60, or less for a last minute cut short"),
+        _f("distance_m", "float", "distance in the minute"),
+        _f("distance_uncertainty_m", "float", "uncertainty of distance_m"),
+        _f("steps", "integer", "steps in the minute"),
+        _f("speed_mps", "float", "distance / duration"),
+        _f("cadence_spm", "float", "steps per minute"),
+    ),
+    written_by="sink (WalkMinuteRecord)",
+)
+
 MEASUREMENTS: tuple[Measurement, ...] = (
     STEP, GAIT_WINDOW, BOUT, EVENT, ALERT, SESSION, FALL_RISK, DMO_DAILY, DAILY, WEEKLY,
+    WALK_TEST, WALK_TEST_MINUTE,
 )
 _BY_NAME = {m.name: m for m in MEASUREMENTS}
 
@@ -732,6 +789,8 @@ def record_to_line(record: Record) -> str:
             },
             record.start_us,
         )
+    if isinstance(record, WalkTestRecord | WalkMinuteRecord):
+        return training_to_line(record)
     if isinstance(record, FallRiskRecord):
         return fall_risk_to_line(record)
     if isinstance(record, DmoDailyRecord):
@@ -937,3 +996,12 @@ def describe() -> str:
         out.append(f"| `{cq.name}` | {cq.period.resample_every} | {cq.period.resample_for} | "
                    f"`{cq.select(clinic_database(DATABASE_DEFAULT, '<clinic>'))}` |")
     return "\n".join(out) + "\n"
+
+
+def training_to_line(record: WalkTestRecord | WalkMinuteRecord) -> str:
+    """The ``walk_test`` or ``walk_test_minute`` point of a training record."""
+    tags = {k: getattr(record, k) for k in TAG_KEYS}
+    m = WALK_TEST if isinstance(record, WalkTestRecord) else WALK_TEST_MINUTE
+    fields = {f.name: getattr(record, f.name) for f in m.fields}
+    t_us = record.start_us if isinstance(record, WalkTestRecord) else record.t_us
+    return point(m.name, tags, fields, t_us)

@@ -60,13 +60,14 @@ from justwalk.broker_loss import (
     probe_anchors,
 )
 from justwalk.config import Settings
+from justwalk.db.optional import open_repository
 from justwalk.kafka_topics import (
     KeyHashPartitioner,
     ensure_topics,
     group_consumer,
     stop_consumer,
 )
-from justwalk.records import decode_record
+from justwalk.records import WalkTestRecord, decode_record
 from justwalk.schema import RETENTION_DURATION, RETENTION_POLICY, record_to_line
 from justwalk.wire import received_us_from_headers
 from sinks.dead_letters import (
@@ -85,6 +86,7 @@ from sinks.influx import (
     InfluxWriteError,
 )
 from sinks.latency import LatencyLog
+from sinks.session_results import SessionResults
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,7 @@ class InfluxSink:
         shutdown_timeout_s: float = 10.0,
         poll_max_s: float = 0.25,
         latency_report_s: float = 60.0,
+        results: SessionResults | None = None,
     ) -> None:
         if batch_points < 1:
             raise ValueError("batch_points must be at least 1")
@@ -184,6 +187,9 @@ class InfluxSink:
         self._need_database = True
         self.latency = LatencyLog()
         """Gateway receipt -> acknowledged by InfluxDB, for the current reporting period."""
+        self.results = results
+        """Where training results go besides InfluxDB (``sinks.session_results``)."""
+        self._results: list[WalkTestRecord] = []
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> InfluxSink:
@@ -219,10 +225,12 @@ class InfluxSink:
             probe=probe,
             topics=[settings.topic_steps, settings.topic_windows, settings.topic_alerts,
                     settings.topic_bouts, settings.topic_events, settings.topic_risk,
-                    settings.topic_sessions],
+                    settings.topic_sessions, settings.topic_training],
             producer=producer,
             dead_letter_topic=settings.topic_dead_letter,
             delivery_timeout_s=settings.kafka_delivery_timeout_s,
+            results=None if (repo := open_repository(settings, "sink")) is None
+            else SessionResults(repo),
             **options,
         )
 
@@ -265,6 +273,8 @@ class InfluxSink:
         except Exception as exc:
             self.dead.add(message, INVALID, str(exc))
             return
+        if self.results is not None and isinstance(record, WalkTestRecord):
+            self._results.append(record)
         self._buffer.append(BufferedPoint(tp, message.offset, line,
                                           received_us_from_headers(message.headers),
                                           message.key, message.value))
@@ -325,6 +335,9 @@ class InfluxSink:
             for p, reason in rejected:
                 self.dead.letters.append(
                     DeadLetter(p.tp, p.offset, p.key, p.value, REJECTED, reason))
+        if self._results and self.results is not None:  # InfluxDB has them: now the database
+            await asyncio.to_thread(self.results.store, self._results)
+            self._results = []
         offsets = dict(self._pending)
         await self.dead.store()
         self._pending.clear()

@@ -597,7 +597,8 @@ def output_topics(settings: Settings) -> OutputTopics:
         bouts=settings.topic_bouts, events=settings.topic_events,
         alerts=settings.topic_alerts, risk=settings.topic_risk,
         sessions=settings.topic_sessions, rejects=settings.topic_rejects,
-        chunks=settings.topic_chunks)
+        chunks=settings.topic_chunks, training=settings.topic_training,
+        feedback=settings.topic_feedback)
 
 
 async def serve(settings: Settings) -> None:

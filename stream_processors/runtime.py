@@ -27,6 +27,10 @@ the offset of the session's last applied chunk; when the marker is consumed, in 
 the chunks, the session is flushed if that is still its last chunk. A replay meets the
 marker at the same place and decides the same.
 
+Training control. The gateway appends a training session's start and stop to the chunk
+topic (``jw-control: training_start`` / ``training_stop``, ``justwalk.training.control``);
+like flush markers they are applied once, in order with the chunks, to the recording's state.
+
 Retention. A session that ended (or stayed quiet) more than ``retention_s`` ago in device
 time is deleted (a tombstone is stored), so the state table does not grow forever; the
 gateway refuses uploads older than its ``max_upload_age_s``, which the retention exceeds.
@@ -41,6 +45,7 @@ from typing import Protocol
 
 from justwalk.records import DmoDailyRecord, RejectRecord
 from justwalk.state_format import StateFormatError
+from justwalk.training import control as training_control
 from justwalk.wire import (
     KAFKA_HEADER_CONTROL,
     KAFKA_HEADER_RECEIVED_US,
@@ -108,6 +113,10 @@ class OutputTopics:
     rejects: str
     chunks: str
     """The input topic itself, for flush markers."""
+    training: str = "training.results"
+    """Training results and minutes (``WalkTestRecord``, ``WalkMinuteRecord``)."""
+    feedback: str = "training.feedback"
+    """Feedback for the devices (``FeedbackRecord``)."""
 
 
 @dataclass(slots=True)
@@ -271,6 +280,9 @@ class ProcessorRuntime:
 
     async def _on_control(self, ps: PartitionStates, offset: int, kind: bytes,
                           value: bytes | None, where: str) -> None:
+        if kind in training_control.TRAINING_KINDS:
+            await self._on_training(ps, offset, kind, value, where)
+            return
         try:
             marker = control.decode_flush(kind, value)
         except ValueError as exc:
@@ -301,6 +313,24 @@ class ProcessorRuntime:
                  len(result.windows))
         self._after(ps, skey, session)
         await self._publish(ident["patient_id"].encode(), result, risk, None, dmos)
+
+    async def _on_training(self, ps: PartitionStates, offset: int, kind: bytes,
+                           value: bytes | None, where: str) -> None:
+        """A training session's start or stop, in order with its recording's chunks."""
+        try:
+            msg = training_control.decode(kind, value)
+        except ValueError as exc:
+            log.warning("ignoring control message at %s: %s", where, exc)
+            return
+        skey = SESSION_PREFIX + msg.session_key
+        session = self._session(ps, skey)
+        if offset <= session.applied_offset:
+            return
+        session.applied_offset = offset
+        ps.dirty.add(skey)
+        result = self.processor.control(session, msg)
+        self._after(ps, skey, session)
+        await self._publish(msg.patient_id.encode(), result, RiskResult(), None)
 
     def _after(self, ps: PartitionStates, skey: str, session: SessionState) -> None:
         ps.end_us[skey] = session.end_us
@@ -341,7 +371,9 @@ class ProcessorRuntime:
         t = self.topics
         send = self.sender.send
         n = 0
-        for topic, records in ((t.alerts, result.alerts), (t.alerts, risk.alerts),
+        for topic, records in ((t.feedback, result.feedback), (t.alerts, result.alerts),
+                               (t.alerts, risk.alerts), (t.training, result.walk_minutes),
+                               (t.training, result.walk_tests),
                                (t.events, result.events), (t.steps, result.steps),
                                (t.windows, result.windows), (t.bouts, result.bouts),
                                (t.risk, risk.scores), (t.risk, dmos),

@@ -34,6 +34,9 @@ counters; later chunks are refused, gap fills before the end are still analysed.
 (the idle timeout of a device that died without the flag) closes the tracks the same way
 but leaves the session open, so later data continues it in a new segment.
 
+Training. A training session (walk test, guided walk) started on the recording by a
+control message runs in ``stream_processors.training`` on what each chunk released.
+
 Per session a running summary (``SessionRecord``) is published at the start, at every bout,
 every ``session_summary_every_s`` of device time and when the session is flushed or ends.
 Per patient, ``FallRiskScorer`` turns bouts and fall events into fall-risk scores and risk
@@ -56,10 +59,13 @@ from justwalk.records import (
     BoutRecord,
     DmoDailyRecord,
     FallRiskRecord,
+    FeedbackRecord,
     GaitEventRecord,
     GaitWindowRecord,
     SessionRecord,
     StepRecord,
+    WalkMinuteRecord,
+    WalkTestRecord,
 )
 from justwalk.risk import (
     US_PER_DAY,
@@ -70,10 +76,13 @@ from justwalk.risk import (
     RiskScore,
     RiskUpdate,
 )
+from justwalk.training import TrainingCore
+from justwalk.training.control import TrainingStart, TrainingStop
 from justwalk.wire import ImuChunk
 from stream_processors import labels
 from stream_processors.mobility import DmoState, MobilityOutcomes
 from stream_processors.session_state import MAX_RUNS, Identity, SessionState, Track
+from stream_processors.training import TrainingRunner
 
 SEVERITY = {EventType.FALL: "critical", EventType.NEAR_FALL: "warning"}
 RISK_MODEL = "justwalk-points-1"
@@ -134,6 +143,10 @@ class ProcessResult:
     sessions: list[SessionRecord] = field(default_factory=list)
     bout_results: list[BoutResult] = field(default_factory=list)
     fall_events: list[FallEvent] = field(default_factory=list)
+    feedback: list[FeedbackRecord] = field(default_factory=list)
+    walk_minutes: list[WalkMinuteRecord] = field(default_factory=list)
+    walk_tests: list[WalkTestRecord] = field(default_factory=list)
+    """The training session's decisions (``stream_processors.training``)."""
     duplicate: bool = False
     """The chunk was analysed before (a resend): nothing changed."""
     flushed: bool = False
@@ -183,6 +196,7 @@ class SessionProcessor:
         self.clock = clock
         self.mobility = mobility or MobilityOutcomes()
         """Daily DMOs and the expected error of bout values (``stream_processors.mobility``)."""
+        self.training = TrainingRunner(TrainingCore(), clock)
 
     def pipeline_for(self, patient_id: str) -> GaitPipeline:
         """The gait pipeline with the sensor height of the patient's profile."""
@@ -233,6 +247,8 @@ class SessionProcessor:
                     self._close_track(state, track, ident, out)
             state.ended, state.end_seq = True, chunk.sequence
             state.live = state.late = None
+        self.training.after(state, out, received_at_us, closing=chunk.ends_session,
+                            ended=chunk.ends_session)
         return self._summarised(state, out, due=due or out.flushed)
 
     def flush(self, state: SessionState) -> ProcessResult:
@@ -250,7 +266,17 @@ class SessionProcessor:
             if track is not None and track.pipeline is not None:
                 self._close_track(state, track, ident, out)
         state.late = None
+        self.training.after(state, out, None, closing=True)
         return self._summarised(state, out, due=True)
+
+    def control(self, state: SessionState, msg: TrainingStart | TrainingStop) -> ProcessResult:
+        """A training session's start or stop on this recording (``stream_processors.training``)."""
+        out = ProcessResult()
+        if isinstance(msg, TrainingStart):
+            self.training.start(state, msg, out)
+        else:
+            self.training.stop(state, msg, out)
+        return out
 
     def abandon(self, state: SessionState, chunk: ImuChunk) -> None:
         """After a chunk broke the maths: drop the open tracks, count the chunk as analysed.

@@ -30,8 +30,10 @@ from justwalk.gait.pipeline import PipelineState
 from justwalk.mobility import DmoState
 from justwalk.risk import FallRiskState
 from justwalk.state_format import StateFormatError, check_version
+from justwalk.training import TrainingState
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""2 added the training session (1 is read as a recording without one)."""
 NO_CEILING = 2**62
 MAX_RUNS = 64
 """Disjoint stretches of analysed chunks remembered per session (older ones are forgotten:
@@ -111,6 +113,10 @@ class SessionState:
     n_walking_bouts: int = 0
     summary_due_us: int = 0
     """Device time from which the next periodic session summary is due."""
+    training: TrainingState | None = None
+    """The training session run on this recording (``stream_processors.training``)."""
+    training_db_id: int = 0
+    """Its database session id (``justwalk.db``)."""
 
     @property
     def is_open(self) -> bool:
@@ -132,16 +138,19 @@ class SessionState:
                 None if self.live is None else self.live.pack(),
                 None if self.late is None else self.late.pack(),
                 self.ended, self.end_seq, self.start_us, self.end_us, self.n_steps,
-                self.n_bouts, self.walking_s, self.n_walking_bouts, self.summary_due_us]
+                self.n_bouts, self.walking_s, self.n_walking_bouts, self.summary_due_us,
+                None if self.training is None else [self.training_db_id, self.training.pack()]]
 
     @classmethod
     def unpack(cls, obj: Any) -> SessionState:
         """Inverse of ``pack``; ``StateFormatError`` for a state this release cannot read."""
-        d = check_version(obj, "session", (STATE_VERSION,))
+        d = check_version(obj, "session", (1, STATE_VERSION))
         try:
+            if d[0] == 1:
+                d = [*d, None]
             (_, ident, applied, runs, live, late, ended, end_seq, start_us, end_us, n_steps,
-             n_bouts, walking_s, n_walking, due) = d
-            return cls(
+             n_bouts, walking_s, n_walking, due, training) = d
+            state = cls(
                 None if ident is None else Identity(clinic_id=ident[0], patient_id=ident[1],
                                                     device_id=ident[2], session_id=ident[3]),
                 int(applied), [list(map(int, runs[i:i + 4])) for i in range(0, len(runs), 4)],
@@ -149,6 +158,10 @@ class SessionState:
                 None if late is None else Track.unpack(late), bool(ended), int(end_seq),
                 None if start_us is None else int(start_us), int(end_us), int(n_steps),
                 int(n_bouts), float(walking_s), int(n_walking), int(due))
+            if training is not None:
+                state.training_db_id = int(training[0])
+                state.training = TrainingState.unpack(training[1])
+            return state
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             raise StateFormatError(f"session state is corrupt: {exc!r}") from exc
 

@@ -292,6 +292,16 @@ class Repository:
             s.refresh(session)
             return session_view(session)
 
+    def device_session(self, device_id: str,
+                       device_session_id: str) -> dict[str, Any] | None:
+        """The session a device started under ``device_session_id``, or None."""
+        with self._sessions() as s:
+            session = s.scalar(select(Session).options(
+                selectinload(Session.result), selectinload(Session.minutes)).where(
+                Session.device_id == device_id,
+                Session.device_session_id == device_session_id))
+            return None if session is None else session_view(session)
+
     def sessions(self, clinic_id: str | None, patient_id: str | None = None, *,
                  limit: int = 100) -> list[dict[str, Any]]:
         """Sessions, newest first: of one patient, or of the clinic (every clinic: None)."""

@@ -89,6 +89,10 @@ class DeviceStats:
     """Wall time (``time.time()``) of each chunk's first ack, by sequence number."""
     retried_at: list[tuple[int, float]] = field(default_factory=list)
     """(sequence, wall time) of every retryable answer."""
+    feedback: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    """(arrival wall time in us, message) of every feedback message (``TrainingScript``)."""
+    session_answers: list[dict[str, Any]] = field(default_factory=list)
+    """The gateway's answers to the device's session_start / session_stop."""
 
     @property
     def error_codes(self) -> dict[str, int]:
@@ -166,6 +170,22 @@ def make_chunks(
     ]
 
 
+@dataclass(frozen=True)
+class TrainingScript:
+    """A training session the simulated device starts (and stops) during its recording.
+
+    ``start_s`` / ``stop_s``: seconds of device time after the recording's first sample
+    (``stop_s`` None: no stop; a timed test ends itself). The device sends the message just
+    before the first chunk starting at or after that time (``justwalk.device_protocol``).
+    """
+
+    session_type: str
+    start_s: float = 0.0
+    stop_s: float | None = None
+    prescription_id: int | None = None
+    course_length_m: float | None = None
+
+
 class _ConnectionLost(Exception):
     """The WebSocket closed or broke before the session was done."""
 
@@ -194,6 +214,7 @@ class SimulatedDevice:
         placement: Placement = Placement.LOWER_BACK,
         end_session: bool = True,
         http: aiohttp.ClientSession | None = None,
+        training: TrainingScript | None = None,
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be >= 0")
@@ -213,6 +234,7 @@ class SimulatedDevice:
         self.placement = placement
         self.end_session = end_session
         self.http = http
+        self.training = training
 
     async def run(self, samples: npt.NDArray[np.float32], start_us: int) -> DeviceStats:
         """Stream ``samples`` (n, 6) whose first sample is at device time ``start_us``."""
@@ -250,6 +272,8 @@ class _StreamRun:
         # chunk k may go out once its last sample has been "recorded"
         fs = device.sample_rate_hz
         self.ready_s = [(c.t0_us - chunks[0].t0_us) / 1e6 + c.n_samples / fs for c in chunks]
+        self.said: set[str] = set()
+        """Session messages sent (``session_start``, ``session_stop``)."""
 
     def _done(self) -> bool:
         return self.next_index >= len(self.chunks) and not self.pending
@@ -301,6 +325,7 @@ class _StreamRun:
                     raise _ConnectionLost("no answer within the ack timeout")
                 await self._pace(self.next_index)
                 chunk = self.chunks[self.next_index]
+                await self._training(ws, chunk)
                 msg = encode_chunk(chunk)
                 self.pending[chunk.sequence] = msg
                 self.next_index += 1
@@ -311,6 +336,32 @@ class _StreamRun:
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await receiver
+
+    async def _training(self, ws: aiohttp.ClientWebSocketResponse, chunk: ImuChunk) -> None:
+        """Send the script's start / stop before the first chunk at or after their time."""
+        script = self.d.training
+        if script is None:
+            return
+        t0 = self.chunks[0].t0_us
+        body: dict[str, Any] | None = None
+        if "session_start" not in self.said and chunk.t0_us >= t0 + script.start_s * 1e6:
+            body = {"type": "session_start", "session_id": self.stats.session_id,
+                    "session_type": script.session_type,
+                    "prescription_id": script.prescription_id,
+                    "course_length_m": script.course_length_m,
+                    "t_us": t0 + round(script.start_s * 1e6)}
+        elif (script.stop_s is not None and "session_start" in self.said
+              and "session_stop" not in self.said
+              and chunk.t0_us >= t0 + script.stop_s * 1e6):
+            body = {"type": "session_stop", "session_id": self.stats.session_id,
+                    "t_us": t0 + round(script.stop_s * 1e6)}
+        if body is None:
+            return
+        if ws.closed or self.lost:
+            raise _ConnectionLost("connection closed")
+        await ws.send_str(json.dumps(body))
+        self.said.add(body["type"])
+        log.info("%s: %s sent", self.stats.device_id, body["type"])
 
     async def _send(self, ws: aiohttp.ClientWebSocketResponse, msg: bytes) -> None:
         if ws.closed or self.lost:
@@ -361,8 +412,17 @@ class _StreamRun:
             log.warning("%s: gateway sent non-JSON text %r", self.stats.device_id, text[:80])
             return
         kind = body.get("type")
+        if kind == "feedback":
+            self.stats.feedback.append((time.time_ns() // 1000, body))
+            log.info("%s: feedback %s: %s", self.stats.device_id, body.get("kind"),
+                     body.get("text"))
+            return
+        if kind in ("session_started", "session_stopped", "session_error"):
+            self.stats.session_answers.append(body)
+            log.info("%s: %s", self.stats.device_id, text)
+            return
         if kind not in ("ack", "error"):
-            return  # e.g. "feedback": unknown types are ignored, as the protocol requires
+            return  # unknown types are ignored, as the protocol requires
         seq = body.get("sequence")
         if kind == "ack":
             self.answered_at = self.loop.time()

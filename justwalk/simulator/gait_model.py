@@ -82,7 +82,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -194,6 +194,13 @@ class GaitProfile:
     adds the strike of a walking aid (cane, stick) once per stride, at ``aid_phase`` of the
     step that follows a right initial contact (its times are in ``GaitTruth.aid_times_s``;
     they are no steps).
+
+    ``speed_decline_pct_per_min`` models walking-related fatigue (the 6-Minute Walk Test's
+    decline in MS): the walking speed falls linearly by this percentage of its starting
+    value per minute of recording time (``speed_factor``), half through cadence and half
+    through step length (each scales with the square root of the speed factor; the
+    vertical trunk acceleration with its square, so an inverted-pendulum step length,
+    proportional to sqrt(acceleration) x step time, follows). 0 (default): no decline.
     """
 
     cadence_spm: float = 105.0
@@ -213,8 +220,11 @@ class GaitProfile:
     impact_ratio: float = 1.0
     aid_impact_mps2: float = 0.0
     aid_phase: float = 0.5
+    speed_decline_pct_per_min: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.speed_decline_pct_per_min <= 10.0:
+            raise ValueError("speed_decline_pct_per_min must be in [0, 10]")
         if not 30.0 <= self.cadence_spm <= 200.0:
             raise ValueError(f"cadence_spm {self.cadence_spm} outside 30..200")
         if not 0.0 <= self.step_time_cv <= 0.3:
@@ -250,6 +260,15 @@ class GaitProfile:
     def step_time_s(self) -> float:
         """Nominal (mean) step time."""
         return 60.0 / self.cadence_spm
+
+    def speed_factor(self, t_s: float | npt.NDArray[np.float64]) -> Any:
+        """Walking speed at recording time ``t_s`` relative to the start (fatigue), >= 0.3.
+
+        The ground truth of a fatigue decline: the true cadence is ``cadence_spm`` x
+        sqrt(factor), the true distance per minute scales with the factor.
+        """
+        return np.maximum(1.0 - self.speed_decline_pct_per_min / 100.0 * np.asarray(t_s)
+                          / 60.0, 0.3)
 
     def walking_intervals(
         self, duration_s: float, rng: np.random.Generator
@@ -329,6 +348,8 @@ def _bout_steps(
     while True:
         landing = RIGHT if sides[-1] == LEFT else LEFT
         t_step = nominal * (1.0 + half_asym if landing == LEFT else 1.0 - half_asym)
+        if profile.speed_decline_pct_per_min:
+            t_step /= math.sqrt(float(profile.speed_factor(times[-1])))
         if profile.step_time_cv > 0:
             t_step *= 1.0 + profile.step_time_cv * float(rng.standard_normal())
         t_step = min(max(t_step, 0.25), 1.9)
@@ -587,6 +608,8 @@ def _add_bout(
     phi = (ts - knots[k]) / (knots[k + 1] - knots[k])
     sigma = side_sign[k]  # +1 right stance, -1 left stance
     env = np.interp(ts, knots, env_knots)
+    if profile.speed_decline_pct_per_min:
+        env = env * profile.speed_factor(ts) ** 2
 
     lin[lo:hi, 0] += env * scale * vertical_waveform(profile)(phi)
     lin[lo:hi, 1] += env * scale * _ML_RATIO * sigma * _ml_wave(phi)

@@ -23,7 +23,13 @@ import numpy as np
 
 from justwalk.config import Settings
 from justwalk.device_protocol import DeviceCredential, load_credentials
-from justwalk.simulator.device import DEFAULT_CHUNK_S, DeviceStats, stream_samples, upload_recording
+from justwalk.simulator.device import (
+    DEFAULT_CHUNK_S,
+    DeviceStats,
+    TrainingScript,
+    stream_samples,
+    upload_recording,
+)
 from justwalk.simulator.events import InjectedEvent, with_random_events
 from justwalk.simulator.gait_model import (
     MIN_PAUSE_S,
@@ -165,10 +171,12 @@ async def stream_patients(
     chunk_s: float = DEFAULT_CHUNK_S,
     session_id: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    training: TrainingScript | None = None,
 ) -> list[DeviceStats]:
     """Stream every patient's recording concurrently, one device each.
 
-    ``ssl_context`` verifies an ``https://`` gateway (default: the system's CAs).
+    ``ssl_context`` verifies an ``https://`` gateway (default: the system's CAs);
+    ``training``: the training session each device starts (``SimulatedDevice``).
     """
     # one WebSocket per device, no pool limit
     connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context or True)
@@ -181,6 +189,7 @@ async def stream_patients(
                         start_us=p.truth.start_us, sample_rate_hz=p.recording.sample_rate_hz,
                         chunk_s=chunk_s, speed=speed,
                         session_id=session_id or f"sim-{p.truth.start_us}", http=http,
+                        training=training,
                     )
                     for p in patients
                 )
@@ -278,6 +287,13 @@ def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{args.devices} holds {len(credentials)} devices; --patients is {args.patients}")
         return 2
     profiles = default_profiles(args.patients, np.random.default_rng(args.seed))
+    fatigue = float(getattr(args, "fatigue", 0.0) or 0.0)
+    training = None
+    if getattr(args, "training", None):
+        training = TrainingScript(args.training, start_s=5.0,
+                                  prescription_id=getattr(args, "prescription", None))
+        # a walk test is walked without pauses
+        profiles = [dataclasses.replace(p, walking_s=((4.0, args.duration),)) for p in profiles]
     cadences = _parse_cadences(args.cadences or "")
     if len(cadences) > args.patients:
         print(f"{len(cadences)} cadences given for {args.patients} patients")
@@ -285,6 +301,9 @@ def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
     try:
         for i, c in enumerate(cadences):
             profiles[i] = dataclasses.replace(profiles[i], cadence_spm=c)
+        if fatigue:
+            profiles = [dataclasses.replace(p, speed_decline_pct_per_min=fatigue)
+                        for p in profiles]
     except ValueError as e:
         print(f"--cadences: {e}")
         return 2
@@ -300,7 +319,15 @@ def simulate_main(args: argparse.Namespace, settings: Settings) -> int:
     log.info("streaming %d patients x %.0f s to %s at speed %s", len(patients),
              args.duration, gateway_url, args.speed)
     stats = asyncio.run(stream_patients(gateway_url, patients, speed=args.speed,
-                                        chunk_s=chunk_s, ssl_context=_tls(args)))
+                                        chunk_s=chunk_s, ssl_context=_tls(args),
+                                        training=training))
+    for s in stats:
+        for answer in s.session_answers:
+            print(f"{s.device_id}: {answer}")
+        for at_us, msg in s.feedback:
+            delay = "" if msg.get("received_at_us") is None else \
+                f" ({(at_us - msg['received_at_us']) / 1e3:.0f} ms after its chunk)"
+            print(f"{s.device_id}: feedback {msg['kind']}: {msg['text']}{delay}")
     rows = []
     for p, s in zip(patients, stats, strict=True):
         mean = p.truth.mean_cadence_spm

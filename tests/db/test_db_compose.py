@@ -38,7 +38,7 @@ def test_postgres_the_migration_and_the_services_that_use_it() -> None:
     api = SERVICES["api"]
     assert build_parser().parse_args(api["command"]).func.__name__ == "_cmd_api"
     assert "ports" not in api  # on the compose network only
-    for name in ("db-migrate", "api", "processor"):
+    for name in ("db-migrate", "api", "processor", "gateway", "sink"):
         env = SERVICES[name]["environment"]
         settings = _settings(env)
         assert database_url(settings) == "postgresql+psycopg://justwalk@postgres:5432/justwalk"
@@ -49,7 +49,7 @@ def test_postgres_the_migration_and_the_services_that_use_it() -> None:
     api_settings = _settings(api["environment"])
     assert str(api_settings.api_port) in api["healthcheck"]["test"][-1]
     for name, svc in SERVICES.items():  # nobody else holds the database's password
-        if name not in ("postgres", "db-migrate", "api", "processor"):
+        if name not in ("postgres", "db-migrate", "api", "processor", "gateway", "sink"):
             assert "PGPASSWORD" not in (svc.get("environment") or {}), name
 
 
