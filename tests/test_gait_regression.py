@@ -12,7 +12,6 @@ Three kinds of check (issue #3):
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -34,12 +33,6 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def trials():  # type: ignore[no-untyped-def]
     return load_trials(DATA)
-
-
-@pytest.fixture(scope="module")
-def detections(trials):  # type: ignore[no-untyped-def]
-    """``run_ours`` on every trial (the whole recording at once), run once for the module."""
-    return {tr.name: run_ours(tr) for tr in trials}
 
 
 def test_seven_referenced_trials(trials) -> None:  # type: ignore[no-untyped-def]
@@ -66,10 +59,10 @@ def _no_worse_than_mobgap(s: dict[str, float]) -> None:
             assert s[key] <= theirs, key
 
 
-def test_accuracy_does_not_regress(trials, detections) -> None:  # type: ignore[no-untyped-def]
+def test_accuracy_does_not_regress(trials) -> None:  # type: ignore[no-untyped-def]
     c = Counts()
     for tr in trials:
-        c.add(tr, detections[tr.name])
+        c.add(tr, run_ours(tr))
     s = c.summary()
     # issue #3 targets that are met
     assert s["ic_timing_error_s"] <= 0.05
@@ -88,9 +81,7 @@ def test_accuracy_does_not_regress(trials, detections) -> None:  # type: ignore[
 
 
 def test_leave_one_participant_out_does_not_regress(trials) -> None:  # type: ignore[no-untyped-def]
-    # every parameter set on every trial, in one process per core (``lopo``'s processes give
-    # the definition's figures: tests/test_gait_evaluation.py)
-    s, chosen = lopo(trials, jobs=os.cpu_count() or 1)
+    s, chosen = lopo(trials)
     assert len(chosen) == 3
     # the shipped defaults are the values most folds chose
     pipe = GaitPipeline(sensor_height_m=1.0)
@@ -109,20 +100,20 @@ def test_leave_one_participant_out_does_not_regress(trials) -> None:  # type: ig
     assert s["cadence_mae_spm"] <= 5.2
 
 
-def test_short_straight_walks_are_found(trials, detections) -> None:  # type: ignore[no-untyped-def]
+def test_short_straight_walks_are_found(trials) -> None:  # type: ignore[no-untyped-def]
     c = Counts()
     for tr in trials:
         if tr.test == "Test5":
-            c.add(tr, detections[tr.name])
+            c.add(tr, run_ours(tr))
     s = c.summary()
     assert s["ic_recall"] == 1.0
     assert s["bout_f1"] == 1.0
     assert s["cadence_mae_spm"] <= 3.0
 
 
-def test_real_recording_chunked_equals_whole(trials, detections) -> None:  # type: ignore[no-untyped-def]
+def test_real_recording_chunked_equals_whole(trials) -> None:  # type: ignore[no-untyped-def]
     tr = next(t for t in trials if t.participant == "MS/001" and t.test == "Test11")
-    whole = detections[tr.name]
+    whole = run_ours(tr)
     chunked = run_ours(tr, chunk=50)  # 0.5 s chunks, as the gateway sends them
     assert np.array_equal(whole.ics, chunked.ics)
     assert whole.ic_sides == chunked.ic_sides
