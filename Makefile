@@ -48,7 +48,7 @@ demo: venv influxdb
 	$(VENV)/bin/justwalk demo --duration $(DURATION)
 
 test: venv influxdb chromium lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 lint: venv
 	$(VENV)/bin/ruff check .

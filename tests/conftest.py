@@ -7,6 +7,8 @@
 - ``stack_settings``: ``Settings`` pointing at that stack, with topic, database and consumer
   group names unique to the test (so tests never see each other's data), 4 partitions and
   short consumer-group timings. Topics are not created: call ``ensure_topics`` if needed.
+  ``own_names(stack, tmp_path)`` gives the same to a module-scoped fixture (one pipeline
+  shared by the tests of a module that do not need a fresh one).
 - ``shared_data`` (session): ``../shared/data`` next to the repository, or a skip.
 
 Nothing here talks to anything but 127.0.0.1.
@@ -52,15 +54,15 @@ def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
         stack.stop()
 
 
-@pytest.fixture
-def stack_settings(local_stack: LocalStack, tmp_path: Path) -> Settings:
-    """Settings for one test: the shared stack, names of its own."""
+def own_names(stack: LocalStack, tmp_path: Path) -> Settings:
+    """Settings for ``stack`` with topic, database and group names of their own (see
+    ``stack_settings``); for fixtures wider than one test that share a stack."""
     suffix = uuid.uuid4().hex[:8]
     defaults = Settings()
     # every topic of its own (a topic added to Settings later is included)
     topics = {f.name: f"{getattr(defaults, f.name)}.{suffix}" for f in dataclasses.fields(Settings)
               if f.name.startswith("topic_") and f.name != "topic_partitions"}
-    return local_stack.settings(defaults).replace(
+    return stack.settings(defaults).replace(
         **topics,
         topic_partitions=4,
         influx_db=f"justwalk_{suffix}",
@@ -73,6 +75,12 @@ def stack_settings(local_stack: LocalStack, tmp_path: Path) -> Settings:
         kafka_heartbeat_interval_s=0.5,
         kafka_rebalance_timeout_s=3.0,
     )
+
+
+@pytest.fixture
+def stack_settings(local_stack: LocalStack, tmp_path: Path) -> Settings:
+    """Settings for one test: the shared stack, names of its own."""
+    return own_names(local_stack, tmp_path)
 
 
 @pytest.fixture(scope="session")

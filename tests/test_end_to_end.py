@@ -31,6 +31,7 @@ from justwalk.simulator.gait_model import GaitProfile, synthesize
 from justwalk.simulator.run import simulation_start_us, stream_simulated_patients
 from justwalk.wire import ImuChunk, Placement, encode_chunk
 from sinks.influx import InfluxClient
+from tests.conftest import own_names
 
 pytestmark = pytest.mark.integration
 
@@ -80,10 +81,13 @@ def clinic_db(settings):
     return clinic_database(settings.influx_db, "clinic-test")
 
 
-@pytest.fixture
-def pipeline(stack_settings, tmp_path):
-    settings = stack_settings.replace(device_registry=tmp_path / "devices.json",
-                                      gateway_port=_free_port())
+@pytest.fixture(scope="module")
+def pipeline(local_stack, tmp_path_factory):
+    """One pipeline for the tests of clean and faulty streams (their patients differ); the
+    tests of timeouts and uploads start their own."""
+    tmp_path = tmp_path_factory.mktemp("e2e-pipeline")
+    settings = own_names(local_stack, tmp_path).replace(
+        device_registry=tmp_path / "devices.json", gateway_port=_free_port())
     devices = [(f"dev-{i}", f"pt-{i}", "clinic-test") for i in range(len(CADENCES))]
     devices.append(("dev-faulty", "pt-faulty", "clinic-test"))
     creds = provision(settings.device_registry, tmp_path / "creds.json", devices)

@@ -181,17 +181,25 @@ async def drained(settings: Settings, timeout_s: float = 120.0) -> None:
     outputs = [settings.topic_steps, settings.topic_windows, settings.topic_bouts,
                settings.topic_events, settings.topic_alerts, settings.topic_risk,
                settings.topic_sessions]
+    quiet_s = 5.0 + settings.session_idle_timeout_s  # the idle device's flush falls inside
     deadline = time.monotonic() + timeout_s
-    previous, still = -1, 0
+    previous, still_since, checks = -1, 0.0, 0
     while time.monotonic() < deadline:
         await asyncio.sleep(1.0)
         waiting = (await lag(settings, settings.processor_group, [settings.topic_chunks])
                    + await lag(settings, settings.sink_group, outputs))
         n = len(await influx_contents(settings))
-        still = still + 1 if (waiting == 0 and n == previous) else 0
+        now = time.monotonic()
+        if waiting == 0 and n == previous:
+            # held still at every check since ``still_since``; one check takes a second and
+            # more, so the quiet time is measured on the clock (at least 3 checks), not
+            # counted in checks
+            still_since, checks = (now, 1) if checks == 0 else (still_since, checks + 1)
+            if checks >= 3 and now - still_since >= quiet_s:
+                return
+        else:
+            checks = 0
         previous = n
-        if still >= 5 + settings.session_idle_timeout_s:
-            return
     raise AssertionError(f"not drained after {timeout_s} s")
 
 

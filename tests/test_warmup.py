@@ -11,29 +11,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_warm_up_fills_the_cache_directory_it_is_given(tmp_path: Path) -> None:
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "justwalk.warmup"], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=300, check=True)
-    assert out.stdout.startswith("compiled kernels ready in ")
-    index = {p.name.split(".")[0] for p in tmp_path.rglob("*.nbi")}
-    # the gait pipeline's block kernel and the fall front end's reduction, at least
-    assert any(name.startswith("_kernels") for name in index), index
-    assert any(name.startswith("_frontend") for name in index), index
+def test_warm_up_fills_the_cache_directory_it_is_given_with_every_kernel_the_cores_call(
+        tmp_path: Path) -> None:
+    """``python -m justwalk.warmup`` (the image's build step) with ``NUMBA_CACHE_DIR`` set
+    writes its kernels there, and leaves none that the processor's path calls from Python
+    uncompiled: kernels called only when something happens (a step's length, a
+    sit-to-stand, a turn, a fall candidate) are compiled too, not on a live chunk.
 
-
-def test_warm_up_compiles_every_kernel_the_cores_call() -> None:
-    """Kernels called from Python only when something happens (a step's length, a
-    sit-to-stand, a turn, a fall candidate) are compiled too, not on a live chunk."""
+    One process does both (a cold compile costs tens of seconds on a CI machine): it runs
+    the module as ``-m`` does, then lists the kernels it left without a signature.
+    """
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     code = (
-        "import numba; from justwalk.warmup import warm_up; warm_up();"
-        "import justwalk.gait._kernels as g, justwalk.falls._frontend as f;"
+        "import runpy; runpy.run_module('justwalk.warmup', run_name='__main__');"
+        "import numba, justwalk.gait._kernels as g, justwalk.falls._frontend as f;"
         "print(','.join(f'{m.__name__}.{k}' for m in (g, f) for k, v in vars(m).items()"
         " if isinstance(v, numba.core.registry.CPUDispatcher) and not v.signatures))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300, check=True)
-    never = set(filter(None, out.stdout.strip().split(",")))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, check=True)
+    ready, never_line = out.stdout.splitlines()
+    assert ready.startswith("compiled kernels ready in ")
+    index = {p.name.split(".")[0] for p in (tmp_path / "cache").rglob("*.nbi")}
+    # the gait pipeline's block kernel and the fall front end's reduction, at least
+    assert any(name.startswith("_kernels") for name in index), index
+    assert any(name.startswith("_frontend") for name in index), index
+    never = set(filter(None, never_line.strip().split(",")))
     # what the processor's path calls from Python: the pipeline's block kernel (and
     # nothing else from pipeline.py), step lengths, the fall front end's two kernels
     pipeline_calls = {w.split("(")[0] for w in
