@@ -31,7 +31,6 @@ device sends the chunk again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
@@ -109,6 +108,7 @@ class KafkaPublisher:
         self.stop_on_loss = stop_on_loss
         self._producer: AIOKafkaProducer | None = None
         self._reconnecting: asyncio.Task[None] | None = None
+        self._stopping = False
         self._watch: asyncio.Task[None] | None = None
         self._owner: asyncio.Task[object] | None = None
         self._floors = OffsetFloors()
@@ -142,11 +142,17 @@ class KafkaPublisher:
 
     async def stop(self) -> None:
         """Flush pending records and disconnect; raises ``BrokerLostData`` after a loss."""
+        self._stopping = True  # a reconnect loop that misses its cancellation ends too
         for task in (self._reconnecting, self._watch):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # Python 3.11's wait_for can swallow a cancellation that meets a result:
+                # never wait on a task for ever
+                done, _ = await asyncio.wait({task}, timeout=self.delivery_timeout_s + 5.0)
+                if not done:
+                    log.warning("a Kafka reconnect task did not stop; leaving it")
+                elif not task.cancelled() and task.exception() is not None:
+                    log.warning("a Kafka task failed while stopping: %r", task.exception())
         self._reconnecting = self._watch = None
         producer, self._producer = self._producer, None
         if producer is not None:
@@ -273,7 +279,7 @@ class KafkaPublisher:
 
     async def _reconnect(self, old: AIOKafkaProducer) -> None:
         await discard_producer(old)
-        while self.lost is None:
+        while self.lost is None and not self._stopping:
             producer = self._new_producer()
             try:
                 await asyncio.wait_for(producer.start(), self.delivery_timeout_s)
@@ -286,6 +292,9 @@ class KafkaPublisher:
             if gone:
                 await discard_producer(producer)
                 self._broker_lost(gone)
+                return
+            if self._stopping:  # stop() took the producer away meanwhile
+                await discard_producer(producer)
                 return
             self._producer = producer
             self._reconnecting = None

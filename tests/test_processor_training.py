@@ -18,7 +18,7 @@ from justwalk.records import FeedbackRecord, WalkMinuteRecord, WalkTestRecord, d
 from justwalk.simulator.device import make_chunks
 from justwalk.simulator.events import InjectedEvent
 from justwalk.simulator.gait_model import GaitProfile, synthesize
-from justwalk.training import Plan, SessionKind
+from justwalk.training import STRIDE_LENGTH_MAE_M, Plan, SessionKind
 from justwalk.training.control import TrainingStart, TrainingStop, encode
 from justwalk.wire import chunk_headers, encode_chunk
 from tests.scenario import CLINIC, T0_US, influx_points
@@ -120,7 +120,8 @@ def test_a_two_minute_walk_test_is_scored_from_the_detected_steps(two_minute_tes
     assert result.distance_m == pytest.approx(sum(m.distance_m for m in minutes), abs=1e-3)
     assert result.mean_cadence_spm == pytest.approx(CADENCE, abs=3)
     assert result.distance_uncertainty_m == pytest.approx(
-        result.distance_m * 0.098 / (2 * result.distance_m / result.steps), rel=0.05)
+        result.distance_m * STRIDE_LENGTH_MAE_M / (2 * result.distance_m / result.steps),
+        rel=0.05)
     assert result.dwi_pct is not None and abs(result.dwi_pct) < 5  # steady walker
     assert [m["minute"] for m in result.minutes] == [1, 2]
     kinds = [f.feedback for f in recs["feedback"]]

@@ -10,7 +10,7 @@
 
 from justwalk.mobility._daily import DailyDmos, DailyMobility, DmoDay, DmoState
 from justwalk.mobility._definitions import BINS, DMOS, QUANTITIES, Dmo, WalkingBout, compute_dmos
-from justwalk.mobility._errors import BOUT_VALUES, ErrorTable, load_error_table
+from justwalk.mobility._errors import BOUT_VALUES, ErrorTable, load_error_table, shipped_error
 from justwalk.mobility._limits import COHORTS, PlausibilityLimits, max_stride_length_m
 
 __all__ = [
@@ -30,4 +30,5 @@ __all__ = [
     "compute_dmos",
     "load_error_table",
     "max_stride_length_m",
+    "shipped_error",
 ]

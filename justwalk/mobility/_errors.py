@@ -22,6 +22,7 @@ Lookup (``ErrorTable``):
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -82,6 +83,13 @@ class ErrorTable:
             return e.mae[i]
         return e.overall_mae
 
+    def overall_error(self, value: str) -> float:
+        """The overall expected absolute error of bout value ``value`` (all its bouts)."""
+        e = self.bout.get(value)
+        if e is None or e.overall_mae is None:
+            raise ValueError(f"the uncertainty table has no overall error of {value!r}")
+        return e.overall_mae
+
     def dmo_error(self, dmo: Dmo | str, x: float | None) -> float | None:
         """Expected absolute error of daily outcome ``dmo`` whose value is ``x``."""
         d = _BY_NAME[dmo] if isinstance(dmo, str) else dmo
@@ -103,3 +111,9 @@ def load_error_table(path: Path | None = None) -> ErrorTable:
         raise ValueError(f"uncertainty table {path or 'uncertainty.json'} is not JSON: "
                          f"{exc}") from exc
     return ErrorTable(data)
+
+
+@functools.cache
+def shipped_error(value: str) -> float:
+    """``overall_error`` of the shipped table: one source for every module that states an error."""
+    return load_error_table().overall_error(value)

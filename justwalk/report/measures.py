@@ -9,9 +9,9 @@ Clinical rules used:
   walking-related fatigability (Leone et al., Mult Scler 2016). A patient's own threshold
   (``alert_thresholds.fatigability_dwi_pct``) replaces -15 % where the therapist set one.
 * Walking speed and cadence changes are compared with the gait pipeline's measured error
-  against the INDIP reference (README, "Accuracy and speed": speed MAE 0.084 m/s, cadence
-  MAE 4.33 steps/min per walking bout); a change smaller than that is not told apart from
-  measurement error.
+  per walking bout on people held out of the tuning (the overall errors of the uncertainty
+  table the evaluation writes, ``justwalk.mobility.shipped_error``; README "Measurement
+  error"); a change smaller than that is not told apart from measurement error.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from justwalk.mobility import shipped_error
 from justwalk.report.data import Day, ReportData
 
 T25FW_MEANINGFUL_PCT = 20.0
 DWI_FATIGABILITY_PCT = -15.0
-SPEED_ERROR_MPS = 0.084
-CADENCE_ERROR_SPM = 4.33
+SPEED_ERROR_MPS = shipped_error("walking_speed_mps")
+CADENCE_ERROR_SPM = shipped_error("cadence_spm")
 COMPARE_DAYS = 7
 """Days averaged at each end of the period when comparing daily values."""
 

@@ -95,7 +95,7 @@ def _gait(data: ReportData) -> list[Note]:
         if error is not None:
             within = abs(c.delta) <= error
             text += ("; within the measurement error" if within
-                     else "; larger than the measurement error") + f" (±{error:g} {unit})"
+                     else "; larger than the measurement error") + f" (±{error:.2g} {unit})"
         notes.append(Note(text + "."))
     return notes
 
