@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import secrets
 import signal
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 from rich.console import Console, Group
 from rich.live import Live
@@ -38,6 +40,8 @@ from justwalk.kafka_topics import ensure_topics
 from justwalk.localstack import LocalStack, StackError
 from justwalk.pipeline import Pipeline
 from justwalk.schema import MEASUREMENT_GAIT_WINDOW, MEASUREMENT_STEP, clinic_database, qualified
+from justwalk.simulator.device import SimulatedDevice, TrainingScript
+from justwalk.simulator.run import SimulatedPatient
 from sinks.influx_access import ReadUser, setup_clinics
 
 CLINIC_ID = "clinic-demo"
@@ -60,6 +64,11 @@ class PatientRow:
     last_us: int | None = None
     mean_cadence_spm: float | None = None
     true_cadence_spm: float | None = None
+    training: str = ""
+    """The training session the patient's device runs (empty: none)."""
+    feedback: str = ""
+    """The last feedback message the patient's device received."""
+    n_feedback: int = 0
 
 
 def _free_port() -> int:
@@ -107,9 +116,11 @@ def _row(rows: dict[str, PatientRow], patient_id: str) -> PatientRow:
 def render(rows: dict[str, PatientRow], now_us: int, elapsed_s: float) -> Table:
     """The live table."""
     t = Table(title=f"JustWalk demo: {len(rows)} patients, {elapsed_s:.0f} s", expand=False)
-    for col in ("patient", "source", "state", "cadence (steps/min)", "steps", "last update"):
-        t.add_column(col, justify="right" if col not in ("patient", "source", "state")
-                     else "left")
+    for col in ("patient", "source", "state", "cadence (steps/min)", "steps", "last update",
+                "training", "feedback to the patient (last)"):
+        t.add_column(col, justify="left" if col in ("patient", "source", "state", "training",
+                                                    "feedback to the patient (last)")
+                     else "right")
     for row in sorted(rows.values(), key=lambda r: r.patient_id):
         age_s = None if row.last_us is None else (now_us - row.last_us) / 1e6
         if age_s is None or age_s > STALE_S:
@@ -120,7 +131,9 @@ def render(rows: dict[str, PatientRow], now_us: int, elapsed_s: float) -> Table:
             state = "[yellow]standing[/yellow]"
         cadence = "-" if row.cadence_spm is None else f"{row.cadence_spm:.1f}"
         age = "-" if age_s is None else f"{max(age_s, 0):.0f} s ago"
-        t.add_row(row.patient_id, row.kind, state, cadence, str(row.steps), age)
+        feedback = f"{row.feedback[:60]} ({row.n_feedback})" if row.n_feedback else "-"
+        t.add_row(row.patient_id, row.kind, state, cadence, str(row.steps), age,
+                  row.training or "-", feedback)
     return t
 
 
@@ -152,6 +165,17 @@ def summary_table(rows: dict[str, PatientRow], points: int) -> Table:
     return t
 
 
+def read_feedback(devices: dict[str, SimulatedDevice], rows: dict[str, PatientRow]) -> None:
+    """The last feedback message each training device received, for the table."""
+    for pid, device in devices.items():
+        got = device.stats.feedback if device.stats is not None else []
+        if got:
+            body = got[-1][1]
+            row = _row(rows, pid)
+            row.feedback = f"{body.get('kind')}: {body.get('text', '')}"
+            row.n_feedback = len(got)
+
+
 async def count_points(client: Any) -> int:
     """Points in the step and gait_window measurements."""
     from sinks.influx import result_rows
@@ -165,9 +189,10 @@ async def count_points(client: Any) -> int:
 
 async def _simulated(gateway_url: str, creds: list[DeviceCredential], settings: Settings,
                      duration_s: float, rows: dict[str, PatientRow],
-                     injected: dict[str, int]) -> None:
+                     injected: dict[str, int], training: dict[str, TrainingScript],
+                     devices: dict[str, SimulatedDevice]) -> None:
     from justwalk.simulator.events import with_random_events
-    from justwalk.simulator.run import default_profiles, prepare_patients, stream_patients
+    from justwalk.simulator.run import default_profiles, prepare_patients
 
     rng = np.random.default_rng(7)
     profiles = default_profiles(len(creds), rng)
@@ -188,10 +213,32 @@ async def _simulated(gateway_url: str, creds: list[DeviceCredential], settings: 
             rows[p.truth.patient_id].true_cadence_spm = p.truth.mean_cadence_spm
             for e in p.truth.events:
                 injected[str(e.type)] = injected.get(str(e.type), 0) + 1
-        await stream_patients(gateway_url, patients, speed=1.0)
+        await _stream(gateway_url, patients, training, devices)
         if duration_s > 0:
             return
         segment += 1
+
+
+async def _stream(gateway_url: str, patients: list[SimulatedPatient],
+                  training: dict[str, TrainingScript],
+                  devices: dict[str, SimulatedDevice]) -> None:
+    """Stream the patients in real time, each device with its training script (if any).
+
+    ``devices`` holds each patient's device while it streams: the table reads the feedback
+    it received.
+    """
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        runs = []
+        for p in patients:
+            pid = p.truth.patient_id
+            device = SimulatedDevice(p.credential, gateway_url,
+                                     sample_rate_hz=p.recording.sample_rate_hz, speed=1.0,
+                                     session_id=f"sim-{p.truth.start_us}", http=http,
+                                     training=training.get(pid))
+            devices[pid] = device
+            runs.append(device.run(p.recording.samples, p.truth.start_us))
+        await asyncio.gather(*runs)
 
 
 async def _replayed(gateway_url: str, cred: DeviceCredential, recording_path: Path,
@@ -211,7 +258,8 @@ async def _replayed(gateway_url: str, cred: DeviceCredential, recording_path: Pa
 
 async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCredential],
                     recording: Path | None, duration_s: float, rows: dict[str, PatientRow],
-                    receiver: AlertReceiver, reader: ReadUser, console: Console) -> int:
+                    receiver: AlertReceiver, reader: ReadUser, console: Console,
+                    training: dict[str, TrainingScript]) -> int:
     from sinks.influx import InfluxClient
 
     stop = asyncio.Event()
@@ -220,8 +268,9 @@ async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCr
         loop.add_signal_handler(sig, stop.set)
     sim_creds = [c for c in creds if c.patient_id != REPLAY_PATIENT]
     injected: dict[str, int] = {}
+    devices: dict[str, SimulatedDevice] = {}
     tasks = [asyncio.create_task(_simulated(pipeline.gateway_url, sim_creds, settings,
-                                            duration_s, rows, injected))]
+                                            duration_s, rows, injected, training, devices))]
     if recording is not None:
         replay_cred = next(c for c in creds if c.patient_id == REPLAY_PATIENT)
         tasks.append(asyncio.create_task(_replayed(pipeline.gateway_url, replay_cred,
@@ -242,6 +291,7 @@ async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCr
                         raise t.exception()  # type: ignore[misc]
                 with contextlib.suppress(Exception):
                     await read_patients(client, rows)
+                read_feedback(devices, rows)
                 table = Group(render(rows, time.time_ns() // 1000, time.monotonic() - started),
                               alerts_table(receiver.received))
                 if live is not None:
@@ -257,6 +307,7 @@ async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCr
         # let the last chunks travel through the processor and the sink
         await asyncio.sleep(3 * settings.sink_flush_interval_s + 2.0)
         await read_patients(client, rows)
+        read_feedback(devices, rows)
         points = await count_points(client)
         console.print(summary_table(rows, points))
         console.print(alerts_table(receiver.received, limit=50))
@@ -271,15 +322,19 @@ async def _run_live(settings: Settings, pipeline: Pipeline, creds: list[DeviceCr
             + (", ".join(f"{v} {k}" for k, v in sorted(got.items())) or "none")
             + (f"; latency gateway -> webhook median {np.median(latencies):.2f} s, "
                f"max {max(latencies):.2f} s" if latencies else ""))
-        shown = REPLAY_PATIENT if recording is not None else sim_creds[0].patient_id
-        try:
-            # the run folder holds the registry, the database and now the report
-            files = await write_report(settings, CLINIC_ID, shown,
-                                       settings.device_registry.parent)
-            console.print(f"progress report of {shown}: " + ", ".join(str(f) for f in files))
-        except Exception as exc:  # the demo ran; say why the report could not be written
-            console.print(f"[red]the progress report could not be written: {exc!r}[/red]")
-            return 1
+        # the training patients' reports show their sessions (the demo ended them: the
+        # device stopped streaming), the others' their day
+        shown = list(training) or [REPLAY_PATIENT if recording is not None
+                                   else sim_creds[0].patient_id]
+        for pid in shown:
+            try:
+                # the run folder holds the registry, the database and now the reports
+                files = await write_report(settings, CLINIC_ID, pid,
+                                           settings.device_registry.parent)
+            except Exception as exc:  # the demo ran; say why the report could not be written
+                console.print(f"[red]the progress report could not be written: {exc!r}[/red]")
+                return 1
+            console.print(f"progress report of {pid}: " + ", ".join(str(f) for f in files))
         return 0
     finally:
         await client.close()
@@ -293,6 +348,8 @@ def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
     from ingest.registry import provision
 
     console = Console()
+    # the table shows the feedback the devices receive; their log lines would break it
+    logging.getLogger("justwalk.simulator.device").setLevel(logging.WARNING)
     run_dir = Path("run") / time.strftime("demo-%Y%m%d-%H%M%S")
     log_dir = run_dir / "logs"
     recording = recording or (DEFAULT_RECORDING if DEFAULT_RECORDING.exists() else None)
@@ -326,19 +383,39 @@ def run_demo(settings: Settings, *, duration_s: float, n_patients: int,
         heights = write_patient_profiles(s.patient_profiles, recording)
         # the clinic's records: every patient (the processor reads the sensor heights
         # there) with a prescription; a progress report is written at the end
-        s = prepare_database(s, run_dir, CLINIC_ID, [c.patient_id for c in creds], heights)
+        simulated = [c.patient_id for c in creds if c.patient_id != REPLAY_PATIENT]
+        s, prescribed = prepare_database(s, run_dir, CLINIC_ID, [c.patient_id for c in creds],
+                                         heights, walk_tests=simulated[1:2])
         rows = {c.patient_id: PatientRow(c.patient_id, "simulated") for c in creds}
         if recording is not None:
             rows[REPLAY_PATIENT].kind = "real MS recording"
+        training = training_scripts(simulated, prescribed, rows)
         asyncio.run(ensure_topics(s))
         console.print(f"broker {s.kafka_bootstrap}, InfluxDB {s.influx_url} (auth on; the "
                       f"table reads {clinic_database(s.influx_db, CLINIC_ID)} as "
                       f"{reader.user}); starting gateway, processor and sink ...")
         return asyncio.run(_with_receiver(s, receiver, reader, creds, recording, duration_s,
-                                          rows, log_dir, console))
+                                          rows, log_dir, console, training))
     finally:
         stack.stop()
         console.print("stopped the broker and InfluxDB")
+
+
+def training_scripts(simulated: list[str], prescribed: dict[str, dict[str, int]],
+                     rows: dict[str, PatientRow]) -> dict[str, TrainingScript]:
+    """The first simulated patient's device starts a guided walk, the second's a 2MWT.
+
+    Each under the patient's prescription; the others only stream. (An open-ended demo
+    starts them again with every new stretch of signal.)
+    """
+    out: dict[str, TrainingScript] = {}
+    for pid, kind, label, start_s in zip(
+            simulated, ("guided_walk", "2mwt"),
+            ("guided walk, cadence band 95-110", "2-Minute Walk Test"), (3.0, 5.0),
+            strict=False):
+        out[pid] = TrainingScript(kind, start_s=start_s, prescription_id=prescribed[pid][kind])
+        rows[pid].training = label
+    return out
 
 
 def write_patient_profiles(path: Path, recording: Path | None) -> dict[str, float]:
@@ -365,7 +442,7 @@ def write_patient_profiles(path: Path, recording: Path | None) -> dict[str, floa
 async def _with_receiver(s: Settings, receiver: AlertReceiver, reader: ReadUser,
                          creds: list[DeviceCredential], recording: Path | None,
                          duration_s: float, rows: dict[str, PatientRow], log_dir: Path,
-                         console: Console) -> int:
+                         console: Console, training: dict[str, TrainingScript]) -> int:
     """Start the clinic's webhook receiver, then the pipeline with the alert service."""
     await receiver.start()
     try:
@@ -379,7 +456,7 @@ async def _with_receiver(s: Settings, receiver: AlertReceiver, reader: ReadUser,
                           f"{len(creds) - (1 if recording else 0)} simulated patients"
                           f"{' and 1 real recording' if recording else ''}")
             return await _run_live(s, pipeline, creds, recording, duration_s, rows, receiver,
-                                   reader, console)
+                                   reader, console, training)
         finally:
             # in a thread: the alert service may still deliver to our receiver meanwhile
             codes = await asyncio.to_thread(pipeline.stop)

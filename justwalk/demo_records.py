@@ -20,14 +20,18 @@ from justwalk.schema import backfill_statements, clinic_database
 GUIDED_WALK = {"session_type": "guided_walk", "duration_s": 600, "times_per_week": 5,
                "pace": "comfortable", "cadence_band_spm": [95, 110]}
 """The prescription every demo patient gets (the issue's example)."""
+TWO_MWT = {"session_type": "2mwt", "times_per_week": 1}
+"""The walk test prescribed to the patients in ``prepare_database``'s ``walk_tests``."""
 
 
 def prepare_database(settings: Settings, run_dir: Path, clinic_id: str,
-                     patient_ids: Iterable[str],
-                     sensor_heights_m: Mapping[str, float]) -> Settings:
+                     patient_ids: Iterable[str], sensor_heights_m: Mapping[str, float], *,
+                     walk_tests: Iterable[str] = (),
+                     ) -> tuple[Settings, dict[str, dict[str, int]]]:
     """A migrated SQLite database with the clinic and patients; ``settings`` pointing at it.
 
-    Patients without a sensor height get the default, as the simulator assumes.
+    Patients without a sensor height get the default, as the simulator assumes. Returns
+    also each patient's prescription ids by session type (``walk_tests`` get a 2MWT too).
     """
     from justwalk.db import Repository
     from justwalk.db.engine import create, upgrade
@@ -38,14 +42,19 @@ def prepare_database(settings: Settings, run_dir: Path, clinic_id: str,
         upgrade(engine)
         repo = Repository(engine)
         repo.add_clinic(clinic_id)
+        tests = set(walk_tests)
+        prescribed: dict[str, dict[str, int]] = {}
         for patient_id in sorted(patient_ids):
             height = sensor_heights_m.get(patient_id)
             repo.create_patient(clinic_id, patient_id,
                                 {} if height is None else {"sensor_height_m": height})
-            repo.create_prescription(clinic_id, patient_id, GUIDED_WALK)
+            for rx in [GUIDED_WALK, TWO_MWT] if patient_id in tests else [GUIDED_WALK]:
+                made = repo.create_prescription(clinic_id, patient_id, rx)
+                prescribed.setdefault(patient_id, {})[str(rx["session_type"])] = int(
+                    made["prescription_id"])
     finally:
         engine.dispose()
-    return settings.replace(database_url=url)
+    return settings.replace(database_url=url), prescribed
 
 
 async def write_report(settings: Settings, clinic_id: str, patient_id: str,

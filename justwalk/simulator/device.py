@@ -234,6 +234,8 @@ class SimulatedDevice:
         self.placement = placement
         self.end_session = end_session
         self.http = http
+        self.stats: DeviceStats | None = None
+        """The statistics of the run under way or last run (updated as it streams)."""
         self.training = training
 
     async def run(self, samples: npt.NDArray[np.float32], start_us: int) -> DeviceStats:
@@ -245,6 +247,7 @@ class SimulatedDevice:
             end_session=self.end_session,
         )
         run = _StreamRun(self, chunks, session_id)
+        self.stats = run.stats  # live while it streams (e.g. the feedback received so far)
         if self.http is not None:
             return await run.run(self.http)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
