@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from justwalk import procs
 from justwalk.config import Settings, child_env
 from justwalk.kafka_topics import ensure_topics
-from justwalk.schema import MEASUREMENTS, clinic_database
+from justwalk.schema import MEASUREMENTS, backfill_statements, clinic_database
 from sinks.influx import InfluxClient
 from tests.scenario import CLINIC, Message, chunk_messages
 
@@ -175,6 +176,25 @@ async def influx_contents(settings: Settings, clinic: str = CLINIC,
     return out
 
 
+async def roll_up(settings: Settings) -> None:
+    """Recompute the rollups over every day of the run's points.
+
+    The continuous queries run on InfluxDB's own clock: one that fell inside a run left a
+    rollup of the data so far (a day's point) that another run may not have. Recomputed
+    over whole periods (``backfill_statements``, as ``justwalk rollups backfill`` does),
+    each run's rollups are those of all its points, and comparable.
+    """
+    times = [k[2] for k in await influx_contents(settings)]
+    if not times:
+        return
+    start = datetime.fromtimestamp(min(times) / 1e9, UTC) - timedelta(days=1)
+    end = datetime.fromtimestamp(max(times) / 1e9, UTC) + timedelta(days=8)
+    db = clinic_database(settings.influx_db, CLINIC)
+    async with InfluxClient(settings.influx_url, db) as client:
+        for statement in backfill_statements(db, start, end):
+            await client.query(statement)
+
+
 async def drained(settings: Settings, timeout_s: float = 120.0) -> None:
     """Wait until the processor and the sink have committed everything and InfluxDB holds
     still (the quiet device's flush included)."""
@@ -220,6 +240,7 @@ async def one_run(local_stack: Any, tmp_path: Path, messages: list[Message], nam
         marks = {0.5: (lambda: disturb(run))} if disturb else {}
         await produce(settings, messages, rate=RATE_PER_S, at=marks)
         await drained(settings)
+        await roll_up(settings)
         contents = await influx_contents(settings)
     finally:
         codes = run.stop()
