@@ -41,7 +41,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.structs import RecordMetadata
 
 from justwalk.broker_loss import BrokerLostData, Loss, OffsetFloors, missing_topics
-from justwalk.kafka_topics import KeyHashPartitioner, discard_producer
+from justwalk.kafka_topics import KeyHashPartitioner, abandon, discard_producer
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +245,7 @@ class KafkaPublisher:
             remaining = deadline - asyncio.get_running_loop().time()
             done, _ = await asyncio.wait({future}, timeout=max(remaining, 0.0))
             if not done:
+                abandon([future])
                 self.timeouts_ += 1
                 self._replace(producer)
                 raise KafkaTimeoutError(

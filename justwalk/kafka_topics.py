@@ -19,7 +19,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -233,6 +235,22 @@ def group_consumer(settings: Settings, *, group_id: str, client_id: str,
         heartbeat_interval_ms=int(settings.kafka_heartbeat_interval_s * 1000),
         rebalance_timeout_ms=int(settings.kafka_rebalance_timeout_s * 1000),
     )
+
+
+def _retrieve(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def abandon(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """Stop waiting for delivery futures, reading their outcome whenever it comes.
+
+    A record given up on (its sender was already told it failed) can still fail later,
+    e.g. with ``NodeNotReadyError`` once its batch expires; unread, asyncio would log that
+    as an error ("Future exception was never retrieved").
+    """
+    for future in futures:
+        future.add_done_callback(_retrieve)
 
 
 async def discard_producer(producer: AIOKafkaProducer) -> None:

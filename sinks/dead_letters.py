@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 
+from justwalk.kafka_topics import abandon
+
 log = logging.getLogger(__name__)
 
 DL_REASON = "jw-dl-reason"
@@ -80,10 +82,12 @@ class DeadLetters:
         futures = [await self.producer.send(self.topic, value=d.value, key=d.key,
                                             headers=d.headers()) for d in letters]
         done, _ = await asyncio.wait(futures, timeout=self.timeout_s)
-        for f in done:
-            if (exc := f.exception()) is not None:
-                raise exc
+        failures = [exc for f in done if (exc := f.exception()) is not None]
+        if failures:
+            abandon(f for f in futures if f not in done)
+            raise failures[0]
         if len(done) < len(futures):
+            abandon(f for f in futures if f not in done)
             raise KafkaTimeoutError(f"dead letters not stored within {self.timeout_s} s")
         self.letters.clear()
         stored = Counter(d.reason for d in letters)
