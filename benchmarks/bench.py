@@ -145,6 +145,11 @@ def report(args: argparse.Namespace, tp: dict, rt: object | None) -> str:
                  "(p50 / p99 / max s)",
                  "-" if infl is None else f"{infl[1]:.2f} / {infl[2]:.2f} / {infl[3]:.2f} "
                  f"({infl[0]:,} records)", "p99 <= 1.5 (moonshot 0.5)"),
+            *[_row(f"  of which {what} (p50 / p99 / max s)",
+                   f"{v[1]:.2f} / {v[2]:.2f} / {v[3]:.2f}")
+              for stage, what in (("processor", "gateway receipt -> sent by the processor"),
+                                  ("sink", "sent by the processor -> InfluxDB"))
+              if (v := rt.stages.get(stage)) is not None],  # type: ignore[attr-defined]
             _row("fall and near-fall alerts, gateway -> webhook (p50 / p99 s)",
                  f"{np.nanmedian(alerts):.2f} / {np.nanpercentile(alerts, 99):.2f} "
                  f"({len(rt.alerts)} alerts, {rt.injected} injected)", "p99 <= 1"),  # type: ignore[attr-defined]

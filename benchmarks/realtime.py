@@ -29,8 +29,11 @@ from justwalk.simulator.events import with_random_events
 from justwalk.simulator.run import default_profiles, prepare_patients, stream_patients
 
 CLINIC = "clinic-bench"
-_LATENCY = re.compile(r"latency gateway receipt -> InfluxDB: n=(\d+) p50=([\d.]+)s "
-                      r"p90=([\d.]+)s p99=([\d.]+)s max=([\d.]+)s")
+_PERCENTILES = r": n=(\d+) p50=([\d.]+)s p90=([\d.]+)s p99=([\d.]+)s max=([\d.]+)s"
+_LATENCY = re.compile(r"latency gateway receipt -> InfluxDB" + _PERCENTILES)
+_STAGES = {"processor": re.compile(r"latency gateway receipt -> sent by the processor"
+                                   + _PERCENTILES),
+           "sink": re.compile(r"latency sent by the processor -> InfluxDB" + _PERCENTILES)}
 
 
 @dataclass
@@ -42,6 +45,9 @@ class RealtimeRun:
     rejected: int
     to_influx: tuple[int, float, float, float] | None
     """(records, p50, p99, max) seconds, gateway receipt -> InfluxDB."""
+    stages: dict[str, tuple[int, float, float, float]]
+    """The same split at the processor's send: ``processor`` (receipt -> sent) and ``sink``
+    (sent -> InfluxDB)."""
     alerts: list[float]
     """Gateway receipt -> webhook of each fall and near-fall alert (s)."""
     injected: int
@@ -82,13 +88,20 @@ async def realtime(base: Settings, work: Path, *, patients: int, duration_s: flo
     finally:
         await asyncio.to_thread(pipeline.stop)
         await receiver.stop()
-    found = _LATENCY.findall((work / "logs" / "sink.log").read_text())
-    to_influx = None
-    if found:
-        n, p50, _, p99, mx = found[-1]
-        to_influx = (int(n), float(p50), float(p99), float(mx))
+    log = (work / "logs" / "sink.log").read_text()
+    to_influx = _last(_LATENCY, log)
+    stages = {k: v for k, rx in _STAGES.items() if (v := _last(rx, log)) is not None}
     alerts = [r.latency_s for r in receiver.received
               if "alert" in r.body and r.alert["type"] in ("fall", "near_fall")
               and r.latency_s is not None]
     return RealtimeRun(patients, sum(s.sent for s in stats),
-                       sum(len(s.errors) for s in stats), to_influx, alerts, injected)
+                       sum(len(s.errors) for s in stats), to_influx, stages, alerts, injected)
+
+
+def _last(rx: re.Pattern[str], log: str) -> tuple[int, float, float, float] | None:
+    """(n, p50, p99, max) of the last latency line ``rx`` matches in the sink's log."""
+    found = rx.findall(log)
+    if not found:
+        return None
+    n, p50, _, p99, mx = found[-1]
+    return int(n), float(p50), float(p99), float(mx)

@@ -103,6 +103,8 @@ class BufferedPoint:
     line: str
     received_us: int | None = None
     """The gateway's receipt time of the chunk behind the record (latency), if known."""
+    produced_us: int | None = None
+    """When the processor sent the record (its Kafka create time), if known."""
     key: bytes | None = None
     value: bytes | None = None
     """The record itself (dead-lettered if InfluxDB rejects its point)."""
@@ -187,6 +189,10 @@ class InfluxSink:
         self._need_database = True
         self.latency = LatencyLog()
         """Gateway receipt -> acknowledged by InfluxDB, for the current reporting period."""
+        self.stage_latency = {"processor": LatencyLog(), "sink": LatencyLog()}
+        """The same split where the record was sent: gateway receipt -> sent by the
+        processor, and sent -> acknowledged by InfluxDB (Kafka, the sink's batching and the
+        write)."""
         self.results = results
         """Where training results go besides InfluxDB (``sinks.session_results``)."""
         self._results: list[WalkTestRecord] = []
@@ -275,9 +281,10 @@ class InfluxSink:
             return
         if self.results is not None and isinstance(record, WalkTestRecord):
             self._results.append(record)
+        produced = message.timestamp * 1000 if message.timestamp_type == 0 else None
         self._buffer.append(BufferedPoint(tp, message.offset, line,
                                           received_us_from_headers(message.headers),
-                                          message.key, message.value))
+                                          produced, message.key, message.value))
 
     async def write(self, batch: Sequence[BufferedPoint]
                     ) -> tuple[int, list[tuple[BufferedPoint, str]]]:
@@ -324,8 +331,7 @@ class InfluxSink:
             except InfluxDatabaseMissing:
                 self._need_database = True
                 raise
-            self.latency.add(time.time_ns() // 1000,
-                             [p.received_us for p in batch if p.received_us is not None])
+            self._add_latencies(batch)
             self.points_written_ += written
             self.points_rejected_ += len(rejected)
             self.batches_written_ += 1
@@ -343,6 +349,14 @@ class InfluxSink:
         self._pending.clear()
         self._first_pending_at = None
         await self._commit(offsets)
+
+    def _add_latencies(self, batch: Sequence[BufferedPoint]) -> None:
+        now_us = time.time_ns() // 1000
+        self.latency.add(now_us, [p.received_us for p in batch if p.received_us is not None])
+        both = [(p.received_us, p.produced_us) for p in batch
+                if p.received_us is not None and p.produced_us is not None]
+        self.stage_latency["processor"].add_ages([(s - r) / 1e6 for r, s in both])
+        self.stage_latency["sink"].add(now_us, [s for _, s in both])
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         if self._lost is not None:
@@ -505,6 +519,11 @@ class InfluxSink:
         summary = self.latency.summary()
         if summary is not None:
             log.info("latency gateway receipt -> InfluxDB: %s", summary)
+        for stage, what in (("processor", "gateway receipt -> sent by the processor"),
+                            ("sink", "sent by the processor -> InfluxDB")):
+            if (part := self.stage_latency[stage].summary()) is not None:
+                log.info("latency %s: %s", what, part)
+            self.stage_latency[stage].reset()
         self.latency.reset()
 
     async def _consume(self, stop: asyncio.Event) -> None:

@@ -39,6 +39,10 @@ class LatencyLog:
         """Record the ages at ``now_us`` of records received at ``received_us``."""
         self._values.extend((now_us - r) / 1e6 for r in received_us)
 
+    def add_ages(self, ages_s: list[float]) -> None:
+        """Record ages already computed (s)."""
+        self._values.extend(ages_s)
+
     def __len__(self) -> int:
         return len(self._values)
 

@@ -475,11 +475,14 @@ class SessionProcessor:
 
     def _update_risk(self, state: FallRiskState, ident: Identity, t_us: int,
                      result: ProcessResult, received_at_us: int | None) -> RiskResult:
+        scorer = self.clinic_risk.get(ident["clinic_id"], self.risk)
+        if (not result.bout_results and not result.fall_events and state.day is not None
+                and scorer.day_of(t_us) <= state.day):
+            return RiskResult()  # most chunks: no input, the open day goes on (on_time no-op)
         inputs: list[tuple[int, BoutResult | FallEvent]] = [
             *((b.start_us, b) for b in result.bout_results),
             *((e.start_us, e) for e in result.fall_events)]
         inputs.sort(key=lambda x: x[0])
-        scorer = self.clinic_risk.get(ident["clinic_id"], self.risk)
         updates: list[RiskUpdate] = []
         for _, item in inputs:
             if isinstance(item, BoutResult):

@@ -24,6 +24,7 @@ in time order (float32 bytes) and the recent step times (int64 bytes).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,20 +249,21 @@ class FallMonitor:
     def _check_steps(self, state: FallMonitorState, steps: npt.NDArray[np.int64],
                      new_segment: bool, rate: _Rate) -> None:
         """Steps must increase and come before any verdict that could have read them."""
-        if steps.size > 1 and (np.diff(steps) <= 0).any():
+        t = steps.tolist()  # a few values: plain Python is cheaper than NumPy here
+        if any(b <= a for a, b in itertools.pairwise(t)):
             raise ValueError("steps_us must be strictly increasing")
         front = state.front
         if new_segment:
             return
-        if front.n_steps and steps[0] <= front.steps_us[front.n_steps - 1]:
-            raise ValueError(f"step at {steps[0]} us is not after the last step "
+        if front.n_steps and t[0] <= front.steps_us[front.n_steps - 1]:
+            raise ValueError(f"step at {t[0]} us is not after the last step "
                              f"({front.steps_us[front.n_steps - 1]} us)")
         # Blocks before next_candidate are judged: their walking windows end before this.
         closed_us = front.segment_t0_us + round(
             state.near_fall.next_candidate * rate.block_samples * 1e6 / front.sample_rate_hz
         ) - rate.perturbation_us
-        late = steps[(steps >= front.segment_t0_us) & (steps < closed_us)]
-        if late.size:
+        late = [s for s in t if front.segment_t0_us <= s < closed_us]
+        if late:
             raise ValueError(
                 f"step at {late[0]} us came after the near-fall verdicts up to {closed_us} us "
                 "that could have read it (steps must be released within "

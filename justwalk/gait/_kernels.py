@@ -666,3 +666,89 @@ def pipeline_block(acc, gyr, fs, proj_z, proj_a,
     if lr_ints[LR_COUNT]:
         final = min(final, lr_pending[lr_ints[LR_HEAD], 0])
     return n_lab, n_turns, final
+
+
+# ----------------------------------------------------------------------------- window values
+
+
+@njit(cache=True)
+def _mean(x: np.ndarray, n: int) -> float:
+    s = 0.0
+    for i in range(n):
+        s += x[i]
+    return s / n
+
+
+@njit(cache=True)
+def window_values(ics: np.ndarray, right: np.ndarray, step_len: np.ndarray, fs: float,
+                  max_step_s: float, max_stride_s: float, buf: np.ndarray,
+                  ) -> tuple[float, float, float, float, float, float, float]:
+    """A window's temporal and spatial values from its bout-contiguous steps.
+
+    (mean step time, mean stride time, cadence, stride-time CV %, step-time asymmetry %,
+    mean stride length, mean stride speed), NaN where undefined: the definitions of
+    ``justwalk.gait.variability`` (step and stride times, ``cadence_spm``, ``cv_pct``,
+    ``step_time_asymmetry_pct``) and of the pipeline's stride lengths, in one pass without
+    NumPy's per-call overhead on a handful of values. ``buf`` is scratch of >= 2 * len(ics).
+    """
+    n = ics.shape[0]
+    nan = math.nan
+    st = buf[:n]
+    sr = buf[n:2 * n]
+    n_st = 0
+    left_sum = right_sum = 0.0
+    n_left = n_right = 0
+    for k in range(1, n):
+        d = (ics[k] - ics[k - 1]) / fs
+        if d > 0 and d <= max_step_s:
+            st[n_st] = d
+            n_st += 1
+            if right[k]:
+                right_sum += d
+                n_right += 1
+            else:
+                left_sum += d
+                n_left += 1
+    n_sr = 0
+    len_sum = speed_sum = 0.0
+    n_len = n_speed = 0
+    for k in range(2, n):
+        d = (ics[k] - ics[k - 2]) / fs
+        if d > 0 and d <= max_stride_s:
+            sr[n_sr] = d
+            n_sr += 1
+        if d <= max_stride_s:
+            sl = step_len[k] + step_len[k - 1]
+            if math.isfinite(sl):
+                len_sum += sl
+                n_len += 1
+            v = sl / d
+            if math.isfinite(v):
+                speed_sum += v
+                n_speed += 1
+    step_mean = _mean(st, n_st) if n_st else nan
+    stride_mean = _mean(sr, n_sr) if n_sr else nan
+    cadence = nan
+    cv = nan
+    if n_sr:
+        c = 0.0
+        for i in range(n_sr):
+            c += 120.0 / sr[i]
+        cadence = c / n_sr
+    if n_sr >= 2:
+        # sample SD of the strides shifted by the first (identical strides: exactly 0)
+        m = 0.0
+        for i in range(n_sr):
+            m += sr[i] - sr[0]
+        m /= n_sr
+        ss = 0.0
+        for i in range(n_sr):
+            e = sr[i] - sr[0] - m
+            ss += e * e
+        cv = math.sqrt(ss / (n_sr - 1)) / stride_mean * 100.0
+    asym = nan
+    if n >= 3 and n_left and n_right:
+        ml, mr = left_sum / n_left, right_sum / n_right
+        asym = abs(ml - mr) / (0.5 * (ml + mr)) * 100.0
+    return (step_mean, stride_mean, cadence, cv, asym,
+            len_sum / n_len if n_len else nan, speed_sum / n_speed if n_speed else nan)

@@ -65,24 +65,15 @@ from justwalk.gait.spatial import SpatialState, StepLengthEstimator
 from justwalk.gait.transfers import TransferGate, TransferState
 from justwalk.gait.turns import TurnDetector, TurnState
 from justwalk.gait.variability import (
-    cadence_spm,
-    cv_pct,
     hampel,
     regularity,
-    step_time_asymmetry_pct,
     step_times_s,
-    stride_times_s,
 )
 from justwalk.state_format import StateFormatError, check_version
 
 FloatArray = npt.NDArray[np.float64]
 STATE_VERSION = 1
 """Format version of ``PipelineState.pack``."""
-
-
-def _nanmean(x: list[float]) -> float:
-    v = [a for a in x if math.isfinite(a)]
-    return float(np.mean(v)) if v else math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -624,38 +615,26 @@ class GaitPipeline:
         Regularity uses at most the last ``regularity_max_s`` of the range.
         """
         fs = state.sample_rate_hz
-        ics = [s[0] for s in steps]
-        sides = [s[1] for s in steps]
-        st = step_times_s(ics, fs, self.max_step_time_s)
-        sr = stride_times_s(ics, fs, self.max_stride_time_s)
-        lengths: list[float] = []
-        speeds: list[float] = []
-        for k in range(2, len(steps)):
-            d = (ics[k] - ics[k - 2]) / fs
-            if d <= self.max_stride_time_s:
-                sl = steps[k][3] + steps[k - 1][3]
-                lengths.append(sl)
-                speeds.append(sl / d)
-        step_mean = float(st.mean()) if st.size else math.nan
+        n = len(steps)
+        ics = np.fromiter((s[0] for s in steps), np.int64, n)
+        right = np.fromiter((s[1] == SIDES[1] for s in steps), np.bool_, n)
+        lens = np.fromiter((s[3] for s in steps), np.float64, n)
+        step_mean, stride_mean, cadence, cv, asym, stride_length, speed = (
+            _kernels.window_values(ics, right, lens, fs, self.max_step_time_s,
+                                   self.max_stride_time_s, np.empty(2 * n)))
         lo = max(lo, hi - state.reach.regularity)
         reg = regularity(self._acc_v(state, lo, hi), step_mean, fs)
-        cadence = cadence_spm(sr)
-        stride_length = _nanmean(lengths)
-        speed = _nanmean(speeds)
-        if self.robust_params and st.size:
+        if self.robust_params and n > 1 and math.isfinite(step_mean):
             # Mobilise-D style (CadFromIc, SlZijlstra): step-level values cleaned with a
             # Hampel filter, so one missed or extra IC does not bias the bout value.
+            st = step_times_s(ics, fs, self.max_step_time_s)
             cadence = 60.0 / float(np.mean(hampel(st)))
-            sl = np.asarray([s[3] for s in steps[1:]], dtype=np.float64)
-            sl = sl[np.isfinite(sl)]
+            sl = lens[1:][np.isfinite(lens[1:])]
             stride_length = 2.0 * float(np.mean(hampel(sl))) if sl.size else math.nan
             speed = stride_length * cadence / 120.0
         return GaitParameters(
-            n_steps=len(steps), cadence_spm=cadence, step_time_s=step_mean,
-            stride_time_s=float(sr.mean()) if sr.size else math.nan,
-            stride_time_cv_pct=cv_pct(sr),
-            step_time_asymmetry_pct=step_time_asymmetry_pct(ics, sides, fs,
-                                                             self.max_step_time_s),
+            n_steps=n, cadence_spm=cadence, step_time_s=step_mean,
+            stride_time_s=stride_mean, stride_time_cv_pct=cv, step_time_asymmetry_pct=asym,
             step_regularity=reg[0], stride_regularity=reg[1],
             stride_length_m=stride_length, walking_speed_mps=speed,
         )
