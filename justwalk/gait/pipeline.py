@@ -627,7 +627,7 @@ class GaitPipeline:
         if self.robust_params and n > 1 and math.isfinite(step_mean):
             # Mobilise-D style (CadFromIc, SlZijlstra): step-level values cleaned with a
             # Hampel filter, so one missed or extra IC does not bias the bout value.
-            st = step_times_s(ics, fs, self.max_step_time_s)
+            st = step_times_s(ics.tolist(), fs, self.max_step_time_s)
             cadence = 60.0 / float(np.mean(hampel(st)))
             sl = lens[1:][np.isfinite(lens[1:])]
             stride_length = 2.0 * float(np.mean(hampel(sl))) if sl.size else math.nan
