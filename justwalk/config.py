@@ -143,7 +143,7 @@ class Settings:
 
     sink_group: str = "justwalk-sink"
     sink_batch_points: int = 5000
-    sink_flush_interval_s: float = 0.5
+    sink_flush_interval_s: float = 0.25
     sink_retry_max_s: float = 10.0
     """Longest wait between two attempts to write to an InfluxDB that is down."""
     sink_latency_report_s: float = 60.0

@@ -81,7 +81,7 @@ from justwalk.kafka_topics import (
     stop_consumer,
     topic_names,
 )
-from justwalk.warmup import warm_up
+from justwalk.warmup import freeze_heap, warm_up
 from stream_processors.kafka_io import (
     APPLIED_HEADER,
     EPOCH_HEADER,
@@ -621,6 +621,7 @@ async def serve(settings: Settings) -> None:
 def run_processor(settings: Settings) -> int:
     """Run one processor worker (``justwalk processor``); the exit code."""
     log.info("compiled kernels ready in %.1f s", warm_up())  # before owning partitions
+    log.info("%d objects of the start-up left out of full garbage collections", freeze_heap())
     try:
         asyncio.run(serve(settings))
     except BrokerLostData:

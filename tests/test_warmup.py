@@ -38,12 +38,14 @@ def test_warm_up_fills_the_cache_directory_it_is_given_with_every_kernel_the_cor
     assert any(name.startswith("_frontend") for name in index), index
     never = set(filter(None, never_line.strip().split(",")))
     # what the processor's path calls from Python: the pipeline's block kernel (and
-    # nothing else from pipeline.py), step lengths, the fall front end's two kernels
+    # a window's values, nothing else from pipeline.py), step lengths, the fall front
+    # end's two kernels
     pipeline_calls = {w.split("(")[0] for w in
                       (ROOT / "justwalk/gait/pipeline.py").read_text().split("_kernels.")[1:]
                       if "(" in w.split()[0]}
-    assert pipeline_calls == {"pipeline_block"}, pipeline_calls
+    assert pipeline_calls == {"pipeline_block", "window_values"}, pipeline_calls
     called = {"justwalk.gait._kernels.pipeline_block", "justwalk.gait._kernels.step_length",
+              "justwalk.gait._kernels.window_values",
               "justwalk.falls._frontend._reduce", "justwalk.falls._frontend._next_candidate"}
     assert not (never & called), sorted(never & called)
 
@@ -55,3 +57,18 @@ def test_the_image_compiles_the_kernels_as_its_user_into_its_home() -> None:
     warm = lines.index("RUN python -m justwalk.warmup")
     assert user < warm and cache < warm
     assert lines[cache].split("=", 1)[1].startswith("/var/lib/justwalk/")  # the user's home
+
+
+def test_freeze_heap_takes_the_start_up_objects_out_of_full_collections() -> None:
+    """After ``freeze_heap`` a full collection walks only what was allocated since (in a
+    child process: freezing the test runner's own heap would outlive the test)."""
+    code = (
+        "import gc; from justwalk.warmup import freeze_heap, warm_up; warm_up(); gc.collect();"
+        "before = len(gc.get_objects()); frozen = freeze_heap(); after = len(gc.get_objects());"
+        "print(before, frozen, after)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, check=True)
+    before, frozen, after = map(int, out.stdout.split())
+    assert before > 50_000  # imports and compiled kernels
+    assert frozen >= before and after < 1_000, (before, frozen, after)
