@@ -67,7 +67,7 @@ from justwalk.wire import chunk_headers, encode_chunk
 from sinks.influx import InfluxClient
 from stream_processors.app import output_topics, session_processor
 from stream_processors.runtime import Headers, ProcessorRuntime
-from tests.test_processor_crash import influx_contents
+from tests.test_processor_crash import influx_contents, lag
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -259,35 +259,6 @@ def differences(expected: dict, actual: dict) -> tuple[list, list, list]:
     extra = sorted(actual.keys() - expected.keys())
     changed = sorted(k for k in expected.keys() & actual.keys() if expected[k] != actual[k])
     return missing, extra, changed
-
-
-async def lag(settings: Settings, group: str, topics: list[str]) -> int:
-    """Messages of ``topics`` not yet committed by ``group``.
-
-    The ends are the high watermarks of fetch answers (Tansu's ListOffsets undercounts),
-    waited for on every partition: a broker on s3 storage answers a first fetch slowly.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                                enable_auto_commit=False, fetch_max_wait_ms=100)
-    await consumer.start()  # not subscribed: it does not join the group
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, 0)
-        deadline = time.monotonic() + 10.0
-        while any(consumer.highwater(tp) is None for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError("no high watermark from the broker")
-            await consumer.getmany(timeout_ms=300, max_records=1)
-        total = 0
-        for tp in tps:
-            total += (consumer.highwater(tp) or 0) - (await consumer.committed(tp) or 0)
-        return total
-    finally:
-        await consumer.stop()
 
 
 async def drained(settings: Settings, timeout_s: float = 60.0) -> None:

@@ -137,18 +137,22 @@ async def produce(settings: Settings, messages: list[Message], *, rate: float,
 async def lag(settings: Settings, group: str, topics: list[str]) -> int:
     """Messages of ``topics`` not yet committed by ``group``.
 
-    The ends are the high watermarks of fetch answers (Tansu's ListOffsets undercounts,
-    see ``stream_processors.app.read_states``).
+    The ends are the high watermarks of fetch answers (Tansu's ListOffsets undercounts),
+    waited for on every partition: a broker on s3 storage answers a first fetch slowly.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, fetch_max_wait_ms=100)
     await consumer.start()  # not subscribed: it does not join the group
     try:
         tps = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, 0)
-        await consumer.getmany(timeout_ms=300, max_records=1)
+        deadline = time.monotonic() + 10.0
+        while any(consumer.highwater(tp) is None for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError("no high watermark from the broker")
+            await consumer.getmany(timeout_ms=300, max_records=1)
         total = 0
         for tp in tps:
             total += (consumer.highwater(tp) or 0) - (await consumer.committed(tp) or 0)
