@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import load
-from benchmarks.core import core
+from benchmarks.core import core, core_rss_mb
 from benchmarks.realtime import realtime
 from benchmarks.throughput import bare_loop, idle_rss_mb, processor_run
 from justwalk.config import Settings
@@ -77,6 +77,8 @@ async def _throughput(base: Settings, work: Path, args: argparse.Namespace) -> d
     # first seconds, before any walking bout)
     out["core"] = core(load.messages(min(args.patients, 200), args.seconds, 0.5, pool))
     print(f"  core: {out['core'].total_us:.0f} us per chunk", flush=True)
+    out["core_rss"] = core_rss_mb(half, load.messages(20, args.seconds, 0.5, pool))
+    print(f"  core states in-process: {out['core_rss']:.0f} MB", flush=True)
     topic_half = f"bench.half.{uuid.uuid4().hex[:6]}"
     topic_whole = f"bench.whole.{uuid.uuid4().hex[:6]}"
     from justwalk.kafka_topics import ensure_topics
@@ -129,6 +131,8 @@ def report(args: argparse.Namespace, tp: dict, rt: object | None) -> str:
         _row("processor RSS, peak with all patients / idle (MB)", f"{rss:.0f} / "
              f"{tp['idle_rss']:.0f}"),
         _row("RSS per 1,000 active patients (MB, above idle)", f"{per_1000:.0f}", "<= 100"),
+        _row("  of which the patients' states (same work in-process, no Kafka; MB per 1,000)",
+             f"{tp['core_rss'] / args.patients * 1000:.0f}"),
         _row("session state mid-walk (bytes, median / p99 / max)",
              f"{np.median(states):,.0f} / {np.percentile(states, 99):,.0f} / "
              f"{states.max():,.0f}", "<= 20,000"),
@@ -150,6 +154,11 @@ def report(args: argparse.Namespace, tp: dict, rt: object | None) -> str:
               for stage, what in (("processor", "gateway receipt -> sent by the processor"),
                                   ("sink", "sent by the processor -> InfluxDB"))
               if (v := rt.stages.get(stage)) is not None],  # type: ignore[attr-defined]
+            _row(f"processor RSS with {rt.patients} patients in real time: peak / at start, "  # type: ignore[attr-defined]
+                 "per 1,000 patients (MB)",
+                 f"{rt.processor_rss_mb[1]:.0f} / {rt.processor_rss_mb[0]:.0f}, "  # type: ignore[attr-defined]
+                 f"{(rt.processor_rss_mb[1] - rt.processor_rss_mb[0]) / rt.patients * 1000:.0f}",  # type: ignore[attr-defined]
+                 "<= 100 per 1,000"),
             _row("fall and near-fall alerts, gateway -> webhook (p50 / p99 s)",
                  f"{np.nanmedian(alerts):.2f} / {np.nanpercentile(alerts, 99):.2f} "
                  f"({len(rt.alerts)} alerts, {rt.injected} injected)", "p99 <= 1"),  # type: ignore[attr-defined]

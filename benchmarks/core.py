@@ -8,6 +8,8 @@ delivers them. Also the stage split, from the same loop.
 
 from __future__ import annotations
 
+import gc
+import os
 import time
 from dataclasses import dataclass
 
@@ -77,3 +79,38 @@ def core(msgs: list[Message], *, window_s: float = 5.0) -> CoreRun:
             t[3] += e - d
     n = len(msgs)
     return CoreRun(n, *(x / n * 1e6 for x in t), state_bytes=sizes)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def core_rss_mb(msgs: list[Message], warm: list[Message]) -> float:
+    """Resident memory (MB) the patients' states of ``msgs`` add to this process.
+
+    The same per-chunk work as ``core``, in-process (no Kafka buffers, no checkpoint, no
+    resend window): RSS at the end minus RSS after a warm-up run on ``warm``, whose states
+    are then dropped.
+    """
+    proc = SessionProcessor(window_s=5.0, clock=lambda: 0)
+    for batch in (warm, msgs):
+        gc.collect()
+        before = _rss_mb()
+        sessions: dict[str, object] = {}
+        patients: dict[str, PatientState] = {}
+        for _, value, headers in batch:
+            chunk = decode_chunk(value, clinic_id=clinic_from_headers(headers))
+            state = sessions.get(chunk.session_id)
+            if state is None:
+                state = sessions[chunk.session_id] = proc.new_state()
+            result = proc.process(state, chunk)  # type: ignore[arg-type]
+            patient = patients.get(chunk.patient_id)
+            if patient is None:
+                patient = patients[chunk.patient_id] = PatientState(proc.new_risk_state())
+            proc.update_risk(patient.risk, chunk, result)
+            proc.update_dmos(patient.dmo, patient.risk, state.identity,  # type: ignore[attr-defined]
+                             chunk.t0_us, result)
+        gc.collect()
+        grown = _rss_mb() - before
+    return grown

@@ -50,6 +50,8 @@ class RealtimeRun:
     (sent -> InfluxDB)."""
     alerts: list[float]
     """Gateway receipt -> webhook of each fall and near-fall alert (s)."""
+    processor_rss_mb: tuple[float, float]
+    """The processor's resident memory once it owned its partitions, and its peak."""
     injected: int
 
 
@@ -81,10 +83,14 @@ async def realtime(base: Settings, work: Path, *, patients: int, duration_s: flo
     injected = sum(len(p.truth.events) for p in sim)
     pipeline = Pipeline(settings, log_dir=work / "logs", with_alerts=True)
     await asyncio.to_thread(pipeline.start)
+    processor_pid = pipeline.procs["processor-0"].pid
+    rss_start = _rss_mb(processor_pid, "VmRSS")
+    rss_peak = rss_start
     try:
         stats = await stream_patients(pipeline.gateway_url, sim, speed=1.0, chunk_s=chunk_s)
         await receiver.wait_for(injected, timeout_s=30)
         await asyncio.sleep(3.0)
+        rss_peak = _rss_mb(processor_pid, "VmHWM")
     finally:
         await asyncio.to_thread(pipeline.stop)
         await receiver.stop()
@@ -95,7 +101,16 @@ async def realtime(base: Settings, work: Path, *, patients: int, duration_s: flo
               if "alert" in r.body and r.alert["type"] in ("fall", "near_fall")
               and r.latency_s is not None]
     return RealtimeRun(patients, sum(s.sent for s in stats),
-                       sum(len(s.errors) for s in stats), to_influx, stages, alerts, injected)
+                       sum(len(s.errors) for s in stats), to_influx, stages, alerts, injected,
+                       (rss_start, rss_peak))
+
+
+def _rss_mb(pid: int, field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of a process, MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _last(rx: re.Pattern[str], log: str) -> tuple[int, float, float, float] | None:
