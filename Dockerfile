@@ -12,6 +12,14 @@ RUN pip wheel --wheel-dir /wheels ".[grafana]"
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+# Headless Chromium prints the progress reports' PDF (justwalk.report.browser; the API's
+# report.pdf): Debian's package, with the DejaVu fonts the report and its plots name and
+# Liberation (metric-compatible Arial/Helvetica) for the fallbacks. No recommends: no
+# desktop pieces; it runs headless with --no-sandbox as the justwalk user.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends chromium fonts-dejavu-core fonts-liberation \
+    && rm -rf /var/lib/apt/lists/*
+ENV JUSTWALK_CHROMIUM_BINARY=/usr/bin/chromium
 COPY --from=build /wheels /wheels
 RUN pip install --no-index --find-links /wheels "justwalk-stream[grafana]" \
     && rm -rf /wheels \

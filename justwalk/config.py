@@ -133,6 +133,10 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8090
     """Where ``justwalk api`` (the clinics' HTTP API, justwalk.api) listens."""
+    chromium_binary: str = ""
+    """Headless Chromium that prints the progress reports' PDF (``justwalk.report.browser``).
+    Empty: ``chromium`` or ``chromium-browser`` on PATH. The image sets Debian's
+    ``/usr/bin/chromium``."""
 
     alert_group: str = "justwalk-alerts"
     alert_channels: Path = Path("deploy/local/alert_channels.json")

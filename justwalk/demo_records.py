@@ -83,11 +83,11 @@ async def write_report(settings: Settings, clinic_id: str, patient_id: str,
     html = render_html(data)
     out = [run_dir / f"report-{patient_id}.html"]
     out[0].write_text(html, encoding="utf-8")
-    if find_chromium() is not None:
-        try:
+    try:
+        if find_chromium(settings.chromium_binary) is not None:
             pdf = run_dir / f"report-{patient_id}.pdf"
-            pdf.write_bytes(await html_to_pdf(html))
+            pdf.write_bytes(await html_to_pdf(html, chromium_binary=settings.chromium_binary))
             out.append(pdf)
-        except BrowserError:
-            pass  # the HTML is the report; the PDF is a print of it
+    except BrowserError:
+        pass  # the HTML is the report; the PDF is a print of it
     return out

@@ -26,10 +26,19 @@ from justwalk.device_protocol import HEALTH_PATH
 
 log = logging.getLogger(__name__)
 
-READY_LINES = {"processor": "assigned partitions", "sink": "sink assigned",
-               "alerts": "alert service assigned"}
-"""What each consumer logs (at info level) once it owns partitions (the processor: and read
-their states); ``start`` returns when all have, so data sent then meets no group join."""
+READY_LINES = {"processor": "stream_processors.app: assigned partitions",
+               "sink": "sinks.kafka_sink: sink assigned",
+               "alerts": "sinks.alerts.service: alert service assigned"}
+"""What each consumer logs (at info level, ``logger: message`` as ``justwalk.cli`` formats
+it) once it owns partitions (the processor: and read their states); ``start`` returns when
+all have, so data sent then meets no group join. The logger is part of the line: aiokafka
+logs "Revoking previously assigned partitions" as a group join *begins*, seconds before the
+processor owns anything."""
+
+
+def consumer_ready(kind: str, log_text: str) -> bool:
+    """Whether a consumer of ``kind`` (``READY_LINES``) says in its log that it owns partitions."""
+    return READY_LINES[kind] in log_text
 
 
 def _text(path: Path) -> str:
@@ -148,12 +157,11 @@ class Pipeline:
     def _wait_for_consumers(self, deadline: float) -> None:
         if self.log_level.lower() not in ("debug", "info"):
             return  # the lines are not logged
-        waiting = {n: READY_LINES[n.split("-")[0]] for n in self.procs
-                   if n.split("-")[0] in READY_LINES}
+        waiting = {n: n.split("-")[0] for n in self.procs if n.split("-")[0] in READY_LINES}
         while waiting:
             self.check_alive()
-            waiting = {n: line for n, line in waiting.items()
-                       if line not in _text(self.log_dir / f"{n}.log")}
+            waiting = {n: kind for n, kind in waiting.items()
+                       if not consumer_ready(kind, _text(self.log_dir / f"{n}.log"))}
             if waiting and time.monotonic() > deadline:
                 name = next(iter(waiting))
                 raise PipelineError(f"{name} took no partitions in time:\n"

@@ -1,5 +1,6 @@
 """docker-compose.yml: valid against the Compose specification, and every JustWalk service
-runs a command our CLI has. (Docker is not available here, so the stack is not started.)
+runs a command our CLI has. (Docker is not available here, so the stack is not started and
+the image is not built: the Dockerfile is checked instruction by instruction.)
 
 Also what keeps clinics apart and traffic encrypted in production: only the TLS proxy
 publishes ports (deploy/Caddyfile serves nothing in clear), InfluxDB runs with
@@ -9,20 +10,24 @@ provisioning generated out of deploy/clinics.json.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from dockerfile_parse import DockerfileParser
 
 from justwalk import dashboards
 from justwalk.cli import build_parser, main
 from justwalk.clinics import load_clinics
 from justwalk.config import Settings
 from justwalk.kafka_topics import topic_names
+from justwalk.report.browser import PACKAGE as CHROMIUM_PACKAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -69,6 +74,65 @@ def test_the_image_entrypoint_is_the_justwalk_cli() -> None:
     assert 'ENTRYPOINT ["justwalk"]' in dockerfile
     for package in ("justwalk", "ingest", "stream_processors", "sinks"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+CHROMIUM_BINARY = "/usr/bin/chromium"
+"""Where Debian's chromium package puts the browser."""
+REPORT_FONTS = ("fonts-dejavu-core",)
+"""Debian's package of the font the report's page and plots name (DejaVu Sans)."""
+
+
+def _apt_installs(run: str) -> set[str]:
+    """Packages an ``apt-get install`` in a RUN command line installs."""
+    packages: set[str] = set()
+    for part in re.split(r"&&|;", run):
+        words = shlex.split(part)
+        if words[:2] == ["apt-get", "install"]:
+            packages |= {w for w in words[2:] if not w.startswith("-")}
+    return packages
+
+
+def pdf_problems(dockerfile_text: str) -> list[str]:
+    """What keeps the image from printing the reports' PDF (empty: nothing)."""
+    parser = DockerfileParser(fileobj=io.BytesIO(dockerfile_text.encode()))
+    steps = parser.structure
+    final = steps[max(i for i, x in enumerate(steps) if x["instruction"] == "FROM"):]
+    as_root: list[dict[str, str]] = []
+    for step in final:
+        if step["instruction"] == "USER":
+            break
+        as_root.append(step)
+    installed = set().union(*(_apt_installs(x["value"]) for x in as_root
+                              if x["instruction"] == "RUN"))
+    problems = [f"{p} is not apt-get installed as root in the final stage"
+                for p in (CHROMIUM_PACKAGE, *REPORT_FONTS) if p not in installed]
+    configured = Settings.from_env(parser.envs).chromium_binary
+    if configured != CHROMIUM_BINARY:
+        problems.append(f"the image's chromium_binary setting is {configured!r}, not "
+                        f"{CHROMIUM_BINARY!r}")
+    return problems
+
+
+def test_the_image_installs_chromium_and_points_the_setting_at_it() -> None:
+    """The reports' PDF needs Debian's chromium in the image (else the API answers 503)."""
+    assert pdf_problems((ROOT / "Dockerfile").read_text()) == []
+    api_env = SPEC["services"]["api"].get("environment", {})
+    assert api_env.get("JUSTWALK_CHROMIUM_BINARY", CHROMIUM_BINARY) == CHROMIUM_BINARY
+
+
+def test_an_image_without_chromium_fails_the_check() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    without = text.replace(" chromium ", " ", 1)
+    assert without != text
+    assert pdf_problems(without) == ["chromium is not apt-get installed as root in the final "
+                                     "stage"]
+    unset = text.replace(f"ENV JUSTWALK_CHROMIUM_BINARY={CHROMIUM_BINARY}\n", "")
+    assert unset != text
+    assert pdf_problems(unset) == ["the image's chromium_binary setting is '', not "
+                                   f"'{CHROMIUM_BINARY}'"]
+    after_user = text.replace("USER justwalk\n", "") .replace(
+        "FROM python:3.11-slim\n", "FROM python:3.11-slim\nUSER justwalk\n")
+    assert len(pdf_problems(after_user)) == 1 + len(REPORT_FONTS)
 
 
 def test_dependencies_wait_for_health_and_the_topics() -> None:

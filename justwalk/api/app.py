@@ -214,7 +214,8 @@ async def _report(request: web.Request, clinic: str, *, pdf: bool = False) -> we
             "Content-Disposition": f'inline; filename="{name}.html"'})
     try:
         async with request.app[PDF_SLOTS]:
-            body = await html_to_pdf(html)
+            body = await html_to_pdf(
+                html, chromium_binary=request.app[SETTINGS].chromium_binary)
     except BrowserError as exc:
         return _error(503, f"the PDF could not be printed: {exc}")
     return web.Response(body=body, content_type="application/pdf", headers={

@@ -37,8 +37,18 @@ class BrowserError(RuntimeError):
     """Chromium is missing and cannot be installed, or failed to render."""
 
 
-def find_chromium() -> Path | None:
-    """Chromium on PATH, or None."""
+def find_chromium(configured: str = "") -> Path | None:
+    """Chromium: the ``configured`` binary if given, else the one on PATH, or None.
+
+    ``configured``: ``Settings.chromium_binary``; a path that is no executable file there
+    is a ``BrowserError`` naming the setting.
+    """
+    if configured:
+        path = Path(configured)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise BrowserError(f"chromium_binary {configured!r} is not an executable file: "
+                               "install Debian's chromium or correct JUSTWALK_CHROMIUM_BINARY")
+        return path
     for name in NAMES:
         found = shutil.which(name) or shutil.which(name, path=_ENV["PATH"])
         if found:
@@ -129,19 +139,23 @@ async def screenshot(url: str, out: Path, window: tuple[int, int] = WINDOW) -> P
     return out
 
 
-async def print_pdf(url: str, out: Path) -> Path:
+async def print_pdf(url: str, out: Path, *, binary: Path | None = None) -> Path:
     """The page printed to PDF (the page's own print CSS; no header or footer)."""
     await run(url, [f"--print-to-pdf={out}", "--no-pdf-header-footer",
-                    "--generate-pdf-document-outline"])
+                    "--generate-pdf-document-outline"], binary=binary)
     if not await asyncio.to_thread(_written, out, b"%PDF-"):
         raise BrowserError(f"chromium wrote no PDF to {out}")
     return out
 
 
-async def html_to_pdf(html: str) -> bytes:
-    """PDF of an HTML page (written to a private temporary file for Chromium to load)."""
+async def html_to_pdf(html: str, *, chromium_binary: str = "") -> bytes:
+    """PDF of an HTML page (written to a private temporary file for Chromium to load).
+
+    ``chromium_binary``: ``Settings.chromium_binary`` (empty: Chromium on PATH).
+    """
+    binary = find_chromium(chromium_binary)
     with tempfile.TemporaryDirectory(prefix="justwalk-report-") as folder:
         page = Path(folder) / "report.html"
         page.write_text(html, encoding="utf-8")
-        pdf = await print_pdf(page.as_uri(), Path(folder) / "report.pdf")
+        pdf = await print_pdf(page.as_uri(), Path(folder) / "report.pdf", binary=binary)
         return pdf.read_bytes()

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         html = render_html(data)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         if kind == "pdf":
-            args.out.write_bytes(asyncio.run(html_to_pdf(html)))
+            args.out.write_bytes(asyncio.run(
+                html_to_pdf(html, chromium_binary=settings.chromium_binary)))
         else:
             args.out.write_text(html, encoding="utf-8")
     except (InputError, NotFound, Conflict, DatabaseError, BrowserError, OSError) as exc:

@@ -85,6 +85,8 @@ class DeviceStats:
     """Error answers with a retryable code; those chunks were kept and sent again."""
     errors: list[ChunkRejection] = field(default_factory=list)
     completed: bool = False
+    sent_at_us: dict[int, int] = field(default_factory=dict)
+    """Wall time (us since the epoch) each chunk was first put on the wire, by sequence."""
     acked_at: dict[int, float] = field(default_factory=dict)
     """Wall time (``time.time()``) of each chunk's first ack, by sequence number."""
     retried_at: list[tuple[int, float]] = field(default_factory=list)
@@ -332,6 +334,7 @@ class _StreamRun:
                 msg = encode_chunk(chunk)
                 self.pending[chunk.sequence] = msg
                 self.next_index += 1
+                self.stats.sent_at_us[chunk.sequence] = time.time_ns() // 1000
                 await self._send(ws, msg)
             if not await self._wait(lambda: not self.pending):
                 raise _ConnectionLost("no answer within the ack timeout")

@@ -365,6 +365,36 @@ async def test_missing_measurements_read_as_no_data(served: Served, repo: Reposi
     assert "the measurement patient_daily" in dom and "does not exist yet" in dom
 
 
+async def test_the_pdf_is_printed_by_the_configured_chromium(served: Served,
+                                                              repo: Repository) -> None:
+    """``chromium_binary`` (the image sets ``JUSTWALK_CHROMIUM_BINARY=/usr/bin/chromium``)
+    picks the browser; one that is not there is a 503 naming the setting."""
+    repo.create_patient("clinic-a", "pt-pdf", {})
+    found = browser.find_chromium()
+    assert found is not None
+    url = "/v1/patients/pt-pdf/report.pdf?from=2026-01-05&to=2026-01-11"
+    auth = {"Authorization": f"Bearer {served.token_a}"}
+    for binary, status in ((str(found.resolve()), 200), ("/nonexistent/chromium", 503)):
+        runner = web.AppRunner(create_app(repo, served.settings.replace(chromium_binary=binary)),
+                               access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            async with aiohttp.ClientSession() as http, http.get(base + url,
+                                                                  headers=auth) as r:
+                body = await r.read()
+                assert r.status == status, (binary, body[:300])
+                if status == 200:
+                    assert body.startswith(b"%PDF-")
+                else:
+                    assert b"chromium_binary '/nonexistent/chromium' is not an executable" \
+                        in body
+        finally:
+            await runner.cleanup()
+
+
 def test_the_cli_writes_html_and_pdf(repo: Repository, local_stack: LocalStack,
                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
