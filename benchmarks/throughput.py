@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from justwalk import procs
 from justwalk.config import Settings, child_env
 from justwalk.kafka_topics import ensure_topics
+from justwalk.pipeline import consumer_ready
 from justwalk.records import decode_record
 from justwalk.schema import fold_lines, record_to_line
 
@@ -180,7 +181,7 @@ async def idle_rss_mb(base: Settings, work: Path) -> float:
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             text = log.read_text() if log.exists() else ""
-            if "assigned partitions" in text:
+            if consumer_ready("processor", text):
                 break
         return _peak_rss_mb(child.pid)  # type: ignore[attr-defined]
     finally:

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from justwalk import procs
 from justwalk.config import Settings, child_env
 from justwalk.kafka_topics import ensure_topics
+from justwalk.pipeline import consumer_ready
 from justwalk.schema import MEASUREMENTS, backfill_statements, clinic_database
 from sinks.influx import InfluxClient
 from tests.scenario import CLINIC, Message, chunk_messages
@@ -98,7 +99,7 @@ class Run:
         """Wait until processor ``name`` has taken partitions (its log says so)."""
         deadline = time.monotonic() + timeout_s
         log = self.log_dir / f"{name}.log"
-        while "assigned partitions" not in (log.read_text() if log.exists() else ""):
+        while not consumer_ready("processor", log.read_text() if log.exists() else ""):
             if time.monotonic() > deadline or self.children[name].poll() is not None:
                 raise AssertionError(f"{name} took no partitions:\n" + procs.log_tail(log))
             time.sleep(0.2)
