@@ -159,6 +159,9 @@ def report(args: argparse.Namespace, tp: dict, rt: object | None) -> str:
                  f"{rt.processor_rss_mb[1]:.0f} / {rt.processor_rss_mb[0]:.0f}, "  # type: ignore[attr-defined]
                  f"{(rt.processor_rss_mb[1] - rt.processor_rss_mb[0]) / rt.patients * 1000:.0f}",  # type: ignore[attr-defined]
                  "<= 100 per 1,000"),
+            _row("CPU while streaming (cores busy, of "
+                 f"{os.cpu_count()}): " + ", ".join(rt.cpu),  # type: ignore[attr-defined]
+                 " / ".join(f"{v:.2f}" for v in rt.cpu.values())),  # type: ignore[attr-defined]
             _row("fall and near-fall alerts, gateway -> webhook (p50 / p99 s)",
                  f"{np.nanmedian(alerts):.2f} / {np.nanpercentile(alerts, 99):.2f} "
                  f"({len(rt.alerts)} alerts, {rt.injected} injected)", "p99 <= 1"),  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
 import time
@@ -50,9 +51,11 @@ class RealtimeRun:
     (sent -> InfluxDB)."""
     alerts: list[float]
     """Gateway receipt -> webhook of each fall and near-fall alert (s)."""
+    injected: int
     processor_rss_mb: tuple[float, float]
     """The processor's resident memory once it owned its partitions, and its peak."""
-    injected: int
+    cpu: dict[str, float]
+    """CPU seconds per second while the devices streamed, per process."""
 
 
 def _free_port() -> int:
@@ -86,8 +89,14 @@ async def realtime(base: Settings, work: Path, *, patients: int, duration_s: flo
     processor_pid = pipeline.procs["processor-0"].pid
     rss_start = _rss_mb(processor_pid, "VmRSS")
     rss_peak = rss_start
+    pids = {name: p.pid for name, p in pipeline.procs.items()} | {"devices (this process)":
+                                                                   os.getpid()}
+    cpu_start, t_start = {k: _cpu_s(pid) for k, pid in pids.items()}, time.monotonic()
+    cpu: dict[str, float] = {}
     try:
         stats = await stream_patients(pipeline.gateway_url, sim, speed=1.0, chunk_s=chunk_s)
+        wall = time.monotonic() - t_start
+        cpu = {k: (_cpu_s(pid) - cpu_start[k]) / wall for k, pid in pids.items()}
         await receiver.wait_for(injected, timeout_s=30)
         await asyncio.sleep(3.0)
         rss_peak = _rss_mb(processor_pid, "VmHWM")
@@ -102,7 +111,13 @@ async def realtime(base: Settings, work: Path, *, patients: int, duration_s: flo
               and r.latency_s is not None]
     return RealtimeRun(patients, sum(s.sent for s in stats),
                        sum(len(s.errors) for s in stats), to_influx, stages, alerts, injected,
-                       (rss_start, rss_peak))
+                       (rss_start, rss_peak), cpu)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int, field: str) -> float:

@@ -204,11 +204,14 @@ class ProcessorWorker:
                 else:
                     await self.sender.producer.stop()
                 took = sorted(self.checkpoint_s_) or [0.0]
+                waits = sorted(self.runtime.waits_us) or [0]
                 log.info("processor stopped: %d messages, %d records, %d rejected, "
-                         "%d checkpoints (periodic ones stored in median %.3f s, max %.3f s)",
+                         "%d checkpoints (periodic ones stored in median %.3f s, max %.3f s); "
+                         "gateway receipt -> processing, last %d chunks: p50=%.3fs p99=%.3fs",
                          self.runtime.messages_, self.runtime.records_,
                          self.runtime.rejected_, self.checkpoints_, took[len(took) // 2],
-                         took[-1])
+                         took[-1], len(self.runtime.waits_us), waits[len(waits) // 2] / 1e6,
+                         waits[min(len(waits) - 1, int(0.99 * len(waits)))] / 1e6)
         if self.failed is not None:
             raise self.failed
 

@@ -39,6 +39,7 @@ gateway refuses uploads older than its ``max_upload_age_s``, which the retention
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -88,6 +89,10 @@ def received_header(received_us: int | None) -> Headers | None:
 SESSION_PREFIX = "s|"
 PATIENT_PREFIX = "p|"
 """Keys of the state table: ``s|patient|device|session`` and ``p|patient``."""
+
+
+WAITS_KEPT = 100_000
+"""Chunks whose wait before processing ``ProcessorRuntime.waits_us`` keeps (the latest)."""
 
 
 class Sender(Protocol):
@@ -181,6 +186,8 @@ class ProcessorRuntime:
         self.messages_ = 0
         self.rejected_ = 0
         self.records_ = 0
+        self.waits_us: deque[int] = deque(maxlen=WAITS_KEPT)
+        """Gateway receipt -> the runtime took the chunk, of the latest chunks (us)."""
 
     # ------------------------------------------------------------------ partitions
 
@@ -244,6 +251,8 @@ class ProcessorRuntime:
             await self._reject(key, exc.code, exc.reason, where)
             return
         received_us = received_us_from_headers(headers)
+        if received_us is not None:
+            self.waits_us.append(self.clock() - received_us)
         skey = SESSION_PREFIX + state_key(chunk)
         session = self._session(ps, skey)
         result: ProcessResult | None = None
