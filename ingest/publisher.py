@@ -130,6 +130,11 @@ class KafkaPublisher:
             linger_ms=self.linger_ms,
             partitioner=KeyHashPartitioner(),
             request_timeout_ms=max(1000, round(self.delivery_timeout_s * 1000)),
+            # aiokafka keeps one request in flight per broker and one open batch per
+            # partition: a send that finds that batch full waits until it is sent. With
+            # the default 16 KB (a dozen chunks) every device's chunk queued behind the
+            # broker's round trip once a few hundred devices streamed.
+            max_batch_size=256 * 1024,
         )
 
     async def start(self) -> None:
