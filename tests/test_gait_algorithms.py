@@ -183,6 +183,92 @@ def test_bout_needs_min_ics_and_breaks_on_long_gap() -> None:
     assert asm.flush(st).closed == []  # the lone IC at 600 is no bout
 
 
+def _turn_walk(asm: BoutAssembler, gap: int, turn_deg: float, chunked: bool,
+               ) -> tuple[list[int], list[tuple[int, int, int, int, float]]]:
+    """8 ICs 0.6 s apart heading 0 deg, a gap of ``gap`` samples, 4 more ICs heading
+    ``turn_deg``; ICs one by one (state packed and restored in between) or all at once.
+    Returns the steps and the closed bouts (first, last, ICs, newest IC, closed after)."""
+    first = [(k * 60, "left") for k in range(8)]
+    second = [(420 + gap + k * 60, "right") for k in range(4)]
+    ics, heads = [*first, *second], [0.0] * 8 + [turn_deg] * 4
+    st = asm.initial_state()
+    outs = []
+    if chunked:
+        for (ic, side), h in zip(ics, heads, strict=True):
+            outs.append(asm.process(st, [(ic, side)], ic + 1, FS, headings_deg=[h]))
+            st = BoutState.unpack(msgpack.unpackb(msgpack.packb(st.pack())))
+        outs.append(asm.process(st, [], 10**6, FS, headings_deg=[]))
+    else:
+        outs.append(asm.process(st, ics, 10**6, FS, headings_deg=heads))
+    outs.append(asm.flush(st))
+    return ([s[0] for o in outs for s in o.steps],
+            [(c.start, c.end, c.n_ics, c.last_seen, c.closed_after) for o in outs
+             for c in o.closed])
+
+
+def test_a_turn_bridges_a_gap_up_to_mobilised_s_maximum_break() -> None:
+    """The trunk misses turning steps: a gap of 2.6 s (longer than the 2.2 s break, at most
+    Mobilise-D's 3 s) in which the heading changed by 45 deg or more does not end the bout;
+    without the turn, or longer than 3 s, it does, 2.2 s after the newest IC. Chunking and
+    a state round trip between ICs change nothing."""
+    asm = BoutAssembler(min_ics=4, min_bout_ics=4, drop_last_ics=0)
+    for chunked in (False, True):
+        steps, closed = _turn_walk(asm, 260, 180.0, chunked)
+        assert steps == [k * 60 for k in range(8)] + [680, 740, 800, 860]
+        assert closed == [(0, 860, 12, 860, 860 + 220)]  # one bout, across the turn
+        for gap, turn in ((260, 44.0), (310, 180.0)):
+            steps, closed = _turn_walk(asm, gap, turn, chunked)
+            assert closed == [(0, 420, 8, 420, 420 + 220),
+                              (420 + gap, 600 + gap, 4, 600 + gap, 600 + gap + 220)]
+    assert BoutAssembler(turn_break_s=None).break_cap_s == pytest.approx(2.2)
+    assert asm.break_cap_s == pytest.approx(3.0)
+
+
+def test_a_confirmed_chain_waits_for_a_turn_to_close() -> None:
+    """With headings a confirmed chain is closed once no IC can bridge its gap (3 s after
+    its newest IC), as of 2.2 s after it; without headings at 2.2 s, as before."""
+    asm = BoutAssembler(min_ics=4, min_bout_ics=4, drop_last_ics=0)
+    ics = [(k * 60, "left") for k in range(6)]
+    st = asm.initial_state()
+    asm.process(st, ics, 301, FS, headings_deg=[0.0] * 6)
+    assert asm.process(st, [], 300 + 221, FS, headings_deg=[]).closed == []
+    assert asm.process(st, [], 300 + 300, FS, headings_deg=[]).closed == []
+    out = asm.process(st, [], 300 + 301, FS, headings_deg=[])
+    assert [(c.end, c.closed_after) for c in out.closed] == [(300, 300 + 220)]
+    st = asm.initial_state()
+    asm.process(st, ics, 301, FS)
+    out = asm.process(st, [], 300 + 221, FS)
+    assert [(c.end, c.closed_after) for c in out.closed] == [(300, 300 + 220)]
+
+
+def test_a_slow_chain_ends_as_before_when_no_turn_bridges_it() -> None:
+    """At 43 steps/min (1.4 s) the stopping-step verdict waits 2 step times (2.8 s), past
+    the 2.2 s break: with headings (the close waits up to 3 s for a bridging IC) the step
+    is dropped all the same, as the close at the break dropped it, and the bout is the
+    same; also fed IC by IC with the state packed in between."""
+    asm = BoutAssembler()
+    ics = [(k * 140, "left" if k % 2 else "right") for k in range(8)]
+    runs = []
+    for heads in (None, [0.0] * 8):
+        st = asm.initial_state()
+        outs = [asm.process(st, ics, 10**6, FS, headings_deg=heads), asm.flush(st)]
+        runs.append(([s[0] for o in outs for s in o.steps], set().union(*(o.stops for o in outs)),
+                     [tuple(c) for o in outs for c in o.closed]))
+    st = asm.initial_state()
+    outs = []
+    for ic in ics:
+        outs.append(asm.process(st, [ic], ic[0] + 1, FS, headings_deg=[0.0]))
+        st = BoutState.unpack(msgpack.unpackb(msgpack.packb(st.pack())))
+    outs += [asm.process(st, [], 980 + 281, FS, headings_deg=[]),
+             asm.process(st, [], 980 + 301, FS, headings_deg=[]), asm.flush(st)]
+    runs.append(([s[0] for o in outs for s in o.steps], set().union(*(o.stops for o in outs)),
+                  [tuple(c) for o in outs for c in o.closed]))
+    assert outs[-3].closed == [] and len(outs[-2].closed) == 1  # closed once 3 s passed
+    assert runs[0] == runs[1] == runs[2]
+    assert runs[0][0] == [k * 140 for k in range(7)] and runs[0][1] == set()
+    assert runs[0][2] == [(0, 0, 840, 7, 980, 980 + 220)]
+
+
 def test_bout_needs_four_strides_to_be_reported() -> None:
     """Steps are released after ``min_ics`` ICs; a bout needs 6 ICs (4 strides, MicroWB)."""
     asm = BoutAssembler(max_break_s=2.0, min_ics=4, min_bout_ics=6, drop_last_ics=0)

@@ -45,16 +45,18 @@ def test_accuracy_does_not_regress(trials) -> None:  # type: ignore[no-untyped-d
     for tr in trials:
         c.add(tr, run_ours(tr))
     s = c.summary()
-    # better than mobgap on IC F1, timing, cadence and stride-time CV
+    # better than mobgap on IC F1, timing, bout F1, cadence and stride-time CV
     for key in ("ic_timing_error_s", "cadence_mae_spm", "stride_time_cv_mae_pp"):
         assert s[key] < MOBGAP[key], key
-    assert s["ic_f1"] > MOBGAP["ic_f1"]
-    # reached when written: IC F1 0.952 (mobgap 0.943), bout F1 0.867 (0.883), cadence
-    # 2.28 steps/min, stride-time CV 5.7 pp. The gap to mobgap on bout F1: the walks split
-    # at the turn, where the detector misses steps, and the short second walks of 2-4 s
-    # that are below the 4-stride minimum (justwalk/gait/README.md).
+    assert s["ic_f1"] > MOBGAP["ic_f1"] and s["bout_f1"] > MOBGAP["bout_f1"]
+    # reached when written: IC F1 0.952 (mobgap 0.943), bout F1 0.919 (0.883), cadence
+    # 2.29 steps/min, stride-time CV 5.7 pp. Bout F1 was 0.867 before gaps across a turn
+    # were bridged (gsd.py): two walks split at the turn are now one bout each. Still
+    # unmatched: one walk split by a 3.8 s gap at its turn (longer than Mobilise-D's 3 s
+    # break) and six short second walks in which too few steps are found for 4 strides
+    # (justwalk/gait/README.md).
     assert s["ic_f1"] >= 0.945
-    assert s["bout_f1"] >= 0.85
+    assert s["bout_f1"] >= 0.91
     assert s["cadence_mae_spm"] <= 2.5
     assert s["stride_time_cv_mae_pp"] <= 6.2
     assert np.isnan(s["speed_mae_mps"])  # no speed reference
@@ -101,6 +103,7 @@ def test_pooled_lopo_chooses_the_shipped_defaults(monkeypatch, capsys, tmp_path)
         shipped = getattr(getattr(pipe, stage), name)
         shipped = gait_lopo.NONE if shipped is None else float(shipped)
         assert votes.most_common(1)[0][0] == shipped, (key, votes)
-    # held out: no worse than mobgap on voisard_dev's IC F1, timing, cadence, CV
+    # held out: no worse than mobgap on voisard_dev's IC F1, timing, bout F1, cadence, CV
     held = res["voisard_dev"]["lopo"]
     assert held["ic_f1"] > MOBGAP["ic_f1"] and held["cadence_mae_spm"] < MOBGAP["cadence_mae_spm"]
+    assert held["bout_f1"] >= MOBGAP["bout_f1"]

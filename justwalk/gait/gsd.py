@@ -88,7 +88,27 @@ would stretch it to that many of the chain's step times, at most ``max_break_cap
 references end bouts at). The per-step results are final long before a bout closes.
 ``hold_slack_steps=None`` gives the earlier fixed rule.
 
+Turns. A turn is walking: Mobilise-D's walking bouts include their turns (turning steps are
+strides, and the 3 s maximum break applies to them as to any other; Kirk et al. 2024), and
+a ``voisard_dev`` reference bout runs from the first to the last contact of the walk, its
+180 degree turn included. The trunk sees little vertical impact from short, pivoting
+turning steps, so the step detector misses them, and a turn can leave a gap longer than
+``max_break_s`` in the middle of a walk. A gap longer than ``max_break_s`` but at most
+``turn_break_s`` (3 s, Mobilise-D's maximum break) therefore does not end a confirmed
+chain when the trunk's heading (the integrated yaw rate, ``spatial``) at the IC after it
+differs from the heading at the IC before it by ``turn_min_deg`` (45 degrees, the smallest
+turn of El-Gohary et al. 2014 that Mobilise-D's turn detector and ``turns.TurnDetector``
+report) or more (``bridges``). A pause standing still keeps ending the bout after
+``max_break_s``; no gap longer than 3 s is bridged. Both values are the published ones,
+not tuned. The verdict waits for the IC after the gap: a confirmed chain whose newest IC
+is ``max_break_s`` old is closed once no IC can bridge the gap any more (at the next IC,
+at most ``turn_break_s`` after its newest, so a bout summary comes up to 0.8 s later than
+with the break alone), as of ``max_break_s`` (``ClosedBout.closed_after``). Step verdicts
+do not wait for it: they fall at their own time, as before, and one that falls after the
+break (a slow chain's: ``2 T`` > 2.2 s) drops its IC, as the close at the break did.
+
 State: the chain's ICs not yet released (all of them before it is confirmed), the held ICs,
+the heading at the chain's newest IC,
 and for a confirmed chain its first and last step and the histogram of its IC intervals
 (their median decides what is off-rhythm, exactly, however long the bout), so the state
 does not grow with the bout.
@@ -98,7 +118,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -128,6 +148,8 @@ class BoutState:
     """Confirmed chain: how often each interval (samples) between consecutive ICs occurs."""
     last_seen: int | None = None
     """The newest IC of the open chain, also if it was decided not to be a step."""
+    heading_deg: float = 0.0
+    """The trunk's heading (integrated yaw rate) at ``last_seen``."""
 
     @property
     def is_open(self) -> bool:
@@ -169,20 +191,21 @@ class BoutState:
                 sides.to_bytes((len(items) + 7) // 8, "little"), len(self.chain),
                 int(self.confirmed), self.next_bout, self.n_released, self.first, self.last,
                 [x for kv in sorted(self.intervals.items()) for x in kv],
-                -1 if self.last_seen is None else self.last_seen]
+                -1 if self.last_seen is None else self.last_seen, self.heading_deg]
 
     @classmethod
     def unpack(cls, obj: list[Any]) -> BoutState:
         """Inverse of ``pack``."""
         (base, deltas, side_bits, n_chain, confirmed, next_bout, n_released, first, last,
-         intervals, last_seen) = obj
+         intervals, last_seen, heading_deg) = obj
         ics = list(itertools.accumulate(deltas, initial=base))[1:]
         bits = int.from_bytes(side_bits, "little")
         items = [[ic, RIGHT if bits >> k & 1 else LEFT] for k, ic in enumerate(ics)]
         return cls(chain=items[:n_chain], confirmed=bool(confirmed), next_bout=next_bout,
                    held=items[n_chain:], n_released=n_released, first=first, last=last,
                    intervals=dict(zip(intervals[::2], intervals[1::2], strict=True)),
-                   last_seen=None if last_seen < 0 else last_seen)
+                   last_seen=None if last_seen < 0 else last_seen,
+                   heading_deg=float(heading_deg))
 
 
 class ClosedBout(NamedTuple):
@@ -224,7 +247,8 @@ class BoutAssembler:
                  hold_slack_steps: float | None = 1.0, break_steps: float | None = None,
                  max_step_s: float = 1.5, max_break_cap_s: float = 3.0,
                  lead_rest: bool = True, max_hold_cap_s: float = 3.05,
-                 release_stop: bool = True) -> None:
+                 release_stop: bool = True, turn_break_s: float | None = 3.0,
+                 turn_min_deg: float = 45.0) -> None:
         self.max_break_s = max_break_s
         self.min_ics = min_ics
         self.min_bout_ics = min_bout_ics
@@ -240,6 +264,8 @@ class BoutAssembler:
         self.lead_rest = lead_rest
         self.max_hold_cap_s = max_hold_cap_s
         self.release_stop = release_stop
+        self.turn_break_s = turn_break_s
+        self.turn_min_deg = turn_min_deg
 
     @property
     def hold_cap_s(self) -> float:
@@ -252,9 +278,12 @@ class BoutAssembler:
     @property
     def break_cap_s(self) -> float:
         """The longest a chain stays open after its newest IC (seconds)."""
-        if self.break_steps is None:
-            return self.max_break_s
-        return max(self.max_break_s, self.max_break_cap_s)
+        cap = self.max_break_s
+        if self.break_steps is not None:
+            cap = max(cap, self.max_break_cap_s)
+        if self.turn_break_s is not None:
+            cap = max(cap, self.turn_break_s)
+        return cap
 
     def step_samples(self, state: BoutState) -> float:
         """The open chain's step time (samples): the median IC interval; NaN if unknown.
@@ -305,6 +334,25 @@ class BoutAssembler:
             return math.inf
         return state.last_seen + self.break_samples(state, fs)
 
+    def bridges(self, state: BoutState, ic: int, heading_deg: float, fs: float) -> bool:
+        """Whether IC ``ic`` (trunk heading ``heading_deg``) goes on with the chain across a turn.
+
+        The chain is confirmed, the IC's gap from its newest IC is longer than
+        ``break_samples`` but at most ``turn_break_s``, and the heading changed by
+        ``turn_min_deg`` or more.
+        """
+        if self.turn_break_s is None or not state.confirmed or state.last_seen is None:
+            return False
+        gap = ic - state.last_seen
+        if not self.break_samples(state, fs) < gap <= self.turn_break_s * fs:
+            return False
+        return abs(heading_deg - state.heading_deg) >= self.turn_min_deg
+
+    def _bridgeable(self, state: BoutState) -> bool:
+        """Whether an IC may bridge the open chain's next gap (``bridges``)."""
+        return (self.turn_break_s is not None and state.confirmed
+                and state.last_seen is not None)
+
     def initial_state(self) -> BoutState:
         """State before any data."""
         return BoutState()
@@ -322,20 +370,26 @@ class BoutAssembler:
         return f is not None and (d > f * med or d * f < med)
 
     def process(self, state: BoutState, ics: list[tuple[int, str]], final_until: int,
-                sample_rate_hz: float, transfer: Collection[int] = ()) -> AssemblyOutput:
+                sample_rate_hz: float, transfer: Collection[int] = (),
+                headings_deg: Sequence[float] | None = None) -> AssemblyOutput:
         """Add ICs (sorted); ``final_until``: no later IC will lie before this index.
 
         ICs in ``transfer`` follow a postural transition (``transfers``): they cannot start
         or grow an unconfirmed chain, which is discarded; a confirmed bout keeps them.
-        Timed decisions (``_advance``) run in the order they fall due, before each IC and
-        up to ``final_until``, so the output does not depend on how the stream is chunked.
+        ``headings_deg``: the trunk's heading (integrated yaw rate, degrees) at each IC
+        (none: no gap is bridged as a turn, and a chain closes without waiting to know
+        whether one is; a stream gives them always or never). Timed decisions
+        (``_advance``) run in the order they fall due, before each IC and up to
+        ``final_until``, so the output does not depend on how the stream is chunked.
         """
         steps: list[tuple[int, str, int]] = []
         closed: list[ClosedBout] = []
         stops: set[int] = set()
-        for ic, side in ics:
+        for k, (ic, side) in enumerate(ics):
             ic = int(ic)
-            self._advance(state, steps, closed, ic, sample_rate_hz, stops)
+            heading = None if headings_deg is None else float(headings_deg[k])
+            self._advance(state, steps, closed, ic, sample_rate_hz, stops, ic_heading=heading)
+            state.heading_deg = 0.0 if heading is None else heading
             if not state.confirmed and ic in transfer:
                 state.chain = []
                 state.last_seen = None
@@ -360,7 +414,8 @@ class BoutAssembler:
                 self._trim_leading(state)
             if len(state.chain) >= self.min_ics:
                 self._confirm(state, steps)
-        self._advance(state, steps, closed, final_until, sample_rate_hz, stops)
+        self._advance(state, steps, closed, final_until, sample_rate_hz, stops,
+                      wait=headings_deg is not None)
         return AssemblyOutput(steps, closed, stops)
 
     def _confirm(self, state: BoutState, steps: list[tuple[int, str, int]]) -> None:
@@ -371,7 +426,8 @@ class BoutAssembler:
         self._release(state, steps)
 
     def _advance(self, state: BoutState, steps: list[tuple[int, str, int]],
-                 closed: list[ClosedBout], now: int, fs: float, stops: set[int]) -> None:
+                 closed: list[ClosedBout], now: int, fs: float, stops: set[int], *,
+                 ic_heading: float | None = None, wait: bool = False) -> None:
         """Take every timed decision due before ``now``, earliest first.
 
         - an unconfirmed chain whose first IC is ``max_hold_s`` old is confirmed if it holds
@@ -380,8 +436,16 @@ class BoutAssembler:
         - the unreleased newest IC of a confirmed chain (the stopping-step candidate) that
           is ``max_hold_s`` old is a step if off-rhythm ICs followed it (the walk went on
           irregularly), else no step (the walk stopped there);
-        - a chain whose newest IC is ``max_break_s`` old is closed.
+        - a chain whose newest IC is ``max_break_s`` old is closed (as of then). When
+          headings are known (an IC at ``now`` with heading ``ic_heading``, or ``wait``) a
+          confirmed chain is closed only when no IC can bridge its gap across a turn any
+          more (``bridges``): ``turn_break_s`` after its newest IC, or, if the IC at
+          ``now`` comes before that, after every decision due before it, unless it
+          bridges the gap. The other decisions run at their own time meanwhile, so the
+          order of all decisions does not depend on how the data come; one due after the
+          break drops its IC, as the close at the break did before gaps were bridged.
         """
+        waits = ic_heading is not None or wait
         while True:
             when, kind = float("inf"), -1
             if state.chain and not state.confirmed:
@@ -394,10 +458,16 @@ class BoutAssembler:
                 if state.chain and state.chain[0][0] + hold < when:
                     when, kind = state.chain[0][0] + hold, 2
             closes = self.closes_after(state, fs)
+            if waits and self._bridgeable(state):  # no IC bridges the gap after this
+                closes = max(closes, state.last_seen + self.turn_break_s * fs)  # type: ignore[operator]
             if closes < when:
                 when, kind = closes, 3
             if kind < 0 or not now > when:
-                return
+                break
+            if kind in (1, 2) and waits and when > self.closes_after(state, fs):
+                # due after the break: as when the chain closed then, the IC is no step
+                self._drop_first(state, held=kind == 1)
+                continue
             if kind == 0:
                 if self.lead_rest and self._trim_leading(state, rest=True):
                     continue  # a leading IC was off the rhythm of the rest: a new deadline
@@ -414,16 +484,27 @@ class BoutAssembler:
                 if self.release_stop and state.n_released and len(state.chain) == 1:
                     steps.append((int(stop[0]), str(stop[1]), state.next_bout))
                     stops.add(int(stop[0]))
-                gone = state.chain.pop(0)[0]
-                after = state.chain[0][0] if state.chain else None
-                if state.n_released:
-                    state._count(state.last, gone, -1)
-                if after is not None:
-                    state._count(gone, after, -1)
-                    if state.n_released:
-                        state._count(state.last, after, 1)
+                self._drop_first(state, held=False)
             else:
-                self._close(state, closed, when)
+                self._close(state, closed, self.closes_after(state, fs))
+        if (ic_heading is not None and self._bridgeable(state)
+                and now > self.closes_after(state, fs)
+                and not self.bridges(state, now, ic_heading, fs)):
+            self._close(state, closed, self.closes_after(state, fs))
+
+    def _drop_first(self, state: BoutState, *, held: bool) -> None:
+        """Drop the oldest held IC, or the confirmed chain's unreleased oldest IC."""
+        if held:
+            state.held.pop(0)
+            return
+        gone = state.chain.pop(0)[0]
+        after = state.chain[0][0] if state.chain else None
+        if state.n_released:
+            state._count(state.last, gone, -1)
+        if after is not None:
+            state._count(gone, after, -1)
+            if state.n_released:
+                state._count(state.last, after, 1)
 
     def _trim_leading(self, state: BoutState, rest: bool = False) -> bool:
         """Drop leading ICs off the chain's rhythm; whether any was dropped.

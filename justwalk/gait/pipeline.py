@@ -519,7 +519,9 @@ class GaitPipeline:
             rows = c.labelled[:n_lab].tolist()
             ics = [(r[0], SIDES[r[1]]) for r in rows]
             transfer = {r[0] for r in rows if r[2]}
-        asm = self.bouts.process(state.bouts, ics, final, fs, transfer)
+        heading = state.spatial.heading  # ring; every IC given here is still in it
+        turned = [math.degrees(heading[i & (heading.shape[0] - 1)]) for i, _ in ics]
+        asm = self.bouts.process(state.bouts, ics, final, fs, transfer, turned)
         if asm.steps:
             out.steps.extend(self._release(state, asm.steps, asm.stops))
         for closed in asm.closed:
