@@ -11,6 +11,7 @@ previous release's states or says clearly that it cannot.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,13 @@ def check_version(obj: Any, component: str, supported: tuple[int, ...]) -> list[
     return obj
 
 
+_LITTLE = sys.byteorder == "little"
+
+
 def array_bytes(a: npt.NDArray[Any], dtype: npt.DTypeLike) -> bytes:
     """The raw little-endian bytes of ``a`` as ``dtype`` (C order)."""
+    if _LITTLE and a.dtype == dtype and a.dtype.isnative:
+        return a.tobytes()  # already the stored form (the common case: no conversion)
     return np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
 
 

@@ -41,9 +41,15 @@ def ring_indices(ring: npt.NDArray[Any], end: int, count: int) -> npt.NDArray[np
 
 def pack_ring(ring: npt.NDArray[Any], end: int, count: int) -> list[Any]:
     """``[length, count, bytes]`` of the ``count`` entries before absolute index ``end``."""
-    count = max(0, min(int(count), ring.shape[0]))
-    return [int(ring.shape[0]), count, array_bytes(ring[ring_indices(ring, end, count)],
-                                                   ring.dtype)]
+    n = ring.shape[0]
+    count = max(0, min(int(count), n))
+    start = (end - count) & (n - 1)
+    if start + count <= n:  # one stretch of the ring, else two: no index arrays either way
+        data = array_bytes(ring[start:start + count], ring.dtype)
+    else:
+        data = (array_bytes(ring[start:], ring.dtype)
+                + array_bytes(ring[:start + count - n], ring.dtype))
+    return [int(n), count, data]
 
 
 def unpack_ring(obj: Any, end: int, dtype: npt.DTypeLike, component: str,
