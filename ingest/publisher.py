@@ -224,9 +224,10 @@ class KafkaPublisher:
         deadline = loop.time() + self.delivery_timeout_s
         try:
             try:
-                future = await asyncio.wait_for(
-                    producer.send(topic, value=value, key=key, headers=list(headers) or None),
-                    self.delivery_timeout_s)
+                # asyncio.timeout, not wait_for: no task per record
+                async with asyncio.timeout(self.delivery_timeout_s):
+                    future = await producer.send(topic, value=value, key=key,
+                                                 headers=list(headers) or None)
             except TimeoutError:
                 self.timeouts_ += 1
                 self._replace(producer)
