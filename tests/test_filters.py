@@ -107,3 +107,32 @@ def test_rings_address_by_absolute_index() -> None:
     _kernels.history(ring, 16, buf, 8)
     assert buf.tolist() == [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
     assert butter_sos(2, 1.0, "lowpass", 100.0) is butter_sos(2, 1.0, "lowpass", 100.0)
+
+
+def test_window_values_equal_the_numpy_definitions_bit_for_bit() -> None:
+    """``_kernels.window_values`` (the gait windows' values) against ``variability``'s NumPy
+    formulas, on irregular steps with pauses and missing lengths, short and long (NumPy
+    sums more than 128 values pairwise)."""
+    from justwalk.gait import variability as v
+    from justwalk.gait._kernels import window_values
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 3, 5, 9, 17, 40, 129, 300, 1031):
+        ics = np.cumsum(rng.integers(30, 90, n) + (rng.random(n) < 0.05) * 200).astype(np.int64)
+        right = rng.random(n) < 0.5
+        lens = np.where(rng.random(n) < 0.1, np.nan, rng.uniform(0.3, 0.8, n))
+        got = window_values(ics, right, lens, 100.0, 1.5, 3.0, np.empty(8 * max(n, 1)))
+        st = v.step_times_s(ics.tolist(), 100.0, 1.5)
+        sr = v.stride_times_s(ics.tolist(), 100.0, 3.0)
+        pairs = [(lens[k] + lens[k - 1], (ics[k] - ics[k - 2]) / 100.0) for k in range(2, n)
+                 if (ics[k] - ics[k - 2]) / 100.0 <= 3.0]
+        lengths = [a for a, _ in pairs if np.isfinite(a)]
+        speeds = [a / d for a, d in pairs if np.isfinite(a / d)]
+        want = (float(st.mean()) if st.size else np.nan, float(sr.mean()) if sr.size else np.nan,
+                v.cadence_spm(sr), v.cv_pct(sr),
+                v.step_time_asymmetry_pct(ics.tolist(), ["right" if r else "left" for r in right],
+                                          100.0, 1.5),
+                float(np.mean(lengths)) if lengths else np.nan,
+                float(np.mean(speeds)) if speeds else np.nan)
+        for g, w in zip(got, want, strict=True):
+            assert (np.isnan(g) and np.isnan(w)) or g == w, (n, got, want)

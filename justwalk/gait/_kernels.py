@@ -672,11 +672,76 @@ def pipeline_block(acc, gyr, fs, proj_z, proj_a,
 
 
 @njit(cache=True)
-def _mean(x: np.ndarray, n: int) -> float:
-    s = 0.0
-    for i in range(n):
-        s += x[i]
-    return s / n
+def _block_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """NumPy's float64 sum of at most 128 values (8 accumulators, then the rest)."""
+    if n < 8:
+        res = -0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True)
+def _pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """``a[lo:lo + n].sum()`` summed as NumPy sums float64 (pairwise).
+
+    So the means below equal ``np.mean`` bit for bit. NumPy halves longer runs (at a
+    multiple of 8) recursively; here an explicit stack does the same (numba's cache does
+    not take recursive functions).
+    """
+    if n <= 128:
+        return _block_sum(a, lo, n)
+    seg_lo = np.empty(64, np.int64)
+    seg_n = np.empty(64, np.int64)
+    stage = np.zeros(64, np.int64)
+    left = np.empty(64)
+    seg_lo[0], seg_n[0], stage[0] = lo, n, 0
+    sp = 1
+    val = 0.0
+    while sp:
+        t = sp - 1
+        m = seg_n[t]
+        if m <= 128 or stage[t] == 2:
+            val = _block_sum(a, seg_lo[t], m) if m <= 128 else left[t] + val
+            sp -= 1
+            if sp:  # hand the value to the parent
+                p = sp - 1
+                if stage[p] == 1:
+                    left[p] = val
+                    stage[p] = 2
+                    h = m  # the parent's left half was this segment
+                    seg_lo[sp], seg_n[sp], stage[sp] = seg_lo[p] + h, seg_n[p] - h, 0
+                    sp += 1
+            continue
+        h = m // 2
+        h -= h % 8
+        stage[t] = 1
+        seg_lo[sp], seg_n[sp], stage[sp] = seg_lo[t], h, 0
+        sp += 1
+    return val
+
+
+@njit(cache=True)
+def _mean(a: np.ndarray, lo: int, n: int) -> float:
+    return _pairwise_sum(a, lo, n) / n if n else math.nan
 
 
 @njit(cache=True)
@@ -688,67 +753,57 @@ def window_values(ics: np.ndarray, right: np.ndarray, step_len: np.ndarray, fs: 
     (mean step time, mean stride time, cadence, stride-time CV %, step-time asymmetry %,
     mean stride length, mean stride speed), NaN where undefined: the definitions of
     ``justwalk.gait.variability`` (step and stride times, ``cadence_spm``, ``cv_pct``,
-    ``step_time_asymmetry_pct``) and of the pipeline's stride lengths, in one pass without
-    NumPy's per-call overhead on a handful of values. ``buf`` is scratch of >= 2 * len(ics).
+    ``step_time_asymmetry_pct``) and of the pipeline's stride lengths, equal to them bit for
+    bit (NumPy's summation order), without NumPy's per-call overhead on a handful of values.
+    ``buf`` is scratch of >= 8 * len(ics).
     """
     n = ics.shape[0]
     nan = math.nan
-    st = buf[:n]
-    sr = buf[n:2 * n]
-    n_st = 0
-    left_sum = right_sum = 0.0
-    n_left = n_right = 0
+    # scratch regions: step times, strides, 120 / stride, left, right, lengths, speeds, CV
+    o_st, o_sr, o_cad, o_l, o_r, o_len, o_v, o_cv = 0, n, 2 * n, 3 * n, 4 * n, 5 * n, 6 * n, 7 * n
+    n_st = n_l = n_r = 0
     for k in range(1, n):
         d = (ics[k] - ics[k - 1]) / fs
         if d > 0 and d <= max_step_s:
-            st[n_st] = d
+            buf[o_st + n_st] = d
             n_st += 1
             if right[k]:
-                right_sum += d
-                n_right += 1
+                buf[o_r + n_r] = d
+                n_r += 1
             else:
-                left_sum += d
-                n_left += 1
-    n_sr = 0
-    len_sum = speed_sum = 0.0
-    n_len = n_speed = 0
+                buf[o_l + n_l] = d
+                n_l += 1
+    n_sr = n_len = n_v = 0
     for k in range(2, n):
         d = (ics[k] - ics[k - 2]) / fs
         if d > 0 and d <= max_stride_s:
-            sr[n_sr] = d
+            buf[o_sr + n_sr] = d
+            buf[o_cad + n_sr] = 120.0 / d
             n_sr += 1
         if d <= max_stride_s:
             sl = step_len[k] + step_len[k - 1]
             if math.isfinite(sl):
-                len_sum += sl
+                buf[o_len + n_len] = sl
                 n_len += 1
             v = sl / d
             if math.isfinite(v):
-                speed_sum += v
-                n_speed += 1
-    step_mean = _mean(st, n_st) if n_st else nan
-    stride_mean = _mean(sr, n_sr) if n_sr else nan
-    cadence = nan
+                buf[o_v + n_v] = v
+                n_v += 1
+    stride_mean = _mean(buf, o_sr, n_sr)
     cv = nan
-    if n_sr:
-        c = 0.0
-        for i in range(n_sr):
-            c += 120.0 / sr[i]
-        cadence = c / n_sr
     if n_sr >= 2:
-        # sample SD of the strides shifted by the first (identical strides: exactly 0)
-        m = 0.0
+        # np.std(x - x[0], ddof=1) / np.mean(x) * 100 (identical strides: exactly 0)
+        first = buf[o_sr]
         for i in range(n_sr):
-            m += sr[i] - sr[0]
-        m /= n_sr
-        ss = 0.0
+            buf[o_cv + i] = buf[o_sr + i] - first
+        m = _mean(buf, o_cv, n_sr)
         for i in range(n_sr):
-            e = sr[i] - sr[0] - m
-            ss += e * e
-        cv = math.sqrt(ss / (n_sr - 1)) / stride_mean * 100.0
+            e = buf[o_cv + i] - m
+            buf[o_cv + i] = e * e
+        cv = math.sqrt(_pairwise_sum(buf, o_cv, n_sr) / (n_sr - 1)) / stride_mean * 100.0
     asym = nan
-    if n >= 3 and n_left and n_right:
-        ml, mr = left_sum / n_left, right_sum / n_right
+    if n >= 3 and n_l and n_r:
+        ml, mr = _mean(buf, o_l, n_l), _mean(buf, o_r, n_r)
         asym = abs(ml - mr) / (0.5 * (ml + mr)) * 100.0
-    return (step_mean, stride_mean, cadence, cv, asym,
-            len_sum / n_len if n_len else nan, speed_sum / n_speed if n_speed else nan)
+    return (_mean(buf, o_st, n_st), stride_mean, _mean(buf, o_cad, n_sr), cv, asym,
+            _mean(buf, o_len, n_len), _mean(buf, o_v, n_v))

@@ -623,7 +623,7 @@ class GaitPipeline:
         lens = np.fromiter((s[3] for s in steps), np.float64, n)
         step_mean, stride_mean, cadence, cv, asym, stride_length, speed = (
             _kernels.window_values(ics, right, lens, fs, self.max_step_time_s,
-                                   self.max_stride_time_s, np.empty(2 * n)))
+                                   self.max_stride_time_s, np.empty(8 * n)))
         lo = max(lo, hi - state.reach.regularity)
         reg = regularity(self._acc_v(state, lo, hi), step_mean, fs)
         if self.robust_params and n > 1 and math.isfinite(step_mean):
