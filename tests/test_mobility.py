@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 import msgpack
+import numpy as np
 import pytest
 
 from justwalk import schema
@@ -162,6 +163,27 @@ def test_equal_to_mobgaps_aggregator_on_the_same_bouts() -> None:
     assert compared == 6 * len(DMOS)
     # the fixture exercises the limits: implausible bouts on every participant-day
     assert sum(1 for r in rows if r["cadence_spm"] in ("", "nan")) == 1
+
+
+def test_each_statistic_equals_numpys_bit_for_bit() -> None:
+    """The DMO statistics (own code, for speed) give exactly ``np.mean``, ``np.median``,
+    ``np.percentile(x, 90)`` and ``np.std(x, ddof=1) / np.mean(x)``, which mobgap uses."""
+    from justwalk.mobility._definitions import _stat
+
+    rng = np.random.default_rng(7)
+    compared = 0
+    for n in [*range(1, 140), 255, 256, 257, 513, 1031]:
+        for scale in (1e-3, 1.0, 1e3):
+            x = rng.normal(50.0, 20.0, n) * scale
+            for v in (x, np.round(x / scale) * scale):  # ties and repeated values too
+                want = {"mean": float(np.mean(v)), "median": float(np.median(v)),
+                        "p90": float(np.percentile(v, 90)),
+                        "cv": float(np.std(v, ddof=1) / float(np.mean(v)) * 100.0)
+                        if n > 1 else None}
+                for stat, value in want.items():
+                    assert _stat(stat, v) == value, (stat, n, scale)
+                    compared += 1
+    assert compared == 4 * 2 * 3 * 144
 
 
 # ------------------------------------------------------------------------- streaming
