@@ -15,6 +15,8 @@ from stream_processors.kafka_io import (
     APPLIED_HEADER,
     EPOCH_HEADER,
     KafkaSender,
+    Record,
+    ResendWindow,
     read_states,
 )
 
@@ -110,6 +112,35 @@ async def test_the_sender_confirms_keeps_and_sends_again(stack_settings: Setting
             await sender.flush()
     finally:
         await sender.producer.stop()
+
+
+def test_the_resend_window_gives_back_every_record_as_sent_and_holds_them_compressed() -> None:
+    now = [0.0]
+    window = ResendWindow(10.0, lambda: now[0])
+    first = [Record("gait.steps", b"p-%03d" % i,
+                    b'{"patient_id":"p-%03d","session_id":"s-1","step":%d,"t_us":%d,'
+                    b'"side":"left","cadence_spm":%.1f}' % (i % 7, i, i * 550_000, 100 + i % 9),
+                    i % 4, (("jw-received-us", b"%d" % (1_700_000_000_000_000 + i)),), True)
+             for i in range(2000)]
+    state = Record("processor.state", b"session|s-1", b"\x00" * 100, 0, None, False)
+    def add(records: list[Record]) -> None:
+        packed = window.pack(records)
+        window.add(None if packed is None else window.compress(packed))
+
+    add([*first[:1000], state, *first[1000:]])
+    now[0] = 5.0
+    later = [Record("gait.windows", b"p-1", None, None, None, True)]
+    add(later)
+    assert window.records() == first + later  # states are not kept; order, headers, None
+    raw = sum(len(r.value or b"") + len(r.key) + 30 for r in first)
+    assert window.nbytes < raw / 4
+    now[0] = 12.0
+    add([])
+    assert window.records() == later  # the first group aged out
+    empty = ResendWindow(0.0, lambda: now[0])
+    assert empty.pack(first) is None
+    empty.add(None)
+    assert len(empty) == 0 and empty.records() == []
 
 
 async def test_confirm_waits_for_the_records_before_a_mark_only(stack_settings: Settings) -> None:
