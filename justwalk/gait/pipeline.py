@@ -55,7 +55,7 @@ import numpy.typing as npt
 
 from justwalk.gait import _kernels
 from justwalk.gait._kernels import MAX_BLOCK
-from justwalk.gait._rings import new_ring, pack_ring, pow2_at_least, ring_indices, unpack_ring
+from justwalk.gait._rings import new_ring, pack_ring, pow2_at_least, unpack_ring
 from justwalk.gait._running import HampelMean, RunningParams
 from justwalk.gait.gsd import BoutAssembler, BoutState, ClosedBout
 from justwalk.gait.icd import IcDetector, IcState
@@ -513,20 +513,24 @@ class GaitPipeline:
         state.spatial.n_seen += m
         if n_turns:
             out.turns.extend(self._turns(state, c.turns[:n_turns]))
-        ics: list[tuple[int, str]] = []
-        transfer: set[int] = set()
         if n_lab:
             rows = c.labelled[:n_lab].tolist()
-            ics = [(r[0], SIDES[r[1]]) for r in rows]
-            transfer = {r[0] for r in rows if r[2]}
-        heading = state.spatial.heading  # ring; every IC given here is still in it
-        turned = [math.degrees(heading[i & (heading.shape[0] - 1)]) for i, _ in ics]
-        asm = self.bouts.process(state.bouts, ics, final, fs, transfer, turned)
-        if asm.steps:
-            out.steps.extend(self._release(state, asm.steps, asm.stops))
-        for closed in asm.closed:
-            out.bouts.append(self._bout(state, closed))
-        if asm.closed or len(state.sums) > 1:  # chains closed: their sums are done
+            heading = state.spatial.heading  # ring; every IC given here is still in it
+            mask = heading.shape[0] - 1
+            asm = self.bouts.process(
+                state.bouts, [(r[0], SIDES[r[1]]) for r in rows], final, fs,
+                {r[0] for r in rows if r[2]}, [math.degrees(heading[r[0] & mask]) for r in rows])
+        elif self.bouts.nothing_due(state.bouts, final, fs):
+            asm = None  # no IC and no decision due: the assembler would change nothing
+        else:
+            asm = self.bouts.process(state.bouts, [], final, fs, (), ())
+        if asm is not None:
+            if asm.steps:
+                out.steps.extend(self._release(state, asm.steps, asm.stops))
+            for closed in asm.closed:
+                out.bouts.append(self._bout(state, closed))
+        if (asm is not None and asm.closed) or len(state.sums) > 1:
+            # chains closed: their sums are done
             for k in [k for k in state.sums if k < state.bouts.next_bout]:
                 del state.sums[k]
         # a window is final once its steps are, and the turns ending in it are known
@@ -605,16 +609,22 @@ class GaitPipeline:
 
     def _acc_v(self, state: PipelineState, lo: int, hi: int) -> FloatArray:
         """Vertical acceleration [lo, hi) clipped to the stream so far."""
-        lo, hi = max(lo, 0, state.n_seen - state.acc_v.shape[0]), min(hi, state.n_seen)
+        ring = state.acc_v
+        size = ring.shape[0]
+        lo, hi = max(lo, 0, state.n_seen - size), min(hi, state.n_seen)
         if hi <= lo:
             return np.zeros(0)
-        return state.acc_v[ring_indices(state.acc_v, hi, hi - lo)].astype(np.float64)
+        start, end = lo & (size - 1), hi & (size - 1)
+        if start < end:  # one stretch of the ring, else two
+            return ring[start:end].astype(np.float64)
+        return np.concatenate((ring[start:], ring[:end]), dtype=np.float64)
 
     def _params(self, state: PipelineState, steps: list[list[Any]], lo: int, hi: int,
-                ) -> GaitParameters:
+                n_steps: int) -> GaitParameters:
         """Parameters of a window's ``steps`` (bout-contiguous) with signal range [lo, hi).
 
-        Regularity uses at most the last ``regularity_max_s`` of the range.
+        Regularity uses at most the last ``regularity_max_s`` of the range; ``n_steps``: how
+        many of ``steps`` are the window's own (the others are context before it).
         """
         fs = state.sample_rate_hz
         n = len(steps)
@@ -635,7 +645,7 @@ class GaitPipeline:
             stride_length = 2.0 * float(np.mean(hampel(sl))) if sl.size else math.nan
             speed = stride_length * cadence / 120.0
         return GaitParameters(
-            n_steps=n, cadence_spm=cadence, step_time_s=step_mean,
+            n_steps=n_steps, cadence_spm=cadence, step_time_s=step_mean,
             stride_time_s=stride_mean, stride_time_cv_pct=cv, step_time_asymmetry_pct=asym,
             step_regularity=reg[0], stride_regularity=reg[1],
             stride_length_m=stride_length, walking_speed_mps=speed,
@@ -711,18 +721,13 @@ class GaitPipeline:
             if inside:
                 before = [s for s in state.steps if s[0] < lo and s[2] == inside[0][2]]
                 ctx = before[-2:] + inside
-            params = self._params(state, ctx, max(lo, 0), hi)
+            params = self._params(state, ctx, max(lo, 0), hi, len(inside))
             n_turns = sum(1 for t in state.recent_turns if lo <= t[1] < hi)
-            out.append(WindowResult(start_us, self.window_s, len(inside) >= 3,
-                                    _with_n(params, len(inside)), n_turns))
+            out.append(WindowResult(start_us, self.window_s, len(inside) >= 3, params,
+                                    n_turns))
             state.open_window = start_us + w_us
             state.window_end = first_sample_at(state.t0_us, state.sample_rate_hz,
                                                state.open_window + w_us)
             self._prune(state)
         return out
 
-
-def _with_n(p: GaitParameters, n: int) -> GaitParameters:
-    return GaitParameters(n, p.cadence_spm, p.step_time_s, p.stride_time_s,
-                          p.stride_time_cv_pct, p.step_time_asymmetry_pct, p.step_regularity,
-                          p.stride_regularity, p.stride_length_m, p.walking_speed_mps)
