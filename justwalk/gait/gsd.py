@@ -409,11 +409,14 @@ class BoutAssembler:
         wait = headings_deg is not None
         if not ics and self.nothing_due(state, final_until, sample_rate_hz, headings=wait):
             return AssemblyOutput(steps, closed, stops)
+        known = state.due  # valid until the state changes: up to the first IC's decisions
         state.due = None
         for k, (ic, side) in enumerate(ics):
             ic = int(ic)
             heading = None if headings_deg is None else float(headings_deg[k])
-            self._advance(state, steps, closed, ic, sample_rate_hz, stops, ic_heading=heading)
+            self._advance(state, steps, closed, ic, sample_rate_hz, stops, ic_heading=heading,
+                          known=known)
+            known = None
             state.heading_deg = 0.0 if heading is None else heading
             if not state.confirmed and ic in transfer:
                 state.chain = []
@@ -465,7 +468,8 @@ class BoutAssembler:
 
     def _advance(self, state: BoutState, steps: list[tuple[int, str, int]],
                  closed: list[ClosedBout], now: int, fs: float, stops: set[int], *,
-                 ic_heading: float | None = None, wait: bool = False) -> float:
+                 ic_heading: float | None = None, wait: bool = False,
+                 known: tuple[float, bool, float] | None = None) -> float:
         """Take every timed decision due before ``now``, earliest first; when the next falls due.
 
         - an unconfirmed chain whose first IC is ``max_hold_s`` old is confirmed if it holds
@@ -482,8 +486,26 @@ class BoutAssembler:
           bridges the gap. The other decisions run at their own time meanwhile, so the
           order of all decisions does not depend on how the data come; one due after the
           break drops its IC, as the close at the break did before gaps were bridged.
+
+        ``known``: ``BoutState.due`` as the last call left it, if the state has not changed
+        since (no decision is due before it).
         """
         waits = ic_heading is not None or wait
+        if known is not None and known[0] == fs and known[1] == waits and not now > known[2]:
+            when = known[2]  # nothing due before ``now``: the loop would stop at once
+        else:
+            when = self._decide(state, steps, closed, now, fs, stops, waits)
+        if (ic_heading is not None and self._bridgeable(state)
+                and now > self.closes_after(state, fs)
+                and not self.bridges(state, now, ic_heading, fs)):
+            self._close(state, closed, self.closes_after(state, fs))
+            return -math.inf  # the state changed after ``when`` was found
+        return when
+
+    def _decide(self, state: BoutState, steps: list[tuple[int, str, int]],
+                closed: list[ClosedBout], now: int, fs: float, stops: set[int],
+                waits: bool) -> float:
+        """``_advance``'s timed decisions before ``now``; when the next falls due."""
         while True:
             when, kind = float("inf"), -1
             if state.chain and not state.confirmed:
@@ -525,11 +547,6 @@ class BoutAssembler:
                 self._drop_first(state, held=False)
             else:
                 self._close(state, closed, self.closes_after(state, fs))
-        if (ic_heading is not None and self._bridgeable(state)
-                and now > self.closes_after(state, fs)
-                and not self.bridges(state, now, ic_heading, fs)):
-            self._close(state, closed, self.closes_after(state, fs))
-            return -math.inf  # the state changed after ``when`` was found
         return when
 
     def _drop_first(self, state: BoutState, *, held: bool) -> None:

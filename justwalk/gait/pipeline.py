@@ -47,11 +47,13 @@ the Mobilise-D recordings), since a real pause inside a bout is part of the refe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+from numba import typeof
 
 from justwalk.gait import _kernels
 from justwalk.gait._kernels import MAX_BLOCK
@@ -221,6 +223,11 @@ class PipelineState:
     kernel_args: tuple[Any, tuple[Any, ...]] | None = field(default=None, repr=False,
                                                            compare=False)
     """Cache of ``GaitPipeline._kernel_args`` (not part of the state's value)."""
+    kernel_entry: Callable[..., Any] | bool | None = field(default=None, repr=False,
+                                                          compare=False)
+    """Cache: ``pipeline_block`` compiled for exactly the types of ``kernel_args`` and
+    C-contiguous, aligned, writable float64 samples (``_specialisation``); None: not looked
+    up yet, False: there is none (the dispatcher is used)."""
 
     # ------------------------------------------------------------------ reach
 
@@ -400,6 +407,7 @@ class GaitPipeline:
         and voisard recordings that tail is at most 2.9 s)."""
         self.robust_params = robust_params
         self._by_rate: dict[float, _Compiled] = {}
+        self._entries: dict[tuple[Any, ...], Callable[..., Any] | bool] = {}
 
     # ------------------------------------------------------------------ state
 
@@ -480,9 +488,25 @@ class GaitPipeline:
         if acc.shape != gyr.shape or acc.ndim != 2 or acc.shape[1] != 3:
             raise ValueError(f"acc {acc.shape} and gyr {gyr.shape} must both be (n, 3)")
         out = PipelineOutput([], [], [], [])
+        if acc.shape[0] <= MAX_BLOCK:  # a chunk is one block, as a rule
+            self._block(state, acc, gyr, out)
+            return out
         for i in range(0, acc.shape[0], MAX_BLOCK):
             self._block(state, acc[i:i + MAX_BLOCK], gyr[i:i + MAX_BLOCK], out)
         return out
+
+    def _specialisation(self, args: tuple[Any, ...]) -> Callable[..., Any] | bool:
+        """``pipeline_block`` compiled for these arguments' types; False if there is none.
+
+        Looked up once per set of types (``_specialisation``).
+        """
+        key = _types_key(args)
+        if key is None:
+            return False
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _specialisation(_kernels.pipeline_block, args) or False
+        return entry
 
     def _kernel_args(self, state: PipelineState, c: _Compiled) -> tuple[Any, ...]:
         """``pipeline_block``'s arguments after the samples.
@@ -491,6 +515,7 @@ class GaitPipeline:
         pipeline.
         """
         if state.kernel_args is None or state.kernel_args[0] is not c:
+            state.kernel_entry = None
             tr, ic, lr, sp, tu = state.transfers, state.icd, state.lr, state.spatial, state.turns
             state.kernel_args = (c, (
                 state.sample_rate_hz, state.projection.z, c.proj_a,
@@ -507,7 +532,17 @@ class GaitPipeline:
                out: PipelineOutput) -> None:
         fs = state.sample_rate_hz
         c = self._compiled(fs)
-        n_lab, n_turns, final = _kernels.pipeline_block(acc, gyr, *self._kernel_args(state, c))
+        args = self._kernel_args(state, c)
+        kernel = state.kernel_entry
+        # samples as ``process`` makes them (C-contiguous float64): the same numba type
+        usual = (acc.flags.aligned and acc.flags.writeable and gyr.flags.aligned
+                 and gyr.flags.writeable)
+        if kernel and usual:
+            n_lab, n_turns, final = kernel(acc, gyr, *args)
+        else:  # numba's dispatcher (compiles or loads the kernel on first use)
+            n_lab, n_turns, final = _kernels.pipeline_block(acc, gyr, *args)
+            if usual and kernel is None:
+                state.kernel_entry = self._specialisation((acc, gyr, *args))
         m = acc.shape[0]
         state.n_seen += m
         state.spatial.n_seen += m
@@ -731,3 +766,39 @@ class GaitPipeline:
             self._prune(state)
         return out
 
+
+def _specialisation(kernel: Any, args: tuple[Any, ...]) -> Callable[..., Any] | None:
+    """``kernel``'s compiled specialisation for exactly the numba types of ``args``.
+
+    Calling it directly skips the dispatcher's per-call typing of every argument (the
+    pipeline kernel takes 44: 5-12 us per call with 200 patients' states). Numba's
+    dispatcher keeps each compiled overload under the tuple of its argument types and calls
+    its ``entry_point`` once it has typed the arguments; None when there is no overload for
+    exactly these types (the dispatcher is then used, and converts or compiles). Typing the
+    arguments here costs ~1 ms, hence ``GaitPipeline._specialisation`` caches the answer.
+    """
+    try:
+        result = kernel.overloads.get(tuple(typeof(a) for a in args))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    entry = getattr(result, "entry_point", None)
+    return entry if callable(entry) else None
+
+
+def _types_key(args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """What the numba types of ``args`` depend on, found cheaply.
+
+    For arrays their dtype, number of dimensions, layout, writability and alignment;
+    floats are float64. None if an argument is neither (its type may depend on its value).
+    """
+    key: list[Any] = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            f = a.flags
+            key.append((a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable,
+                        f.aligned))
+        elif type(a) is float:
+            key.append(float)
+        else:
+            return None
+    return tuple(key)
