@@ -537,7 +537,7 @@ class GaitPipeline:
         # samples as ``process`` makes them (C-contiguous float64): the same numba type
         usual = (acc.flags.aligned and acc.flags.writeable and gyr.flags.aligned
                  and gyr.flags.writeable)
-        if kernel and usual:
+        if usual and callable(kernel):
             n_lab, n_turns, final = kernel(acc, gyr, *args)
         else:  # numba's dispatcher (compiles or loads the kernel on first use)
             n_lab, n_turns, final = _kernels.pipeline_block(acc, gyr, *args)
