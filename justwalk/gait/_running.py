@@ -93,14 +93,19 @@ class RunningParams:
             stride_len: float, speed: float) -> None:
         """One released step (NaN where a value is not available)."""
         self.n_steps += 1
-        if math.isfinite(step_t):
-            _acc(self.st, step_t)
-            _acc(self.left if side == "left" else self.right, step_t)
+        isfinite = math.isfinite
+        if isfinite(step_t):
+            s = self.st
+            s[0] += step_t
+            s[1] += 1
+            s = self.left if side == "left" else self.right
+            s[0] += step_t
+            s[1] += 1
             if self.robust_st is not None:
                 self.robust_st.add(step_t)
-        if self.robust_sl is not None and math.isfinite(step_len):
+        if self.robust_sl is not None and isfinite(step_len):
             self.robust_sl.add(step_len)
-        if math.isfinite(stride_t):
+        if isfinite(stride_t):
             s = self.sr
             s[0] += stride_t
             s[1] += 1
@@ -108,10 +113,14 @@ class RunningParams:
             s[2] += delta / s[1]
             s[3] += delta * (stride_t - s[2])
             self.cadence += 120.0 / stride_t
-        if math.isfinite(stride_len):
-            _acc(self.length, stride_len)
-        if math.isfinite(speed):
-            _acc(self.speed, speed)
+        if isfinite(stride_len):
+            s = self.length
+            s[0] += stride_len
+            s[1] += 1
+        if isfinite(speed):
+            s = self.speed
+            s[0] += speed
+            s[1] += 1
 
     def values(self) -> dict[str, float]:
         """Cadence, step and stride time, CV, asymmetry, stride length and speed."""
@@ -155,11 +164,6 @@ class RunningParams:
                    None if rst is None else HampelMean(list(rst[0]), *rst[1:]),
                    None if rsl is None else HampelMean(list(rsl[0]), *rsl[1:]),
                    n_turns, angle)
-
-
-def _acc(s: list[float], v: float) -> None:
-    s[0] += v
-    s[1] += 1
 
 
 def _mean(s: list[float]) -> float:

@@ -116,13 +116,12 @@ does not grow with the bout.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-
-import numpy as np
 
 from justwalk.gait.lr import LEFT, RIGHT
 
@@ -150,6 +149,14 @@ class BoutState:
     """The newest IC of the open chain, also if it was decided not to be a step."""
     heading_deg: float = 0.0
     """The trunk's heading (integrated yaw rate) at ``last_seen``."""
+    median: float | None = field(default=None, init=False, repr=False, compare=False)
+    """Cache of ``median_interval`` (None: to compute); not part of the state's value."""
+    keys: list[int] | None = field(default=None, init=False, repr=False, compare=False)
+    """Cache of ``sorted(intervals)`` (None: to compute); not part of the state's value."""
+    due: tuple[float, bool, float] | None = field(default=None, init=False, repr=False,
+                                                  compare=False)
+    """Cache: (sample rate, headings given, when the next timed decision falls due) as the
+    last ``BoutAssembler.process`` left the state (None: unknown); not part of its value."""
 
     @property
     def is_open(self) -> bool:
@@ -158,11 +165,18 @@ class BoutState:
 
     def median_interval(self) -> float:
         """Median of the confirmed chain's IC intervals (as ``numpy.median``)."""
+        if self.median is None:
+            self.median = self._median_interval()
+        return self.median
+
+    def _median_interval(self) -> float:
         n = sum(self.intervals.values())
         if not n:
             return float("nan")
+        if self.keys is None:
+            self.keys = sorted(self.intervals)
         below, lo, hi = 0, None, None
-        for v in sorted(self.intervals):
+        for v in self.keys:
             below += self.intervals[v]
             if lo is None and below > (n - 1) // 2:
                 lo = v
@@ -174,11 +188,17 @@ class BoutState:
 
     def _count(self, a: int, b: int, k: int) -> None:
         d = b - a
-        c = self.intervals.get(d, 0) + k
+        self.median = None
+        old = self.intervals.get(d, 0)
+        c = old + k
         if c:
             self.intervals[d] = c
+            if not old and self.keys is not None:
+                bisect.insort(self.keys, d)
         else:
             del self.intervals[d]
+            if self.keys is not None:
+                self.keys.remove(d)
 
     def pack(self) -> list[Any]:
         """Msgpack-ready form: ICs as samples (delta-coded from the first) and side bits."""
@@ -293,9 +313,10 @@ class BoutAssembler:
         """
         if state.confirmed:
             return state.median_interval()
-        if len(state.chain) < 2:
+        chain = state.chain
+        if len(chain) < 2:
             return math.nan
-        return float(np.median(np.diff([c[0] for c in state.chain])))
+        return _median_of([b[0] - a[0] for a, b in itertools.pairwise(chain)])
 
     def hold_samples(self, state: BoutState, fs: float, steps_needed: float) -> float:
         """How long a verdict that waits for ``steps_needed`` more ICs waits (samples).
@@ -385,10 +406,17 @@ class BoutAssembler:
         steps: list[tuple[int, str, int]] = []
         closed: list[ClosedBout] = []
         stops: set[int] = set()
+        wait = headings_deg is not None
+        if not ics and self.nothing_due(state, final_until, sample_rate_hz, headings=wait):
+            return AssemblyOutput(steps, closed, stops)
+        known = state.due  # valid until the state changes: up to the first IC's decisions
+        state.due = None
         for k, (ic, side) in enumerate(ics):
             ic = int(ic)
             heading = None if headings_deg is None else float(headings_deg[k])
-            self._advance(state, steps, closed, ic, sample_rate_hz, stops, ic_heading=heading)
+            self._advance(state, steps, closed, ic, sample_rate_hz, stops, ic_heading=heading,
+                          known=known)
+            known = None
             state.heading_deg = 0.0 if heading is None else heading
             if not state.confirmed and ic in transfer:
                 state.chain = []
@@ -414,21 +442,35 @@ class BoutAssembler:
                 self._trim_leading(state)
             if len(state.chain) >= self.min_ics:
                 self._confirm(state, steps)
-        self._advance(state, steps, closed, final_until, sample_rate_hz, stops,
-                      wait=headings_deg is not None)
+        due = self._advance(state, steps, closed, final_until, sample_rate_hz, stops, wait=wait)
+        state.due = (sample_rate_hz, wait, due)
         return AssemblyOutput(steps, closed, stops)
+
+    def nothing_due(self, state: BoutState, final_until: int, sample_rate_hz: float, *,
+                    headings: bool = True) -> bool:
+        """Whether ``process`` without ICs up to ``final_until`` would change nothing.
+
+        True when the last ``process`` (given headings or not alike) left the state with
+        its next timed decision due at or after ``final_until``: the state has not changed
+        since, so neither has that deadline.
+        """
+        due = state.due
+        return (due is not None and due[0] == sample_rate_hz and due[1] == headings
+                and not final_until > due[2])
 
     def _confirm(self, state: BoutState, steps: list[tuple[int, str, int]]) -> None:
         state.confirmed = True
         state.intervals = {}
+        state.median = state.keys = None
         for a, b in itertools.pairwise(state.chain):
             state._count(a[0], b[0], 1)
         self._release(state, steps)
 
     def _advance(self, state: BoutState, steps: list[tuple[int, str, int]],
                  closed: list[ClosedBout], now: int, fs: float, stops: set[int], *,
-                 ic_heading: float | None = None, wait: bool = False) -> None:
-        """Take every timed decision due before ``now``, earliest first.
+                 ic_heading: float | None = None, wait: bool = False,
+                 known: tuple[float, bool, float] | None = None) -> float:
+        """Take every timed decision due before ``now``, earliest first; when the next falls due.
 
         - an unconfirmed chain whose first IC is ``max_hold_s`` old is confirmed if it holds
           ``min_early_ics`` ICs, else that IC is no step;
@@ -444,8 +486,26 @@ class BoutAssembler:
           bridges the gap. The other decisions run at their own time meanwhile, so the
           order of all decisions does not depend on how the data come; one due after the
           break drops its IC, as the close at the break did before gaps were bridged.
+
+        ``known``: ``BoutState.due`` as the last call left it, if the state has not changed
+        since (no decision is due before it).
         """
         waits = ic_heading is not None or wait
+        if known is not None and known[0] == fs and known[1] == waits and not now > known[2]:
+            when = known[2]  # nothing due before ``now``: the loop would stop at once
+        else:
+            when = self._decide(state, steps, closed, now, fs, stops, waits)
+        if (ic_heading is not None and self._bridgeable(state)
+                and now > self.closes_after(state, fs)
+                and not self.bridges(state, now, ic_heading, fs)):
+            self._close(state, closed, self.closes_after(state, fs))
+            return -math.inf  # the state changed after ``when`` was found
+        return when
+
+    def _decide(self, state: BoutState, steps: list[tuple[int, str, int]],
+                closed: list[ClosedBout], now: int, fs: float, stops: set[int],
+                waits: bool) -> float:
+        """``_advance``'s timed decisions before ``now``; when the next falls due."""
         while True:
             when, kind = float("inf"), -1
             if state.chain and not state.confirmed:
@@ -462,7 +522,7 @@ class BoutAssembler:
                 closes = max(closes, state.last_seen + self.turn_break_s * fs)  # type: ignore[operator]
             if closes < when:
                 when, kind = closes, 3
-            if kind < 0 or not now > when:
+            if not now > when:  # also none due (kind < 0, when infinite)
                 break
             if kind in (1, 2) and waits and when > self.closes_after(state, fs):
                 # due after the break: as when the chain closed then, the IC is no step
@@ -487,10 +547,7 @@ class BoutAssembler:
                 self._drop_first(state, held=False)
             else:
                 self._close(state, closed, self.closes_after(state, fs))
-        if (ic_heading is not None and self._bridgeable(state)
-                and now > self.closes_after(state, fs)
-                and not self.bridges(state, now, ic_heading, fs)):
-            self._close(state, closed, self.closes_after(state, fs))
+        return when
 
     def _drop_first(self, state: BoutState, *, held: bool) -> None:
         """Drop the oldest held IC, or the confirmed chain's unreleased oldest IC."""
@@ -515,8 +572,8 @@ class BoutAssembler:
         """
         dropped = False
         while len(state.chain) >= 3:
-            d = np.diff([c[0] for c in state.chain])
-            ref = float(np.median(d[1:] if rest else d))
+            d = [b[0] - a[0] for a, b in itertools.pairwise(state.chain)]
+            ref = _median_of(d[1:] if rest else d)
             if not self._irregular(float(d[0]), ref, self.lead_factor):
                 return dropped
             state.chain.pop(0)
@@ -541,6 +598,7 @@ class BoutAssembler:
     def flush(self, state: BoutState) -> AssemblyOutput:
         """Close the open chain (end of data)."""
         closed: list[ClosedBout] = []
+        state.due = None
         if state.chain or state.n_released:
             self._close(state, closed, float("inf"))
         return AssemblyOutput([], closed)
@@ -557,5 +615,17 @@ class BoutAssembler:
         state.n_released = 0
         state.first = state.last = -1
         state.intervals = {}
+        state.median = state.keys = None
         state.last_seen = None
         state.confirmed = False
+
+
+def _median_of(values: list[int]) -> float:
+    """``numpy.median`` of a few integers.
+
+    For an even count, the mean of the middle two: their sum is exact, so the result is
+    the same float.
+    """
+    v = sorted(values)
+    h = len(v) // 2
+    return float(v[h]) if len(v) % 2 else (v[h - 1] + v[h]) / 2

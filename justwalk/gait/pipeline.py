@@ -47,15 +47,17 @@ the Mobilise-D recordings), since a real pause inside a bout is part of the refe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+from numba import typeof
 
 from justwalk.gait import _kernels
 from justwalk.gait._kernels import MAX_BLOCK
-from justwalk.gait._rings import new_ring, pack_ring, pow2_at_least, ring_indices, unpack_ring
+from justwalk.gait._rings import new_ring, pack_ring, pow2_at_least, unpack_ring
 from justwalk.gait._running import HampelMean, RunningParams
 from justwalk.gait.gsd import BoutAssembler, BoutState, ClosedBout
 from justwalk.gait.icd import IcDetector, IcState
@@ -221,6 +223,11 @@ class PipelineState:
     kernel_args: tuple[Any, tuple[Any, ...]] | None = field(default=None, repr=False,
                                                            compare=False)
     """Cache of ``GaitPipeline._kernel_args`` (not part of the state's value)."""
+    kernel_entry: Callable[..., Any] | bool | None = field(default=None, repr=False,
+                                                          compare=False)
+    """Cache: ``pipeline_block`` compiled for exactly the types of ``kernel_args`` and
+    C-contiguous, aligned, writable float64 samples (``_specialisation``); None: not looked
+    up yet, False: there is none (the dispatcher is used)."""
 
     # ------------------------------------------------------------------ reach
 
@@ -400,6 +407,7 @@ class GaitPipeline:
         and voisard recordings that tail is at most 2.9 s)."""
         self.robust_params = robust_params
         self._by_rate: dict[float, _Compiled] = {}
+        self._entries: dict[tuple[Any, ...], Callable[..., Any] | bool] = {}
 
     # ------------------------------------------------------------------ state
 
@@ -480,9 +488,25 @@ class GaitPipeline:
         if acc.shape != gyr.shape or acc.ndim != 2 or acc.shape[1] != 3:
             raise ValueError(f"acc {acc.shape} and gyr {gyr.shape} must both be (n, 3)")
         out = PipelineOutput([], [], [], [])
+        if acc.shape[0] <= MAX_BLOCK:  # a chunk is one block, as a rule
+            self._block(state, acc, gyr, out)
+            return out
         for i in range(0, acc.shape[0], MAX_BLOCK):
             self._block(state, acc[i:i + MAX_BLOCK], gyr[i:i + MAX_BLOCK], out)
         return out
+
+    def _specialisation(self, args: tuple[Any, ...]) -> Callable[..., Any] | bool:
+        """``pipeline_block`` compiled for these arguments' types; False if there is none.
+
+        Looked up once per set of types (``_specialisation``).
+        """
+        key = _types_key(args)
+        if key is None:
+            return False
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _specialisation(_kernels.pipeline_block, args) or False
+        return entry
 
     def _kernel_args(self, state: PipelineState, c: _Compiled) -> tuple[Any, ...]:
         """``pipeline_block``'s arguments after the samples.
@@ -491,6 +515,7 @@ class GaitPipeline:
         pipeline.
         """
         if state.kernel_args is None or state.kernel_args[0] is not c:
+            state.kernel_entry = None
             tr, ic, lr, sp, tu = state.transfers, state.icd, state.lr, state.spatial, state.turns
             state.kernel_args = (c, (
                 state.sample_rate_hz, state.projection.z, c.proj_a,
@@ -507,26 +532,40 @@ class GaitPipeline:
                out: PipelineOutput) -> None:
         fs = state.sample_rate_hz
         c = self._compiled(fs)
-        n_lab, n_turns, final = _kernels.pipeline_block(acc, gyr, *self._kernel_args(state, c))
+        args = self._kernel_args(state, c)
+        kernel = state.kernel_entry
+        # samples as ``process`` makes them (C-contiguous float64): the same numba type
+        usual = (acc.flags.aligned and acc.flags.writeable and gyr.flags.aligned
+                 and gyr.flags.writeable)
+        if usual and callable(kernel):
+            n_lab, n_turns, final = kernel(acc, gyr, *args)
+        else:  # numba's dispatcher (compiles or loads the kernel on first use)
+            n_lab, n_turns, final = _kernels.pipeline_block(acc, gyr, *args)
+            if usual and kernel is None:
+                state.kernel_entry = self._specialisation((acc, gyr, *args))
         m = acc.shape[0]
         state.n_seen += m
         state.spatial.n_seen += m
         if n_turns:
             out.turns.extend(self._turns(state, c.turns[:n_turns]))
-        ics: list[tuple[int, str]] = []
-        transfer: set[int] = set()
         if n_lab:
             rows = c.labelled[:n_lab].tolist()
-            ics = [(r[0], SIDES[r[1]]) for r in rows]
-            transfer = {r[0] for r in rows if r[2]}
-        heading = state.spatial.heading  # ring; every IC given here is still in it
-        turned = [math.degrees(heading[i & (heading.shape[0] - 1)]) for i, _ in ics]
-        asm = self.bouts.process(state.bouts, ics, final, fs, transfer, turned)
-        if asm.steps:
-            out.steps.extend(self._release(state, asm.steps, asm.stops))
-        for closed in asm.closed:
-            out.bouts.append(self._bout(state, closed))
-        if asm.closed or len(state.sums) > 1:  # chains closed: their sums are done
+            heading = state.spatial.heading  # ring; every IC given here is still in it
+            mask = heading.shape[0] - 1
+            asm = self.bouts.process(
+                state.bouts, [(r[0], SIDES[r[1]]) for r in rows], final, fs,
+                {r[0] for r in rows if r[2]}, [math.degrees(heading[r[0] & mask]) for r in rows])
+        elif self.bouts.nothing_due(state.bouts, final, fs):
+            asm = None  # no IC and no decision due: the assembler would change nothing
+        else:
+            asm = self.bouts.process(state.bouts, [], final, fs, (), ())
+        if asm is not None:
+            if asm.steps:
+                out.steps.extend(self._release(state, asm.steps, asm.stops))
+            for closed in asm.closed:
+                out.bouts.append(self._bout(state, closed))
+        if (asm is not None and asm.closed) or len(state.sums) > 1:
+            # chains closed: their sums are done
             for k in [k for k in state.sums if k < state.bouts.next_bout]:
                 del state.sums[k]
         # a window is final once its steps are, and the turns ending in it are known
@@ -605,16 +644,22 @@ class GaitPipeline:
 
     def _acc_v(self, state: PipelineState, lo: int, hi: int) -> FloatArray:
         """Vertical acceleration [lo, hi) clipped to the stream so far."""
-        lo, hi = max(lo, 0, state.n_seen - state.acc_v.shape[0]), min(hi, state.n_seen)
+        ring = state.acc_v
+        size = ring.shape[0]
+        lo, hi = max(lo, 0, state.n_seen - size), min(hi, state.n_seen)
         if hi <= lo:
             return np.zeros(0)
-        return state.acc_v[ring_indices(state.acc_v, hi, hi - lo)].astype(np.float64)
+        start, end = lo & (size - 1), hi & (size - 1)
+        if start < end:  # one stretch of the ring, else two
+            return ring[start:end].astype(np.float64)
+        return np.concatenate((ring[start:], ring[:end]), dtype=np.float64)
 
     def _params(self, state: PipelineState, steps: list[list[Any]], lo: int, hi: int,
-                ) -> GaitParameters:
+                n_steps: int) -> GaitParameters:
         """Parameters of a window's ``steps`` (bout-contiguous) with signal range [lo, hi).
 
-        Regularity uses at most the last ``regularity_max_s`` of the range.
+        Regularity uses at most the last ``regularity_max_s`` of the range; ``n_steps``: how
+        many of ``steps`` are the window's own (the others are context before it).
         """
         fs = state.sample_rate_hz
         n = len(steps)
@@ -635,7 +680,7 @@ class GaitPipeline:
             stride_length = 2.0 * float(np.mean(hampel(sl))) if sl.size else math.nan
             speed = stride_length * cadence / 120.0
         return GaitParameters(
-            n_steps=n, cadence_spm=cadence, step_time_s=step_mean,
+            n_steps=n_steps, cadence_spm=cadence, step_time_s=step_mean,
             stride_time_s=stride_mean, stride_time_cv_pct=cv, step_time_asymmetry_pct=asym,
             step_regularity=reg[0], stride_regularity=reg[1],
             stride_length_m=stride_length, walking_speed_mps=speed,
@@ -711,10 +756,10 @@ class GaitPipeline:
             if inside:
                 before = [s for s in state.steps if s[0] < lo and s[2] == inside[0][2]]
                 ctx = before[-2:] + inside
-            params = self._params(state, ctx, max(lo, 0), hi)
+            params = self._params(state, ctx, max(lo, 0), hi, len(inside))
             n_turns = sum(1 for t in state.recent_turns if lo <= t[1] < hi)
-            out.append(WindowResult(start_us, self.window_s, len(inside) >= 3,
-                                    _with_n(params, len(inside)), n_turns))
+            out.append(WindowResult(start_us, self.window_s, len(inside) >= 3, params,
+                                    n_turns))
             state.open_window = start_us + w_us
             state.window_end = first_sample_at(state.t0_us, state.sample_rate_hz,
                                                state.open_window + w_us)
@@ -722,7 +767,38 @@ class GaitPipeline:
         return out
 
 
-def _with_n(p: GaitParameters, n: int) -> GaitParameters:
-    return GaitParameters(n, p.cadence_spm, p.step_time_s, p.stride_time_s,
-                          p.stride_time_cv_pct, p.step_time_asymmetry_pct, p.step_regularity,
-                          p.stride_regularity, p.stride_length_m, p.walking_speed_mps)
+def _specialisation(kernel: Any, args: tuple[Any, ...]) -> Callable[..., Any] | None:
+    """``kernel``'s compiled specialisation for exactly the numba types of ``args``.
+
+    Calling it directly skips the dispatcher's per-call typing of every argument (the
+    pipeline kernel takes 44: 5-12 us per call with 200 patients' states). Numba's
+    dispatcher keeps each compiled overload under the tuple of its argument types and calls
+    its ``entry_point`` once it has typed the arguments; None when there is no overload for
+    exactly these types (the dispatcher is then used, and converts or compiles). Typing the
+    arguments here costs ~1 ms, hence ``GaitPipeline._specialisation`` caches the answer.
+    """
+    try:
+        result = kernel.overloads.get(tuple(typeof(a) for a in args))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    entry = getattr(result, "entry_point", None)
+    return entry if callable(entry) else None
+
+
+def _types_key(args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """What the numba types of ``args`` depend on, found cheaply.
+
+    For arrays their dtype, number of dimensions, layout, writability and alignment;
+    floats are float64. None if an argument is neither (its type may depend on its value).
+    """
+    key: list[Any] = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            f = a.flags
+            key.append((a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable,
+                        f.aligned))
+        elif type(a) is float:
+            key.append(float)
+        else:
+            return None
+    return tuple(key)
