@@ -345,7 +345,6 @@ def seal(body: bytes) -> bytes:
 _unpack_crc = _CRC.unpack_from
 _crc32c = google_crc32c.value
 _ndarray = np.ndarray
-_add_reduce = np.add.reduce  # ``ndarray.sum`` without its Python wrapper
 
 
 def decode_chunk(
@@ -410,13 +409,17 @@ def decode_chunk(
     if not math.isfinite(fs) or fs <= 0:
         raise ChunkError("bad_sample_rate", f"sample rate {fs} Hz is not a positive number")
     samples = _ndarray((n, N_CHANNELS), _SAMPLE_DTYPE, data, id_end)  # read-only view
-    # float64 sum of float32 values: finite exactly when every value is (no overflow)
-    if not math.isfinite(_add_reduce(samples, axis=None, dtype=np.float64)):
-        bad = np.argwhere(~np.isfinite(samples))[0]
-        raise ChunkError(
-            "non_finite",
-            f"sample {bad[0]} channel {CHANNELS[bad[1]]} is {samples[bad[0], bad[1]]}",
-        )
+    # A float32 is inf or NaN when its 8 exponent bits are all 1 (IEEE 754), so the last
+    # byte of its little-endian form (sign and top 7 exponent bits) is 0x7f or 0xff. Values
+    # whose last byte is neither are finite; only those whose last byte is (non-finite, or
+    # finite beyond 1.7e38) are looked at one by one.
+    high = data[id_end + 3 : id_end + n * N_CHANNELS * 4 : 4]
+    if 0x7F in high or 0xFF in high:
+        bad = np.argwhere(~np.isfinite(samples))
+        if bad.size:
+            i, j = bad[0]
+            raise ChunkError(
+                "non_finite", f"sample {i} channel {CHANNELS[j]} is {samples[i, j]}")
     # seq and t0_us are unpacked as int, fs as float
     return _new_chunk(patient_id, device_id, session_id, seq, t0_us, fs, placement_enum,
                       samples, clinic if clinic_id is None else clinic_id, chunk_flags)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from justwalk.wire import (
+    CHANNELS,
     CRC_BYTES,
     HEADER_BYTES,
     KAFKA_HEADER_CLINIC,
@@ -184,6 +185,28 @@ def test_nan_and_inf_are_named_with_sample_and_channel():
         decode_chunk(encode_chunk(c))
     assert e.value.code == "non_finite" and "sample 12" in e.value.reason
     assert "gyr_y" in e.value.reason
+
+
+@pytest.mark.parametrize("bits", [
+    0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001, 0x7FFFFFFF, 0xFFFFFFFF,
+    0x7F7FFFFF, 0xFF7FFFFF, 0x7F000000, 0x7E800000, 0x00000001, 0x80000000, 0x3F800000])
+@pytest.mark.parametrize("where", [(0, 0), (12, 4), (49, 5)])
+def test_every_non_finite_float32_is_named_and_every_finite_one_taken(bits, where):
+    """inf, -inf and NaNs (any payload, either sign) are refused where they are; the
+    largest finite values (whose last byte is that of inf's), subnormals and -0 pass."""
+    c = make()
+    value = np.array([bits], dtype="<u4").view("<f4")[0]
+    c.samples[where] = value
+    data = encode_chunk(c)
+    if np.isfinite(value):
+        d = decode_chunk(data)
+        assert d.samples.view("<u4")[where] == bits
+        np.testing.assert_array_equal(d.samples, c.samples)
+    else:
+        with pytest.raises(ChunkError) as e:
+            decode_chunk(data)
+        assert e.value.code == "non_finite"
+        assert e.value.reason.startswith(f"sample {where[0]} channel {CHANNELS[where[1]]} is ")
 
 
 @pytest.mark.parametrize(
