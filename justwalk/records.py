@@ -33,6 +33,21 @@ from typing import Any, ClassVar, Self
 
 import orjson
 
+_dumps = orjson.dumps
+
+
+def _dict_maker(cls: type[_TopicRecord]) -> Any:
+    """``lambda r: {"kind": KIND, "field": r.field, ...}`` for a record class.
+
+    orjson serialises a slotted dataclass by looking each field up by name (~2 us for a
+    step); a dict literal of attribute reads is built in ~0.6 us and serialised in ~0.6 us,
+    to the same bytes (the same keys in the same order). Generated once per class from its
+    dataclass fields (identifiers), as ``dataclasses`` generates ``__init__``.
+    """
+    items = ", ".join(f"{f.name!r}: r.{f.name}" for f in fields(cls))  # type: ignore[arg-type]
+    code = f"lambda r: {{'kind': kind, {items}}}" if items else "lambda r: {'kind': kind}"
+    return eval(code, {"kind": cls.KIND})  # built from the class's own fields
+
 
 class _TopicRecord:
     """What every record on a gait/alert topic shares: its JSON form with a ``kind``.
@@ -43,15 +58,15 @@ class _TopicRecord:
 
     __slots__ = ()
     KIND: ClassVar[str]
-    _PREFIX: ClassVar[bytes]
 
     def to_json(self) -> bytes:
         """Serialise for Kafka: the record's fields after ``"kind"`` (NaN, if any, as null)."""
-        return self._PREFIX + orjson.dumps(self)[1:]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._PREFIX = b'{"kind":' + orjson.dumps(cls.KIND) + b","
+        cls = type(self)
+        as_dict = cls.__dict__.get("_as_dict")  # the class's own: a subclass has more fields
+        if as_dict is None:
+            as_dict = _dict_maker(cls)
+            cls._as_dict = as_dict  # type: ignore[attr-defined]
+        return _dumps(as_dict(self))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:

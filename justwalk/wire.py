@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
 import re
 import struct
@@ -120,7 +121,9 @@ def header_value(
     headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None, name: str,
 ) -> bytes | None:
     """The value of Kafka header ``name`` (list of pairs or mapping), or None."""
-    items = headers.items() if isinstance(headers, Mapping) else headers
+    # a list of pairs (what aiokafka gives) first: ``isinstance(_, Mapping)`` is an ABC check
+    items = headers if type(headers) is list else (
+        headers.items() if isinstance(headers, Mapping) else headers)
     for key, value in items or ():
         if key == name:
             return value
@@ -145,6 +148,15 @@ def clinic_from_headers(
     value = header_value(headers, KAFKA_HEADER_CLINIC)
     if value is None:
         return None
+    return _clinic(value) if type(value) is bytes else _clinic.__wrapped__(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _clinic(value: bytes) -> str | None:
+    """A clinic header's id, or None if it is not ASCII or not an id.
+
+    Few distinct values: remembered, as ``_ids`` remembers a message's ids.
+    """
     try:
         clinic = value.decode("ascii")
     except UnicodeDecodeError:
@@ -237,6 +249,37 @@ class ImuChunk:
         return dataclasses.replace(self, clinic_id=clinic_id)
 
 
+_CHUNK_FIELDS = ("patient_id", "device_id", "session_id", "sequence", "t0_us",
+                 "sample_rate_hz", "placement", "samples", "clinic_id", "flags")
+if tuple(f.name for f in dataclasses.fields(ImuChunk)) != _CHUNK_FIELDS:
+    raise RuntimeError("ImuChunk's fields changed: update _CHUNK_FIELDS and _new_chunk")
+(_set_patient, _set_device, _set_session, _set_sequence, _set_t0, _set_rate, _set_placement,
+ _set_samples, _set_clinic, _set_flags) = (getattr(ImuChunk, f).__set__ for f in _CHUNK_FIELDS)
+_object_new = object.__new__
+
+
+def _new_chunk(patient_id: str, device_id: str, session_id: str, sequence: int, t0_us: int,
+               sample_rate_hz: float, placement: Placement, samples: npt.NDArray[np.float32],
+               clinic_id: str, flags: ChunkFlags) -> ImuChunk:
+    """``ImuChunk(...)`` for ``decode_chunk``: the same object, built through the slots.
+
+    The frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``;
+    the slots' own setters cost half as much, and decoding is on every chunk's path.
+    """
+    c = _object_new(ImuChunk)
+    _set_patient(c, patient_id)
+    _set_device(c, device_id)
+    _set_session(c, session_id)
+    _set_sequence(c, sequence)
+    _set_t0(c, t0_us)
+    _set_rate(c, sample_rate_hz)
+    _set_placement(c, placement)
+    _set_samples(c, samples)
+    _set_clinic(c, clinic_id)
+    _set_flags(c, flags)
+    return c
+
+
 def _check_id(name: str, value: str, *, allow_empty: bool = False) -> bytes:
     if allow_empty and value == "":
         return b""
@@ -299,7 +342,9 @@ def seal(body: bytes) -> bytes:
     return body + _CRC.pack(google_crc32c.value(body))
 
 
-_add_reduce = np.add.reduce  # ``ndarray.sum`` without its Python wrapper
+_unpack_crc = _CRC.unpack_from
+_crc32c = google_crc32c.value
+_ndarray = np.ndarray
 
 
 def decode_chunk(
@@ -313,15 +358,22 @@ def decode_chunk(
     (``ingest.validation``). ``clinic_id``, when given, replaces the message's own (the
     processor passes the one of the gateway's Kafka header). ``versions`` are the wire
     versions taken (the gateway takes only ``VERSION`` from devices).
+
+    Every chunk of a session carries the same ids, so their checked form is remembered
+    (``_ids``, keyed by the id bytes and their lengths): a chunk whose ids were accepted
+    before skips the four UTF-8 decodes and pattern matches. Ids that fail are not
+    remembered and fail the same way every time.
     """
-    data = bytes(data)
-    if len(data) < HEADER_BYTES:
+    if type(data) is not bytes:
+        data = bytes(data)
+    size = len(data)
+    if size < HEADER_BYTES:
         raise ChunkError(
-            "truncated", f"message has {len(data)} bytes, the header alone needs {HEADER_BYTES}"
+            "truncated", f"message has {size} bytes, the header alone needs {HEADER_BYTES}"
         )
-    if len(data) > MAX_MESSAGE_BYTES:
+    if size > MAX_MESSAGE_BYTES:
         raise ChunkError(
-            "too_large", f"message has {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}"
+            "too_large", f"message has {size} bytes; the limit is {MAX_MESSAGE_BYTES}"
         )
     (magic, version, placement, flags, n, fs, seq, t0_us, lp, ld, ls, lc) = _HEADER.unpack_from(
         data
@@ -330,9 +382,11 @@ def decode_chunk(
         raise ChunkError("bad_magic", f"message starts with {magic!r}, expected {MAGIC!r}")
     if version not in versions:
         raise ChunkError("unsupported_version", _unsupported(version, versions))
+    id_end = HEADER_BYTES + lp + ld + ls + lc
     trailer = 0
     if version == VERSION:
-        _verify_checksum(data, n, lp + ld + ls + lc)
+        if _unpack_crc(data, size - CRC_BYTES)[0] != _crc32c(data[:-CRC_BYTES]):
+            _verify_checksum(data, n, id_end - HEADER_BYTES)  # raises, saying why
         trailer = CRC_BYTES
     placement_enum = _PLACEMENTS.get(placement)
     if placement_enum is None:
@@ -342,20 +396,47 @@ def decode_chunk(
         chunk_flags = _check_flags(flags)
     if not 1 <= n <= MAX_SAMPLES:
         raise ChunkError("bad_sample_count", f"header says {n} samples; allowed 1..{MAX_SAMPLES}")
-    id_end = HEADER_BYTES + lp + ld + ls + lc
     expected = id_end + n * N_CHANNELS * 4 + trailer
-    if len(data) != expected:
-        kind = "truncated" if len(data) < expected else "sample_count_mismatch"
+    if size != expected:
+        kind = "truncated" if size < expected else "sample_count_mismatch"
         raise ChunkError(
             kind,
             f"header says {n} samples ({expected} bytes in all) but the message has "
-            f"{len(data)} bytes",
+            f"{size} bytes",
         )
+    # the four id lengths (the header's last bytes) and the ids
+    patient_id, device_id, session_id, clinic = _ids(data[HEADER_BYTES - 4 : id_end])
+    if not math.isfinite(fs) or fs <= 0:
+        raise ChunkError("bad_sample_rate", f"sample rate {fs} Hz is not a positive number")
+    samples = _ndarray((n, N_CHANNELS), _SAMPLE_DTYPE, data, id_end)  # read-only view
+    # A float32 is inf or NaN when its 8 exponent bits are all 1 (IEEE 754), so the last
+    # byte of its little-endian form (sign and top 7 exponent bits) is 0x7f or 0xff. Values
+    # whose last byte is neither are finite; only those whose last byte is (non-finite, or
+    # finite beyond 1.7e38) are looked at one by one.
+    high = data[id_end + 3 : id_end + n * N_CHANNELS * 4 : 4]
+    if 0x7F in high or 0xFF in high:
+        bad = np.argwhere(~np.isfinite(samples))
+        if bad.size:
+            i, j = bad[0]
+            raise ChunkError(
+                "non_finite", f"sample {i} channel {CHANNELS[j]} is {samples[i, j]}")
+    # seq and t0_us are unpacked as int, fs as float
+    return _new_chunk(patient_id, device_id, session_id, seq, t0_us, fs, placement_enum,
+                      samples, clinic if clinic_id is None else clinic_id, chunk_flags)
+
+
+@functools.lru_cache(maxsize=8192)
+def _ids(key: bytes) -> tuple[str, str, str, str]:
+    """The ids of a message from its four id lengths and id bytes, checked.
+
+    Remembered for the 8,192 most recent id sets (one per streaming session; ~0.6 KB
+    each); a ``ChunkError`` is not remembered.
+    """
     try:
         raw_ids = []
-        offset = HEADER_BYTES
-        for length in (lp, ld, ls, lc):
-            raw_ids.append(data[offset : offset + length].decode("ascii"))
+        offset = 4
+        for length in key[:4]:
+            raw_ids.append(key[offset : offset + length].decode("ascii"))
             offset += length
     except UnicodeDecodeError:
         raise ChunkError("bad_id", "ids must be ASCII") from None
@@ -364,29 +445,7 @@ def decode_chunk(
                         ("session_id", session_id)):
         _check_id(name, value)
     _check_id("clinic_id", clinic, allow_empty=True)
-    if not math.isfinite(fs) or fs <= 0:
-        raise ChunkError("bad_sample_rate", f"sample rate {fs} Hz is not a positive number")
-    samples = np.frombuffer(data, dtype=_SAMPLE_DTYPE, count=n * N_CHANNELS, offset=id_end)
-    samples = samples.reshape(n, N_CHANNELS)
-    # float64 sum of float32 values: finite exactly when every value is (no overflow)
-    if not math.isfinite(_add_reduce(samples, axis=None, dtype=np.float64)):
-        bad = np.argwhere(~np.isfinite(samples))[0]
-        raise ChunkError(
-            "non_finite",
-            f"sample {bad[0]} channel {CHANNELS[bad[1]]} is {samples[bad[0], bad[1]]}",
-        )
-    return ImuChunk(
-        patient_id=patient_id,
-        device_id=device_id,
-        session_id=session_id,
-        sequence=int(seq),
-        t0_us=int(t0_us),
-        sample_rate_hz=float(fs),
-        placement=placement_enum,
-        samples=samples,
-        clinic_id=clinic if clinic_id is None else clinic_id,
-        flags=chunk_flags,
-    )
+    return patient_id, device_id, session_id, clinic
 
 
 _PLACEMENTS = {int(p): p for p in Placement}

@@ -25,12 +25,15 @@ def test_warm_up_fills_the_cache_directory_it_is_given_with_every_kernel_the_cor
     code = (
         "import runpy; runpy.run_module('justwalk.warmup', run_name='__main__');"
         "import numba, justwalk.gait._kernels as g, justwalk.falls._frontend as f;"
-        "print(','.join(f'{m.__name__}.{k}' for m in (g, f) for k, v in vars(m).items()"
-        " if isinstance(v, numba.core.registry.CPUDispatcher) and not v.signatures))"
+        "import justwalk.falls._advance as a;"
+        "print(','.join(f'{m.__name__}.{k}' for m in (g, f, a) for k, v in vars(m).items()"
+        " if isinstance(v, numba.core.registry.CPUDispatcher) and not v.signatures));"
+        "print(' '.join(str(t.dtype) + ('-ro' if not t.mutable else '')"
+        " for t in (sig[0] for sig in a.advance.signatures)))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=300, check=True)
-    ready, never_line = out.stdout.splitlines()
+    ready, never_line, advance_samples = out.stdout.splitlines()
     assert ready.startswith("compiled kernels ready in ")
     index = {p.name.split(".")[0] for p in (tmp_path / "cache").rglob("*.nbi")}
     # the gait pipeline's block kernel and the fall front end's reduction, at least
@@ -38,16 +41,19 @@ def test_warm_up_fills_the_cache_directory_it_is_given_with_every_kernel_the_cor
     assert any(name.startswith("_frontend") for name in index), index
     never = set(filter(None, never_line.strip().split(",")))
     # what the processor's path calls from Python: the pipeline's block kernel (and
-    # a window's values, nothing else from pipeline.py), step lengths, the fall front
-    # end's two kernels
+    # a window's values, nothing else from pipeline.py), step lengths, the fall monitor's
+    # per-chunk kernel and its candidate scan
     pipeline_calls = {w.split("(")[0] for w in
                       (ROOT / "justwalk/gait/pipeline.py").read_text().split("_kernels.")[1:]
                       if "(" in w.split()[0]}
     assert pipeline_calls == {"pipeline_block", "window_values"}, pipeline_calls
     called = {"justwalk.gait._kernels.pipeline_block", "justwalk.gait._kernels.step_length",
               "justwalk.gait._kernels.window_values",
-              "justwalk.falls._frontend._reduce", "justwalk.falls._frontend._next_candidate"}
+              "justwalk.falls._advance.advance", "justwalk.falls._frontend._next_candidate"}
     assert not (never & called), sorted(never & called)
+    # the fall monitor's kernel for the wire's read-only float32 samples (what decode_chunk
+    # gives the processor), not only for the float64 samples warm_up feeds
+    assert "float32-ro" in advance_samples.split(), advance_samples
 
 
 def test_the_image_compiles_the_kernels_as_its_user_into_its_home() -> None:

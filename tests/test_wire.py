@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import numpy as np
 import pytest
 
 from justwalk.wire import (
+    CHANNELS,
     CRC_BYTES,
     HEADER_BYTES,
+    KAFKA_HEADER_CLINIC,
     MAX_SAMPLES,
     VERSION,
     ChunkError,
     ChunkFlags,
     ImuChunk,
     Placement,
+    clinic_from_headers,
     decode_chunk,
     encode_chunk,
     frame_upload,
@@ -49,6 +53,62 @@ def test_round_trip_is_exact():
     np.testing.assert_array_equal(d.samples, c.samples)
     assert d.end_us - d.t0_us == 500_000
     assert d.acc_mps2.shape == (50, 3) and d.gyr_radps.shape == (50, 3)
+
+
+def test_a_decoded_chunk_is_the_chunk_the_constructor_makes():
+    """``decode_chunk`` builds the chunk through its slots; it is the same object, frozen,
+    with every field of the same type, and the samples a read-only view of the message."""
+    c = make(clinic_id="clinic-a", flags=ChunkFlags.LAST)
+    data = encode_chunk(c)
+    d = decode_chunk(data)
+    built = ImuChunk(**{f.name: getattr(d, f.name) for f in dataclasses.fields(ImuChunk)})
+    assert d == built and repr(d) == repr(built)
+    assert [type(getattr(d, f.name)) for f in dataclasses.fields(ImuChunk)] == [
+        str, str, str, int, int, float, Placement, np.ndarray, str, ChunkFlags]
+    assert d.samples.dtype == np.float32 and d.samples.shape == (50, 6)
+    assert not d.samples.flags.writeable and d.samples.flags.c_contiguous
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.sequence = 8  # type: ignore[misc]
+    other = decode_chunk(data, clinic_id="clinic-b")
+    assert other == dataclasses.replace(d, clinic_id="clinic-b", samples=other.samples)
+    np.testing.assert_array_equal(other.samples, c.samples)
+
+
+def test_ids_accepted_before_do_not_let_changed_ids_through():
+    """Checked ids are remembered by their bytes and lengths: the same bytes cut at other
+    lengths are other ids, and a changed id is checked again."""
+    data = encode_chunk(make(clinic_id="clinic-a"))
+    first = decode_chunk(data)
+    assert decode_chunk(data).patient_id == first.patient_id == "pt-001"
+    moved = bytearray(data)
+    moved[HEADER_BYTES - 4] += 1  # patient id one byte longer, device id one shorter
+    moved[HEADER_BYTES - 3] -= 1
+    d = decode_chunk(reseal(moved))
+    assert (d.patient_id, d.device_id, d.session_id) == ("pt-001d", "ev-001",
+                                                          "2026-11-24T08:00")
+    for bad, reason in ((b" ", "'pt 001'"), (b"\xe9", "ASCII")):
+        changed = bytearray(data)
+        changed[HEADER_BYTES + 2] = bad[0]
+        for _ in range(2):  # a refused id is refused every time
+            with pytest.raises(ChunkError) as e:
+                decode_chunk(reseal(changed))
+            assert e.value.code == "bad_id" and reason in e.value.reason
+    empty = bytearray(data)
+    empty[HEADER_BYTES - 4] = 0  # no patient id: the bytes now start the device id
+    empty[HEADER_BYTES - 3] += 6
+    with pytest.raises(ChunkError, match="bad_id: patient_id ''"):
+        decode_chunk(reseal(empty))
+
+
+def test_the_clinic_header_is_checked_every_time():
+    assert clinic_from_headers([(KAFKA_HEADER_CLINIC, b"clinic-a")]) == "clinic-a"
+    assert clinic_from_headers({KAFKA_HEADER_CLINIC: b"clinic-a"}) == "clinic-a"
+    assert clinic_from_headers([(KAFKA_HEADER_CLINIC, bytearray(b"clinic-a"))]) == "clinic-a"
+    for bad in (b"clinic a", b"clinic-\xe9", b"", b"a\n"):
+        assert clinic_from_headers([(KAFKA_HEADER_CLINIC, bad)]) is None
+        assert clinic_from_headers([(KAFKA_HEADER_CLINIC, bad)]) is None
+    assert clinic_from_headers([("other", b"clinic-a")]) is None
+    assert clinic_from_headers(None) is None
 
 
 def test_compact_size():
@@ -125,6 +185,28 @@ def test_nan_and_inf_are_named_with_sample_and_channel():
         decode_chunk(encode_chunk(c))
     assert e.value.code == "non_finite" and "sample 12" in e.value.reason
     assert "gyr_y" in e.value.reason
+
+
+@pytest.mark.parametrize("bits", [
+    0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001, 0x7FFFFFFF, 0xFFFFFFFF,
+    0x7F7FFFFF, 0xFF7FFFFF, 0x7F000000, 0x7E800000, 0x00000001, 0x80000000, 0x3F800000])
+@pytest.mark.parametrize("where", [(0, 0), (12, 4), (49, 5)])
+def test_every_non_finite_float32_is_named_and_every_finite_one_taken(bits, where):
+    """inf, -inf and NaNs (any payload, either sign) are refused where they are; the
+    largest finite values (whose last byte is that of inf's), subnormals and -0 pass."""
+    c = make()
+    value = np.array([bits], dtype="<u4").view("<f4")[0]
+    c.samples[where] = value
+    data = encode_chunk(c)
+    if np.isfinite(value):
+        d = decode_chunk(data)
+        assert d.samples.view("<u4")[where] == bits
+        np.testing.assert_array_equal(d.samples, c.samples)
+    else:
+        with pytest.raises(ChunkError) as e:
+            decode_chunk(data)
+        assert e.value.code == "non_finite"
+        assert e.value.reason.startswith(f"sample {where[0]} channel {CHANNELS[where[1]]} is ")
 
 
 @pytest.mark.parametrize(

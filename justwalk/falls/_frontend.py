@@ -73,19 +73,34 @@ def _reduce(x: FloatArray, start: int, partial: FloatArray, ring: Float32Array,
     sample not consumed and the number of blocks completed. With ``check``, returns (-1, 0)
     without touching anything if a sample of ``x[start:]`` is not finite.
     """
+    if check and not _all_finite(x, start):
+        return -1, 0
+    return _reduce_rows(x, start, partial, ring, n_blocks, b, dt, max_new)
+
+
+@njit(cache=True)
+def _all_finite(x: FloatArray | Float32Array, start: int) -> bool:
+    for i in range(start, x.shape[0]):
+        for j in range(6):
+            if not np.isfinite(x[i, j]):
+                return False
+    return True
+
+
+@njit(cache=True)
+def _reduce_rows(x: FloatArray | Float32Array, start: int, partial: FloatArray,
+                 ring: Float32Array, n_blocks: int, b: int, dt: float, max_new: int,
+                 ) -> tuple[int, int]:
+    """``_reduce`` without the check (the body both kernels share)."""
     n = x.shape[0]
-    if check:
-        for i in range(start, n):
-            for j in range(6):
-                if not np.isfinite(x[i, j]):
-                    return -1, 0
     cap = ring.shape[0]
     n_new = 0
     c = int(partial[N_COLUMNS])
     i = start
     while i < n and n_new < max_new:
-        ax, ay, az = x[i, 0], x[i, 1], x[i, 2]
-        gx, gy, gz = x[i, 3], x[i, 4], x[i, 5]
+        # float64 arithmetic whatever the samples' type (the wire's float32 widens exactly)
+        ax, ay, az = np.float64(x[i, 0]), np.float64(x[i, 1]), np.float64(x[i, 2])
+        gx, gy, gz = np.float64(x[i, 3]), np.float64(x[i, 4]), np.float64(x[i, 5])
         a = np.sqrt(ax * ax + ay * ay + az * az)
         w = np.sqrt(gx * gx + gy * gy + gz * gz)
         if c == 0 or a > partial[AMAX]:  # the first maximum, as argmax

@@ -3,9 +3,10 @@
 The two detectors read the same block summaries (``BlockFrontEnd``: per-block maxima,
 posture) and the same steps, so the monitor computes them once per chunk, in a ring sized
 to the longer of the two detectors' histories, and lets each detector judge its candidates
-on them. Candidates (local maxima of ``|a|`` above a detector's gate) are found by a
-compiled scan of the ring (``_frontend._next_candidate``); only a candidate whose look-ahead
-is complete costs Python work (its features and decision, ``CandidateDetector.judge``).
+on them. A chunk's reduction to block rows, the step bookkeeping and the search for
+candidates (local maxima of ``|a|`` above a detector's gate) run as one compiled call
+(``_advance.advance``); only a candidate whose look-ahead is complete costs Python work
+(its features and decision, ``CandidateDetector.judge``).
 
 Steps come from the gait pass. The stream processor runs ``GaitPipeline.process`` on a chunk
 first and passes the device times of the steps it released (``[s.t_us for s in
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from justwalk.falls import _advance
 from justwalk.falls._fall import FallDetector
 from justwalk.falls._frontend import (
     N_COLUMNS,
@@ -38,6 +40,7 @@ from justwalk.falls._frontend import (
     ROW_DTYPE,
     STEPS_CAPACITY,
     BlockFrontEnd,
+    FloatArray,
     FrontEndState,
     _next_candidate,
     _samples,
@@ -50,6 +53,7 @@ from justwalk.state_format import StateFormatError, array_bytes, array_from, che
 STATE_VERSION = 1
 """Format of ``FallMonitorState.pack``."""
 _NO_STEPS = np.zeros(0, dtype=np.int64)
+_WIRE_DTYPE = np.dtype(np.float32)
 
 
 @dataclass(slots=True)
@@ -119,6 +123,8 @@ class _Rate:
     scans: tuple[tuple[CandidateDetector[Any], float, int, int], ...]
     """(detector, gate, look-ahead blocks, peak half-window blocks), near-fall first."""
     perturbation_us: int
+    constants: FloatArray
+    """The same constants as ``_advance.advance`` reads them (``_advance.RATE_FIELDS``)."""
 
 
 class FallMonitor:
@@ -140,6 +146,7 @@ class FallMonitor:
         self.front = BlockFrontEnd(history_s=max(self.near_fall.history_s,
                                                  self.fall.history_s))
         self._rates: dict[float, _Rate] = {}
+        _advance.compile_for_wire()
 
     def initial_state(self) -> FallMonitorState:
         """State before any data."""
@@ -156,10 +163,18 @@ class FallMonitor:
             def blocks(seconds: float) -> int:
                 return round(seconds / block_s)  # as _features.n_blocks
 
-            rate = _Rate(b, self.front.capacity(fs), self.front.piece_blocks(fs), tuple(
+            scans = tuple(
                 (det, det.gate_acc_mps2, blocks(det.lookahead_s), blocks(det.peak_half_window_s))
-                for det in (self.near_fall, self.fall)),
-                round(self.near_fall.perturbation_half_s * 1e6))
+                for det in (self.near_fall, self.fall))
+            perturbation_us = round(self.near_fall.perturbation_half_s * 1e6)
+            (_, gate0, ahead0, half0), (_, gate1, ahead1, half1) = scans
+            constants = _advance.rate_array({
+                "block_samples": b, "dt_s": 1.0 / fs, "piece_blocks": self.front.piece_blocks(fs),
+                "block_us": b * 1e6 / fs, "gate_near_mps2": gate0, "gate_fall_mps2": gate1,
+                "ahead_near": ahead0, "ahead_fall": ahead1, "half_near": half0,
+                "half_fall": half1, "sample_rate_hz": fs, "perturbation_us": perturbation_us})
+            rate = _Rate(b, self.front.capacity(fs), self.front.piece_blocks(fs), scans,
+                         perturbation_us, constants)
             self._rates[fs] = rate
         return rate
 
@@ -178,8 +193,13 @@ class FallMonitor:
         Raises ``ValueError`` for malformed input and for a step that comes after a verdict
         that could have read it (see the module docstring).
         """
-        x = _samples(samples)
-        rate = self._rate(sample_rate_hz)
+        if (type(samples) is np.ndarray and samples.dtype == _WIRE_DTYPE
+                and samples.ndim == 2 and samples.shape[1] == 6
+                and samples.flags.c_contiguous):
+            x = samples  # the wire's float32: the kernel widens it (not copied to float64)
+        else:
+            x = _samples(samples)
+        rate = self._rates.get(sample_rate_hz) or self._rate(sample_rate_hz)
         front = state.front
         n = x.shape[0]
         new_segment = front.sample_rate_hz != sample_rate_hz or (n > 0 and abs(
@@ -188,34 +208,41 @@ class FallMonitor:
         if isinstance(steps_us, (list, tuple)) and not steps_us:
             steps = _NO_STEPS
         else:
-            steps = np.asarray(steps_us, dtype=np.int64).reshape(-1)
+            steps = np.ascontiguousarray(steps_us, dtype=np.int64).reshape(-1)
+        check_steps = False  # in the kernel, for a chunk that continues the segment
+        if new_segment:
             if steps.size:
                 self._check_steps(state, steps, new_segment, rate)
-        if new_segment:
             if not np.isfinite(x).all():
                 raise ValueError("samples must be finite")
             self.front.reset(front, t0_us, sample_rate_hz)
             state.near_fall.next_candidate = state.fall.next_candidate = 0
         elif front.rows.shape[0] != rate.capacity:
+            if steps.size:
+                self._check_steps(state, steps, new_segment, rate)
             self.front.fit(front)
-        if steps.size and steps[0] < front.segment_t0_us:  # of an earlier segment
-            steps = steps[steps >= front.segment_t0_us]
+        else:
+            check_steps = steps.size > 0
         events: list[FallEvent] = []
-        b_us = rate.block_samples * 1e6 / sample_rate_hz
-        pos = 0
-        i_step = 0
+        near, fall = state.near_fall, state.fall
+        pos = i_step = 0
         while True:
-            pos = self.front.reduce(front, x, pos, rate.piece_blocks, rate.block_samples)
-            # the ring holds blocks from here on; older steps are never read
-            front.drop_steps_before(front.segment_t0_us + round(
-                (front.n_blocks - rate.capacity) * b_us))
-            if i_step < steps.size:
-                j = int(np.searchsorted(steps, front.segment_t0_us
-                                        + round(front.n_blocks * b_us)))
-                front.add_steps(steps[i_step:j])
-                i_step = j
-            self._scan(state, rate, events)
-            if pos >= n:
+            start = pos
+            (pos, front.n_blocks, front.n_steps, i_step, near.next_candidate,
+             fall.next_candidate, status) = _advance.advance(
+                x, pos, front.partial, front.rows, front.n_blocks, front.steps_us,
+                front.n_steps, steps, i_step, front.segment_t0_us, rate.constants,
+                near.next_candidate, fall.next_candidate, check_steps)
+            if status < 0:  # nothing changed
+                if status == _advance.BAD_STEPS:
+                    self._check_steps(state, steps, new_segment, rate)
+                    raise RuntimeError("the step checks of advance and _check_steps differ")
+                raise ValueError("samples must be finite")
+            check_steps = False
+            front.n_samples += pos - start
+            if status == _advance.PENDING:
+                self._scan(state, rate, events)
+            if status == _advance.DONE or pos >= n:
                 break
         if i_step < steps.size:
             front.add_steps(steps[i_step:])
